@@ -1,0 +1,293 @@
+"""Cloud credentials and endpoints -> fsspec storage options.
+
+Two sources: the standard environment variables (AWS_*, AZURE_STORAGE_*, STORAGE_EMULATOR_HOST) and saved
+Prefect storage blocks (S3Bucket, GcsBucket, AzureBlobStorageContainer, LocalFileSystem, RemoteFileSystem).
+Also `redact`, which strips secrets from any text headed for a user.
+
+No cloud SDK is imported here: blocks are recognised by class name, and Prefect is imported only to load a
+block by its slug.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from dbnd_prefect.errors import ConfigError
+
+S3_PROTOCOLS = ("s3", "s3a")
+GCS_PROTOCOLS = ("gs", "gcs")
+AZURE_PROTOCOLS = ("az", "abfs", "abfss")
+CLOUD_PROTOCOLS = S3_PROTOCOLS + GCS_PROTOCOLS + AZURE_PROTOCOLS
+
+# Environment variables whose values are secrets wherever they show up.
+_SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET", "AZURE_STORAGE_CONNECTION_STRING",
+)
+_known_secrets: set[str] = set()  # secret values seen in loaded blocks, redacted wherever they appear
+_secrets_lock = threading.Lock()
+
+
+# --- environment ------------------------------------------------------------------------------------------
+
+
+def storage_options_from_env(protocol: str) -> dict[str, Any]:
+    """fsspec options for `protocol` taken from the standard environment variables ({} when none apply).
+
+    The backends read most variables themselves; what is returned here is what they do not read, plus the
+    endpoint or connection string, so that file systems built for different endpoints are not confused.
+    """
+    if protocol in S3_PROTOCOLS:
+        # botocore (and so s3fs) reads AWS_ENDPOINT_URL too; passed explicitly it also keys the cache.
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return {"endpoint_url": endpoint} if endpoint else {}
+    if protocol in GCS_PROTOCOLS:
+        endpoint = gcs_emulator_endpoint()
+        # An emulator takes no credentials; without token="anon" gcsfs would look for Google ones.
+        return {"endpoint_url": endpoint, "token": "anon"} if endpoint else {}
+    if protocol in AZURE_PROTOCOLS:
+        connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        return {"connection_string": connection_string} if connection_string else {}
+    return {}
+
+
+def gcs_emulator_endpoint() -> str | None:
+    """The GCS emulator URL from STORAGE_EMULATOR_HOST, or None when talking to Google."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if host in ("", "default"):
+        return None
+    # gcsfs probes an emulator for hierarchical namespaces (~60 s per bucket) unless told not to at import.
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    return host if host.startswith(("http://", "https://")) else f"http://{host}"
+
+
+def register_cloud_options() -> None:
+    """Register environment-derived options for every cloud protocol with the targets file system registry.
+
+    Options are computed when a file system is built, so environment changes take effect after
+    `clear_filesystem_cache()`.  Replaces options registered earlier for these protocols.
+    """
+    from dbnd_prefect.targets.filesystem import register_storage_options
+
+    for protocol in CLOUD_PROTOCOLS:
+        register_storage_options(protocol, functools.partial(storage_options_from_env, protocol))
+
+
+# --- Prefect blocks ---------------------------------------------------------------------------------------
+
+
+def storage_options_from_block(block: Any) -> tuple[str, str, dict[str, Any]]:
+    """(protocol, base URI, fsspec options) for a loaded Prefect storage block.
+
+    Supported: S3Bucket (AwsCredentials or MinIOCredentials), GcsBucket (GcpCredentials),
+    AzureBlobStorageContainer (AzureBlobStorageCredentials), LocalFileSystem, RemoteFileSystem.
+    """
+    kinds = {cls.__name__ for cls in type(block).__mro__}
+    for kind, convert in _BLOCK_CONVERTERS.items():
+        if kind in kinds:
+            return convert(block)
+    raise ConfigError(
+        f"storage block of type '{type(block).__name__}' cannot be used as data storage",
+        hint="use an S3Bucket, GcsBucket, AzureBlobStorageContainer, LocalFileSystem or RemoteFileSystem block",
+    )
+
+
+def load_block_storage(slug: str) -> tuple[str, str, dict[str, Any]]:
+    """Load a saved block by slug ('s3-bucket/my-data') and return `storage_options_from_block` of it."""
+    from prefect.blocks.core import Block
+
+    if "/" not in slug:
+        raise ConfigError(
+            f"storage block '{slug}' is not a block slug",
+            hint="write it as BLOCK-TYPE/NAME, e.g. s3-bucket/my-data (see `prefect block ls`)",
+        )
+    try:
+        block = Block.load(slug)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"storage block '{slug}' could not be loaded: {redact(str(exc))}",
+            hint="check the name with `prefect block ls` and install the block's integration "
+                 "(prefect-aws, prefect-gcp or prefect-azure)",
+        ) from None
+    return storage_options_from_block(block)
+
+
+def register_block_options(block: Any) -> str:
+    """Use a block's credentials for every URI of its protocol; return the block's base URI."""
+    from dbnd_prefect.targets.filesystem import register_storage_options
+
+    protocol, base_uri, options = storage_options_from_block(block)
+    if protocol != "file":
+        register_storage_options(protocol, options)
+    return base_uri
+
+
+def _join(protocol: str, bucket: str, folder: str | None) -> str:
+    folder = (folder or "").strip("/")
+    return f"{protocol}://{bucket}/{folder}" if folder else f"{protocol}://{bucket}"
+
+
+def _secret(value: Any) -> Any:
+    """The plain value of a pydantic SecretStr/SecretDict (remembered for redaction), or `value` itself."""
+    if value is None:
+        return None
+    plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    with _secrets_lock:
+        if isinstance(plain, str) and len(plain) >= 6:
+            _known_secrets.add(plain)
+        elif isinstance(plain, dict) and isinstance(plain.get("private_key"), str):
+            _known_secrets.add(plain["private_key"])
+    return plain
+
+
+def _s3_bucket(block: Any) -> tuple[str, str, dict[str, Any]]:
+    creds = block.credentials
+    kinds = {cls.__name__ for cls in type(creds).__mro__}
+    options: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    if "MinIOCredentials" in kinds:
+        options["key"] = creds.minio_root_user
+        options["secret"] = _secret(creds.minio_root_password)
+    else:
+        if getattr(creds, "assume_role_arn", None):
+            raise ConfigError(
+                f"S3Bucket '{block.bucket_name}': AwsCredentials with assume_role_arn are not supported "
+                "for data targets",
+                hint="configure the role in an AWS profile (role_arn, source_profile) and set profile_name",
+            )
+        options["key"] = creds.aws_access_key_id
+        options["secret"] = _secret(creds.aws_secret_access_key)
+        options["token"] = _secret(creds.aws_session_token)
+        options["profile"] = creds.profile_name
+    if creds.region_name:
+        client_kwargs["region_name"] = creds.region_name
+    params = creds.aws_client_parameters
+    if params.endpoint_url:
+        options["endpoint_url"] = params.endpoint_url
+    if not params.use_ssl:
+        options["use_ssl"] = False
+    if params.verify is False:
+        client_kwargs["verify"] = False
+    elif params.verify_cert_path:
+        client_kwargs["verify"] = str(params.verify_cert_path)
+    if params.config:
+        options["config_kwargs"] = dict(params.config)
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    options = {k: v for k, v in options.items() if v is not None}
+    return "s3", _join("s3", block.bucket_name, block.bucket_folder), options
+
+
+def _gcs_bucket(block: Any) -> tuple[str, str, dict[str, Any]]:
+    creds = block.gcp_credentials
+    options: dict[str, Any] = {}
+    endpoint = gcs_emulator_endpoint()
+    if endpoint:
+        options.update(endpoint_url=endpoint, token="anon")
+    elif creds.service_account_info is not None:
+        options["token"] = dict(_secret(creds.service_account_info))
+    elif creds.service_account_file is not None:
+        options["token"] = str(creds.service_account_file)
+    else:
+        options["token"] = "google_default"
+    if creds.project:
+        options["project"] = creds.project
+    return "gs", _join("gs", block.bucket, block.bucket_folder), options
+
+
+def _azure_container(block: Any) -> tuple[str, str, dict[str, Any]]:
+    creds = block.credentials
+    options: dict[str, Any] = {}
+    if creds.connection_string is not None:
+        options["connection_string"] = _secret(creds.connection_string)
+    elif creds.account_url:
+        host = urlsplit(creds.account_url).hostname or ""
+        path_name = urlsplit(creds.account_url).path.strip("/")
+        if host.endswith(".core.windows.net"):
+            options["account_name"] = host.split(".", 1)[0]
+        else:  # a custom host with the account in the path (an emulator or private endpoint)
+            options["account_name"] = path_name
+            options["account_host"] = urlsplit(creds.account_url).netloc
+        if creds.client_id and creds.tenant_id and creds.client_secret is not None:
+            options.update(
+                client_id=creds.client_id, tenant_id=creds.tenant_id, client_secret=_secret(creds.client_secret)
+            )
+        # otherwise adlfs falls back to DefaultAzureCredential, as the block does
+    return "az", _join("az", block.container_name, block.base_folder), options
+
+
+def _local_filesystem(block: Any) -> tuple[str, str, dict[str, Any]]:
+    base = os.path.abspath(os.path.expanduser(block.basepath)) if block.basepath else os.getcwd()
+    return "file", base, {}
+
+
+def _remote_filesystem(block: Any) -> tuple[str, str, dict[str, Any]]:
+    basepath = block.basepath.rstrip("/")
+    protocol = basepath.split("://", 1)[0] if "://" in basepath else "file"
+    settings = dict(block.settings or {})
+    for key, value in settings.items():
+        settings[key] = _secret(value) if hasattr(value, "get_secret_value") else value
+    return protocol, basepath, settings
+
+
+_BLOCK_CONVERTERS = {
+    "S3Bucket": _s3_bucket,
+    "GcsBucket": _gcs_bucket,
+    "AzureBlobStorageContainer": _azure_container,
+    "LocalFileSystem": _local_filesystem,
+    "RemoteFileSystem": _remote_filesystem,
+}
+
+
+# --- redaction --------------------------------------------------------------------------------------------
+
+_MASK = "***"
+_SECRET_NAMES = (
+    r"aws_secret_access_key|secret_access_key|aws_session_token|session_token|secret|password|passwd|"
+    r"account_?key|client_secret|sas_token|private_key|private_key_id|refresh_token|access_token|token|"
+    r"credential|sharedaccesssignature|signature|sig|x-amz-signature|x-amz-security-token|x-amz-credential"
+)
+_PATTERNS = [
+    # PEM blocks (GCP service-account keys), also with escaped newlines as in JSON
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), _MASK),
+    # Authorization headers: Bearer/SharedKey/AWS4-HMAC-SHA256 ...
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,}]+"), r"\1" + _MASK),
+    # name=value / "name": "value" / name: value for secret-looking names (connection strings, URLs, dicts)
+    (
+        re.compile(rf"(?i)(\b(?:{_SECRET_NAMES})['\"]?\s*[=:]\s*['\"]?)([^'\"\s;&,}}\]]+)"),
+        r"\1" + _MASK,
+    ),
+    # passwords in URL user info
+    (re.compile(r"(://[^/@:\s]+:)[^/@\s]+@"), r"\1" + _MASK + "@"),
+    # AWS access key ids
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), _MASK),
+    # bare 40-char AWS-style secret keys (mixed case or with / +, so hex digests are left alone)
+    (re.compile(r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z/+])[A-Za-z0-9/+]{40}"
+                r"(?![A-Za-z0-9/+=])"), _MASK),
+]
+
+
+def redact(text: str) -> str:
+    """`text` with credentials removed: secret keys, tokens, passwords, AccountKey=, SAS signatures,
+    private keys, and any secret value currently in the environment or in a loaded block."""
+    text = str(text)
+    literals = {os.environ.get(name, "") for name in _SECRET_ENV}
+    with _secrets_lock:
+        literals |= _known_secrets
+    for literal in sorted((s for s in literals if len(s) >= 6), key=len, reverse=True):
+        text = text.replace(literal, _MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def safe_error_text(exc: BaseException, limit: int = 300) -> str:
+    """One line naming the exception type and its message, redacted and shortened, for a user message."""
+    line = redact(" ".join(str(exc).split()))
+    line = line[:limit] + "..." if len(line) > limit else line
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

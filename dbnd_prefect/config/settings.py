@@ -1,0 +1,139 @@
+"""Typed views of a config: the `run` section, environment profiles, task sections and their checks."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from dbnd_prefect.config.model import ConfigValue, DbndConfig, display_value
+from dbnd_prefect.errors import ConfigError
+
+BUILTIN_ENV = "local"
+
+
+class RunSettings(BaseModel):
+    """The validated `run` section (with the active environment profile applied)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_root: str = "data"
+    env: str = BUILTIN_ENV
+    modules: list[str] = []
+    task_version: str | None = None
+    verify: Literal["fast", "full"] = "fast"
+    input_fingerprint: Literal["fast", "content"] = "fast"
+    api_url: str | None = None
+    work_pool: str | None = None
+
+    @field_validator("modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        # From env/--set the list arrives as text: "pkg.a, pkg.b".
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("task_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+RUN_KEYS: tuple[str, ...] = tuple(RunSettings.model_fields)
+
+
+def suggest(name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """A "; did you mean 'x'?" suffix naming the closest valid name, or an empty string."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def known_envs(config: DbndConfig) -> list[str]:
+    """Environment profile names: built-in `local` plus every `[env.NAME]` section."""
+    names = {section[len("env.") :] for section in config.sections() if section.startswith("env.")}
+    return sorted({BUILTIN_ENV, *(name for name in names if "." not in name)})
+
+
+def active_env(config: DbndConfig) -> str:
+    """The environment profile selected by `run.env` (default `local`); unknown -> ConfigError."""
+    chosen = config.get_value("run", "env")
+    name = BUILTIN_ENV if chosen is None else str(chosen.value)
+    known = known_envs(config)
+    if name not in known:
+        where = f" (from {chosen.source})" if chosen else ""
+        raise ConfigError(
+            f"unknown environment {name!r}{where}{suggest(name, known)}",
+            hint=f"known profiles: {', '.join(known)}; define others as [env.NAME] tables",
+        )
+    return name
+
+
+def env_section(config: DbndConfig, name: str) -> dict[str, ConfigValue]:
+    """Values of environment profile `name` (`local` exists even when not configured)."""
+    known = known_envs(config)
+    if name not in known:
+        raise ConfigError(
+            f"unknown environment {name!r}{suggest(name, known)}",
+            hint=f"known profiles: {', '.join(known)}; define others as [env.NAME] tables",
+        )
+    return config.section(f"env.{name}")
+
+
+def run_settings(config: DbndConfig) -> RunSettings:
+    """The validated `run` section; unknown keys and bad values -> ConfigError naming their source.
+
+    Keys of the active profile that are run settings (data_root, api_url, work_pool, ...) replace
+    the `run` value unless that came from a higher layer: `[env.prod] data_root` beats
+    `[run] data_root` from the same file, but not `--set run.data_root=...`.
+    """
+    values = dict(config.section("run"))
+    for key, found in values.items():
+        if key not in RUN_KEYS:
+            raise ConfigError(
+                f"unknown key run.{key} at {found.source}{suggest(key, RUN_KEYS)}",
+                hint=f"valid run keys: {', '.join(RUN_KEYS)}",
+            )
+    profile = active_env(config)
+    for key, found in config.section(f"env.{profile}").items():
+        if key in RUN_KEYS and key != "env":
+            current = values.get(key)
+            if current is None or found.rank >= current.rank:
+                values[key] = found
+    try:
+        return RunSettings(**{key: found.value for key, found in values.items()})
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = str(first["loc"][0])
+        found = values[key]
+        shown = display_value(key, found.value)
+        raise ConfigError(
+            f"invalid run.{key} = {shown} at {found.source}: {first['msg']}",
+            hint=f"fix the value at {found.source}",
+        ) from None
+
+
+def task_values(config: DbndConfig, task_name: str) -> dict[str, ConfigValue]:
+    """Configured values for one task: the `task` section (all tasks) under the task's own section.
+
+    A task's own value beats a `task` value from the same or a lower layer; a `task` value from a
+    higher layer (e.g. `--set task.x=1`) beats the task's file value.
+    """
+    merged = dict(config.section("task"))
+    for key, found in config.section(task_name).items():
+        current = merged.get(key)
+        if current is None or found.rank >= current.rank:
+            merged[key] = found
+    return merged
+
+
+def check_task_section(config: DbndConfig, task_name: str, valid_params: list[str]) -> None:
+    """Raise ConfigError for a key in section `task_name` that is not one of `valid_params`."""
+    for key, found in config.section(task_name).items():
+        if key not in valid_params:
+            valid = ", ".join(valid_params) if valid_params else "none"
+            raise ConfigError(
+                f"unknown parameter {task_name}.{key} at {found.source}{suggest(key, valid_params)}",
+                hint=f"parameters of {task_name}: {valid}",
+            )

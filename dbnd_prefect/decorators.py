@@ -1,0 +1,331 @@
+"""`@task` and `@pipeline`: typed functions as Prefect tasks and flows, and how calls are wired.
+
+A call to a task
+- inside a pipeline submits it to the pipeline's task runner and returns `OutputRef`s at once,
+  so independent branches run concurrently and outputs pass in memory;
+- inside a task or a plain Prefect flow runs it there and returns its value;
+- anywhere else (script, notebook, test) runs it as a one-task flow and returns its value.
+A pipeline is a Prefect flow; called inside another pipeline it is a nested flow.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from typing import Any, Callable, Mapping, Sequence, TypeVar, overload
+
+import prefect
+from prefect.context import FlowRunContext, TaskRunContext
+
+from dbnd_prefect import registry
+from dbnd_prefect.errors import ParameterError
+from dbnd_prefect.execution import check_required, run_task_body
+from dbnd_prefect.handoff import handed_off, take_back
+from dbnd_prefect.outputs import OutputRef, TaskOutputs
+from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
+from dbnd_prefect.runtime import RunContext, current_run, ensure_run, interactive_settings
+from dbnd_prefect.wiring import PipelineScope, current_scope, resolve_refs
+
+F = TypeVar("F", bound=Callable[..., Any])
+RESERVED_KEYS = frozenset({"task_version"})
+
+
+def _loose_signature(func: Callable[..., Any], specs: Sequence[ParamSpec]) -> inspect.Signature:
+    """The function's signature with data parameters typed as `str` (a path or URI).
+
+    Prefect builds a flow's parameter schema (UI forms, deployment overrides) from this, and a data
+    parameter arrives from there as a location.
+    """
+    sig = inspect.signature(func)
+    by_name = {s.name: s for s in specs}
+    params = []
+    for p in sig.parameters.values():
+        spec = by_name.get(p.name)
+        if spec is not None and spec.is_data:
+            p = p.replace(annotation=str)
+        elif spec is not None:
+            p = p.replace(annotation=spec.annotation)
+        params.append(p)
+    return sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
+class _Callable:
+    """What tasks and pipelines share: specs, configuration binding and the undecorated function."""
+
+    func: Callable[..., Any]
+    name: str
+    params: list[ParamSpec]
+
+    def _init_specs(self, func: Callable[..., Any], name: str | None) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.params = param_specs(func)
+        self.param_map = {p.name: p for p in self.params}
+        self.task_id = f"{func.__module__}.{func.__qualname__}"
+        self._signature = inspect.signature(func)
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], run: RunContext | None) -> dict[str, Any]:
+        """Parameter values for one call: --override > call site > configuration > default."""
+        try:
+            explicit = self._signature.bind_partial(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise ParameterError(
+                f"{self.name}(): {exc}", hint=f"parameters are {[p.name for p in self.params]}"
+            ) from None
+        configured: Mapping[str, Any] = run.task_section(self.name) if run else {}
+        overrides: Mapping[str, Any] = run.overrides_for(self.name) if run else {}
+        values: dict[str, Any] = {}
+        for spec in self.params:
+            if spec.name in overrides:
+                value = overrides[spec.name].value
+            elif spec.name in explicit:
+                value = explicit[spec.name]
+            elif spec.name in configured:
+                value = configured[spec.name].value
+            elif not spec.required:
+                value = spec.default
+            else:
+                continue
+            values[spec.name] = coerce(self.name, spec, value)
+        check_required(self.name, self.params, values)
+        return values
+
+    def call_function(self, arguments: Mapping[str, Any]) -> Any:
+        """Call the undecorated function, honouring positional-only parameters."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for p in self._signature.parameters.values():
+            if p.name in arguments:
+                if p.kind == p.POSITIONAL_ONLY:
+                    args.append(arguments[p.name])
+                else:
+                    kwargs[p.name] = arguments[p.name]
+        return self.func(*args, **kwargs)
+
+
+class DbndTask(_Callable):
+    """A typed function run as a Prefect task, with its outputs written to typed targets."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        result: str | Sequence[str] | None = None,
+        task_version: str | None = None,
+        output_formats: Mapping[str, str] | str | None = None,
+        non_significant: Sequence[str] = (),
+        **prefect_options: Any,
+    ) -> None:
+        self._init_specs(func, prefect_options.pop("name", None))
+        if isinstance(output_formats, str):
+            names = [o.name for o in output_specs(func, result)]
+            output_formats = {n: output_formats for n in names}
+        self.outputs = output_specs(func, result, output_formats)
+        self.task_version = None if task_version is None else str(task_version)
+        unknown = set(non_significant) - set(self.param_map)
+        if unknown:
+            raise ParameterError(f"@task {self.name}: non_significant names unknown parameters {sorted(unknown)}")
+        self.non_significant = frozenset(non_significant)
+        self._code_fingerprint: str | None = None
+        self._variants: dict[Any, prefect.Task] = {}
+        self._variants_lock = threading.Lock()
+
+        from dbnd_prefect.versioning.policy import SignaturePolicy
+
+        loose = _loose_signature(func, self.params)
+
+        def body(*args: Any, **kwargs: Any) -> TaskOutputs:
+            return run_task_body(self, dict(loose.bind(*args, **kwargs).arguments))
+
+        body.__signature__ = loose  # type: ignore[attr-defined]
+        for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
+            setattr(body, attr, getattr(func, attr, None))
+        self.prefect_task = prefect.Task(
+            fn=body, name=self.name, cache_policy=SignaturePolicy(self), persist_result=True, **prefect_options
+        )
+        functools.update_wrapper(self, func)
+        registry.register(self)
+
+    @property
+    def code_fingerprint(self) -> str:
+        if self._code_fingerprint is None:
+            from dbnd_prefect.versioning.fingerprint import fingerprint_code
+
+            self._code_fingerprint = fingerprint_code(self.func)
+        return self._code_fingerprint
+
+    def task_version_for(self, run: RunContext | None) -> str | None:
+        if run is None:
+            return self.task_version
+        configured = run.task_section(self.name).get("task_version")
+        if configured is not None:
+            from dbnd_prefect.runtime import _resolve_version
+
+            return _resolve_version(configured.value)
+        return run.task_version or self.task_version
+
+    def signature_for(self, inputs: Mapping[str, Any], run: RunContext | None) -> Any:
+        """The signature of a run of this task with these (unloaded) inputs."""
+        from dbnd_prefect.versioning.signature import compute_signature, fingerprint_input
+
+        full = bool(run and run.config.get("run", "input_fingerprint", "fast") == "content")
+        fingerprints = {
+            name: fingerprint_input(self.param_map.get(name), value, full)
+            for name, value in inputs.items()
+            if name not in self.non_significant
+        }
+        return compute_signature(
+            self.task_id, self.code_fingerprint, fingerprints, self.task_version_for(run), run.env if run else "local"
+        )
+
+    def prefect_for(self, run: RunContext) -> prefect.Task:
+        """The Prefect task that keeps its cache records beside this run's data."""
+        key = id(run.result_storage)
+        variant = self._variants.get(key)
+        if variant is None:
+            with self._variants_lock:
+                variant = self._variants.get(key)
+                if variant is None:
+                    variant = self.prefect_task.with_options(result_storage=run.result_storage)
+                    self._variants = {key: variant}  # one run's storage at a time is what is ever used
+        return variant
+
+    def _wrap_outputs(self, future: Any) -> Any:
+        refs = [OutputRef(future, o.name) for o in self.outputs]
+        if len(refs) == 1:
+            return refs[0]
+        ret = self._signature.return_annotation
+        if isinstance(ret, type) and issubclass(ret, tuple) and hasattr(ret, "_fields") \
+                and list(ret._fields) == [o.name for o in self.outputs]:
+            return ret(*refs)
+        return tuple(refs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        scope = current_scope()
+        if TaskRunContext.get() is None and scope is not None and FlowRunContext.get() is not None:
+            run = current_run()
+            arguments = self.bind(args, kwargs, run)
+            future = self.prefect_for(run).submit(**arguments)
+            scope.add(self, future)
+            return self._wrap_outputs(future)
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            with ensure_run() as run:
+                arguments = self.bind(args, kwargs, run)
+                return self.prefect_for(run)(**arguments).value()
+        return self.as_pipeline()(*args, **kwargs)
+
+    @functools.cached_property
+    def _single_task_pipeline(self) -> "DbndPipeline":
+        task = self
+
+        def run_one(*args: Any, **kwargs: Any) -> Any:
+            return task(*args, **kwargs)
+
+        run_one.__signature__ = self._signature.replace(return_annotation=inspect.Signature.empty)  # type: ignore
+        for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
+            setattr(run_one, attr, getattr(self.func, attr, None))
+        run_one.__annotations__ = {k: v for k, v in getattr(self.func, "__annotations__", {}).items() if k != "return"}
+        return DbndPipeline(run_one, name=self.name, _register=False)
+
+    def as_pipeline(self) -> "DbndPipeline":
+        """This task as a flow of its own: what a top-level call or `dbnd run TASK` runs."""
+        return self._single_task_pipeline
+
+    def __repr__(self) -> str:
+        return f"<dbnd task {self.name}>"
+
+
+class DbndPipeline(_Callable, prefect.Flow):
+    """A function that wires tasks, run as a Prefect flow."""
+
+    def __init__(self, func: Callable[..., Any], *, _register: bool = True, **prefect_options: Any) -> None:
+        self._init_specs(func, prefect_options.get("name"))
+        loose = _loose_signature(func, self.params)
+        pipeline = self
+
+        def body(*args: Any, **kwargs: Any) -> Any:
+            arguments = {k: take_back(v) for k, v in loose.bind(*args, **kwargs).arguments.items()}
+            return pipeline._run_body(arguments)
+
+        body.__signature__ = loose  # type: ignore[attr-defined]
+        for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
+            setattr(body, attr, getattr(func, attr, None))
+        prefect_options.setdefault("name", self.name)
+        prefect_options.setdefault("validate_parameters", False)
+        prefect_options.setdefault("persist_result", False)
+        prefect.Flow.__init__(self, fn=body, **prefect_options)
+        functools.update_wrapper(self, func, updated=())
+        if _register:
+            registry.register(self)
+
+    def _run_body(self, arguments: dict[str, Any]) -> Any:
+        with ensure_run() as run:
+            arguments = self.bind((), arguments, run)
+            arguments = {name: self._as_target(name, value) for name, value in arguments.items()}
+            with PipelineScope.enter() as scope:
+                returned = self.call_function(arguments)
+                scope.wait_all()
+                value = resolve_refs(returned)
+            run.task_runs.extend(scope.summaries())
+            return value
+
+    def _as_target(self, name: str, value: Any) -> Any:
+        from dbnd_prefect.targets import Target
+
+        spec = self.param_map.get(name)
+        if spec is not None and spec.is_data and isinstance(value, str) and spec.type_key != "pathlib.Path":
+            options = {"format": spec.data.format} if spec.data and spec.data.format else {}
+            return Target(value, **options)
+        return value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Run the pipeline and return its real values."""
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            arguments = {k: resolve_refs(v) for k, v in self._signature.bind_partial(*args, **kwargs).arguments.items()}
+            with handed_off(_locations(arguments)) as passed:
+                return prefect.Flow.__call__(self, **passed)
+        with ensure_run() as run:
+            arguments = self.bind(args, kwargs, run)
+            with handed_off(_locations(arguments)) as passed, interactive_settings():
+                return prefect.Flow.__call__(self, **passed)
+
+    def __repr__(self) -> str:
+        return f"<dbnd pipeline {self.name}>"
+
+
+def _locations(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    from dbnd_prefect.targets import Target
+
+    return {k: (v.uri if isinstance(v, Target) else v) for k, v in arguments.items()}
+
+
+@overload
+def task(func: F) -> DbndTask: ...
+@overload
+def task(func: None = None, **options: Any) -> Callable[[F], DbndTask]: ...
+def task(func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Make a typed function a task: `@task` or `@task(result="train, test", task_version="2", retries=2)`.
+
+    Options: `result` (output names), `task_version`, `output_formats` (a format, or one per output),
+    `non_significant` (parameters left out of the signature), and Prefect task options (name, tags,
+    retries, retry_delay_seconds, timeout_seconds, log_prints, ...).
+    """
+    if func is None:
+        return lambda f: DbndTask(f, **options)
+    return DbndTask(func, **options)
+
+
+@overload
+def pipeline(func: F) -> DbndPipeline: ...
+@overload
+def pipeline(func: None = None, **options: Any) -> Callable[[F], DbndPipeline]: ...
+def pipeline(func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Make a function that wires tasks a pipeline (a Prefect flow): `@pipeline` or `@pipeline(name=...)`.
+
+    Prefect flow options pass through (name, description, retries, timeout_seconds, log_prints,
+    task_runner, ...).
+    """
+    if func is None:
+        return lambda f: DbndPipeline(f, **options)
+    return DbndPipeline(func, **options)

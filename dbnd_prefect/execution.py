@@ -1,0 +1,185 @@
+"""What happens inside one task run: load inputs, call the function, write outputs and manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
+
+from dbnd_prefect.errors import DbndError, ParameterError, TargetError
+from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
+from dbnd_prefect.params import ParamSpec, split_outputs
+
+if TYPE_CHECKING:
+    from dbnd_prefect.decorators import DbndTask
+    from dbnd_prefect.runtime import RunContext
+
+
+def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
+    """The value a task function receives for one parameter."""
+    from dbnd_prefect.targets import Target
+
+    if isinstance(value, OutputRef):
+        value = value.result()
+    elif isinstance(value, TaskOutputs):
+        value = value.value()
+    if spec is None or not spec.is_data:
+        return value
+    if spec.type_key == "dbnd_prefect.Target":
+        return value if isinstance(value, Target) or value is None else Target(value, **_target_options(spec))
+    if isinstance(value, Target):
+        target = value
+    elif isinstance(value, (str, os.PathLike)) and not (spec.type_key == "pathlib.Path" and spec.data is None
+                                                        and _is_local_path(value)):
+        if spec.type_key in ("dict", "list") and isinstance(value, str) and value.lstrip()[:1] in "{[":
+            return value  # JSON text already coerced upstream; keep as given
+        target = Target(value, **_target_options(spec))
+    else:
+        return value
+    if spec.type_key == "pathlib.Path":
+        return target.local_path()
+    try:
+        return target.load(spec.type_key)
+    except DbndError as exc:
+        raise type(exc)(f"task '{task_name}', parameter '{spec.name}': {exc.message}", hint=exc.hint) from None
+
+
+def _is_local_path(value: Any) -> bool:
+    from dbnd_prefect.targets import split_uri
+
+    return split_uri(value)[0] == "file"
+
+
+def _target_options(spec: ParamSpec) -> dict[str, Any]:
+    if spec.data is None:
+        return {}
+    return {"format": spec.data.format, "load_options": dict(spec.data.load_options) or None}
+
+
+def output_dir(run: "RunContext", task_name: str, signature: Any) -> str:
+    """`{root}/{env}/{date}/{task}/{task}_{signature}`: readable, and unique per signature."""
+    return "/".join([run.data_root.rstrip("/"), run.env, run.run_date.isoformat(), task_name,
+                     f"{task_name}_{signature.short}"])
+
+
+def write_outputs(
+    task: "DbndTask", run: "RunContext", signature: Any, values: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Write each non-None output to its typed target; on any failure remove what this call wrote."""
+    from dbnd_prefect.targets import Target, default_format_for, type_key
+
+    folder = output_dir(run, task.name, signature)
+    written: list[Any] = []
+    infos: dict[str, dict[str, Any]] = {}
+    try:
+        for spec in task.outputs:
+            value = values[spec.name]
+            if value is None:
+                continue
+            key = type_key(value)
+            fmt = spec.format or run.config.get("formats", key) or default_format_for(key)
+            from dbnd_prefect.targets import get_format
+
+            ext = get_format(fmt).extensions[0]
+            target = Target(f"{folder}/{spec.name}{ext}", format=fmt)
+            info = dict(target.save(value))
+            written.append(target)
+            info["type_key"] = key
+            info["store_version"] = target.fingerprint()
+            infos[spec.name] = info
+    except Exception:
+        for target in written:
+            try:
+                target.fs.rm(target.path)
+            except Exception:
+                pass
+        raise
+    return infos
+
+
+def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
+    """The function Prefect runs for a dbnd task."""
+    from prefect.context import TaskRunContext
+
+    from dbnd_prefect.runtime import current_run
+    from dbnd_prefect.targets import Target
+    from dbnd_prefect.versioning.manifest import MANIFEST_NAME, build_manifest
+    from dbnd_prefect.versioning.policy import take_signature
+
+    run = current_run()
+    if run is None:
+        raise RuntimeError(f"task '{task.name}' ran outside a dbnd run")
+    started = dt.datetime.now(dt.timezone.utc)
+    task_ctx = TaskRunContext.get()
+    task_run_id = task_ctx.task_run.id if task_ctx else None
+    signature = take_signature(task_run_id) if task_run_id else None
+    if signature is None:
+        signature = task.signature_for(arguments, run)
+
+    specs = task.param_map
+    loaded = {name: load_input(task.name, specs.get(name), value) for name, value in arguments.items()}
+    returned = task.call_function(loaded)
+    values = split_outputs(task.name, task.outputs, returned)
+    infos = write_outputs(task, run, signature, values)
+
+    folder = output_dir(run, task.name, signature)
+    manifest_uri = f"{folder}/{MANIFEST_NAME}"
+    flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else None
+    manifest = build_manifest(
+        task_name=task.name,
+        signature=signature,
+        inputs=_describe_inputs(task, arguments, signature),
+        parameters={n: v for n, v in arguments.items() if not (specs.get(n) and specs[n].is_data)},
+        outputs=infos,
+        flow_run_id=flow_run_id,
+        task_run_id=str(task_run_id) if task_run_id else None,
+        started=started,
+        ended=dt.datetime.now(dt.timezone.utc),
+        command_line=run.command_line,
+        cwd=os.getcwd(),
+    )
+    Target(manifest_uri, format="json").save(manifest)
+    stored = {
+        name: StoredOutput(uri=i["uri"], format=i["format"], type_key=i["type_key"], checksum=i.get("checksum"),
+                           bytes=i.get("bytes"))
+        for name, i in infos.items()
+    }
+    outputs = TaskOutputs(task.name, signature.digest, [s.name for s in task.outputs], stored, manifest_uri, values)
+    return outputs
+
+
+def _describe_inputs(task: "DbndTask", arguments: Mapping[str, Any], signature: Any) -> list[dict[str, Any]]:
+    from dbnd_prefect.targets import Target
+
+    described = []
+    for name, value in arguments.items():
+        spec = task.param_map.get(name)
+        if spec is None or not spec.is_data:
+            continue
+        entry: dict[str, Any] = {"name": name, "fingerprint": signature.params.get(name)}
+        if isinstance(value, OutputRef) and isinstance(value.source, TaskOutputs):
+            src = value.source
+            entry.update(producer_task=src.task_name, producer_signature=src.signature, output=value.name)
+            if value.name in src.stored:
+                entry["uri"] = src.stored[value.name].uri
+        elif isinstance(value, Target):
+            entry["uri"] = value.uri
+        elif isinstance(value, (str, pathlib.PurePath)):
+            entry["uri"] = str(value)
+        else:
+            entry["uri"] = None
+        described.append(entry)
+    return described
+
+
+def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[str, Any]) -> None:
+    missing = [s.name for s in specs if s.required and s.name not in arguments]
+    if missing:
+        raise ParameterError(
+            f"task '{task_name}' is missing required parameter(s) {missing}",
+            hint=f"pass them in the call or with --set {task_name}.{missing[0]}=VALUE",
+        )
+
+
+__all__ = ["load_input", "run_task_body", "output_dir", "check_required", "TargetError"]

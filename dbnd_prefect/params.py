@@ -1,0 +1,264 @@
+"""A function signature seen as typed parameters and named outputs, and string coercion.
+
+This is where a parameter is classified as *data* (a value that may arrive as a path or URI and
+is loaded by format) or *simple* (parsed from a string), and where a return annotation becomes
+output names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import inspect
+import json
+import os
+import pathlib
+import typing
+from typing import Any, Callable, Mapping, Sequence
+
+from dbnd_prefect.errors import OutputError, ParameterError
+
+# Type keys (see targets.formats.type_key) that are loaded from a path or URI when given one.
+DATA_TYPE_KEYS = frozenset(
+    {"pandas.DataFrame", "pandas.Series", "numpy.ndarray", "dict", "list", "pyspark.DataFrame"}
+)
+SIMPLE_TYPES: tuple[type, ...] = (bool, int, float, str, dt.date, dt.datetime)
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Marks a parameter or output as data and sets its format and options.
+
+    Use it inside `typing.Annotated`: `Annotated[str, Data()]` loads a text file into a `str`;
+    `Annotated[DataFrame, Data(format="csv", load_options={"sep": ";"})]` forces the format.
+    """
+
+    format: str | None = None
+    load_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    save_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of a task or pipeline."""
+
+    name: str
+    annotation: Any
+    type_key: str
+    default: Any
+    kind: inspect._ParameterKind
+    is_data: bool
+    data: Data | None
+    significant: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    def describe_type(self) -> str:
+        return self.type_key if self.annotation is not inspect.Parameter.empty else "any"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """One named output of a task."""
+
+    name: str
+    annotation: Any
+    type_key: str
+    format: str | None = None
+
+
+def _unwrap_annotated(annotation: Any) -> tuple[Any, Data | None]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        marker = next((e for e in extras if isinstance(e, Data)), None)
+        return base, marker
+    return annotation, None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def annotation_type_key(annotation: Any) -> str:
+    """The registry key of an annotation: 'pandas.DataFrame', 'int', 'dict', 'object'..."""
+    from dbnd_prefect.targets import type_key
+
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return "object"
+    annotation = _unwrap_optional(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is not None:
+        annotation = origin
+    if isinstance(annotation, type):
+        if annotation is pathlib.PurePath or issubclass(annotation, pathlib.PurePath):
+            return "pathlib.Path"
+        return type_key(annotation)
+    return "object"
+
+
+def _is_target_annotation(annotation: Any) -> bool:
+    from dbnd_prefect.targets import Target
+
+    return isinstance(annotation, type) and issubclass(annotation, Target)
+
+
+def param_specs(func: Callable[..., Any]) -> list[ParamSpec]:
+    """Typed parameter specs of `func`, resolving string annotations."""
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # unresolvable forward refs: fall back to raw annotations
+        hints = {}
+    specs = []
+    for p in inspect.signature(func).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        raw = hints.get(p.name, p.annotation)
+        base, marker = _unwrap_annotated(raw)
+        base = _unwrap_optional(base)
+        key = "dbnd_prefect.Target" if _is_target_annotation(base) else annotation_type_key(base)
+        is_data = marker is not None or key in DATA_TYPE_KEYS or key in ("pathlib.Path", "dbnd_prefect.Target")
+        specs.append(
+            ParamSpec(
+                name=p.name, annotation=base, type_key=key, default=p.default, kind=p.kind,
+                is_data=is_data, data=marker,
+            )
+        )
+    return specs
+
+
+def _parse_result_names(result: str | Sequence[str] | None) -> list[str] | None:
+    if result is None:
+        return None
+    names = [n.strip() for n in result.split(",")] if isinstance(result, str) else [str(n) for n in result]
+    if not all(n.isidentifier() for n in names) or len(set(names)) != len(names):
+        raise OutputError(f"result={result!r} must be distinct identifiers such as 'train, test'")
+    return names
+
+
+def output_specs(
+    func: Callable[..., Any], result: str | Sequence[str] | None = None, formats: Mapping[str, str] | None = None
+) -> list[OutputSpec]:
+    """Named outputs of `func` from `result=`, a NamedTuple or Tuple return annotation, or 'result'."""
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:
+        hints = {}
+    ret = hints.get("return", inspect.signature(func).return_annotation)
+    ret, marker = _unwrap_annotated(ret)
+    names = _parse_result_names(result)
+    formats = dict(formats or {})
+
+    element_types: list[Any] | None = None
+    if isinstance(ret, type) and issubclass(ret, tuple) and hasattr(ret, "_fields"):
+        if names is None:
+            names = list(ret._fields)
+        element_types = [typing.get_type_hints(ret).get(f, Any) for f in ret._fields]
+    elif typing.get_origin(ret) in (tuple, typing.Tuple):
+        args = [a for a in typing.get_args(ret) if a is not Ellipsis]
+        if args and not (len(typing.get_args(ret)) == 2 and typing.get_args(ret)[1] is Ellipsis):
+            element_types = args
+            if names is None:
+                names = [f"result_{i}" for i in range(1, len(args) + 1)]
+
+    if names is None:
+        names = ["result"]
+        element_types = [ret]
+    if element_types is None or len(element_types) != len(names):
+        element_types = [ret if len(names) == 1 else Any] * len(names)
+
+    unknown = set(formats) - set(names)
+    if unknown:
+        raise OutputError(f"output_formats names {sorted(unknown)} which are not outputs; outputs are {names}")
+    specs = []
+    for name, tp in zip(names, element_types):
+        tp, m = _unwrap_annotated(tp)
+        fmt = formats.get(name) or (m.format if m else None) or (marker.format if marker and len(names) == 1 else None)
+        specs.append(OutputSpec(name=name, annotation=tp, type_key=annotation_type_key(tp), format=fmt))
+    return specs
+
+
+def split_outputs(task_name: str, specs: Sequence[OutputSpec], value: Any) -> dict[str, Any]:
+    """Map a task's return value onto its declared outputs, or raise OutputError saying why not."""
+    names = [s.name for s in specs]
+    if len(specs) == 1:
+        return {names[0]: value}
+    if isinstance(value, Mapping):
+        missing, extra = set(names) - set(value), set(value) - set(names)
+        if missing or extra:
+            raise OutputError(
+                f"task '{task_name}' returned a dict with keys {sorted(value)}, but its outputs are {names}",
+                hint="return exactly these keys or change result=",
+            )
+        return {n: value[n] for n in names}
+    if isinstance(value, (tuple, list)) and len(value) == len(names):
+        return dict(zip(names, value))
+    got = f"{type(value).__name__} of length {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
+    raise OutputError(
+        f"task '{task_name}' declares {len(names)} outputs {names} but returned a {got}",
+        hint="return a tuple with one value per output, or change result= / the return annotation",
+    )
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def coerce(task_name: str, spec: ParamSpec, value: Any) -> Any:
+    """Parse a string (from config, env or the CLI) into the parameter's declared type.
+
+    Non-string values, and data parameters given a path, are returned unchanged: data is
+    loaded later, inside the task run.
+    """
+    if not isinstance(value, str):
+        if spec.type_key == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    key = spec.type_key
+
+    def fail(expected: str) -> ParameterError:
+        return ParameterError(
+            f"parameter '{task_name}.{spec.name}' expects {expected}, got {value!r}",
+            hint=f"pass e.g. --set {task_name}.{spec.name}=<{expected}>",
+        )
+
+    try:
+        if key == "bool":
+            low = value.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise fail("a boolean (true/false)")
+        if key == "int":
+            return int(value.strip())
+        if key == "float":
+            return float(value.strip())
+        if key == "datetime.datetime":
+            return dt.datetime.fromisoformat(value.strip())
+        if key == "datetime.date":
+            return dt.date.fromisoformat(value.strip())
+        if key in ("dict", "list") and value.lstrip()[:1] in ("{", "["):
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict if key == "dict" else list):
+                raise fail(f"a JSON {key}")
+            return parsed
+        if key == "pathlib.Path" and not spec.is_data:
+            return pathlib.Path(value)
+    except ParameterError:
+        raise
+    except (ValueError, json.JSONDecodeError):
+        names = {"int": "an integer", "float": "a number", "datetime.datetime": "an ISO datetime",
+                 "datetime.date": "an ISO date (YYYY-MM-DD)"}
+        raise fail(names.get(key, f"a {key}")) from None
+    return value
+
+
+def looks_like_location(value: Any) -> bool:
+    """True when a value given to a data parameter names a file rather than holding data."""
+    return isinstance(value, (str, os.PathLike))

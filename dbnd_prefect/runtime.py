@@ -1,0 +1,163 @@
+"""The run in effect: configuration, environment, data root and version override.
+
+A `RunContext` is made once per top-level call (a script, a notebook cell, `dbnd run`, or a
+deployment's flow run) and shared by every task and nested pipeline inside it, so that
+configuration and storage are resolved once per run, never once per task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import datetime as dt
+import os
+import pathlib
+import uuid
+from typing import Any, Iterator
+
+from dbnd_prefect.targets import normalize_uri, split_uri
+
+RECORDS_DIR = ".dbnd/prefect-records"
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a task run needs to know about the run it belongs to."""
+
+    config: Any
+    env: str
+    data_root: str
+    run_date: dt.date
+    task_version: str | None
+    verify: str
+    run_uid: str
+    result_storage: Any
+    records_uri: str
+    command_line: list[str] | None = None
+    task_runs: list[Any] = dataclasses.field(default_factory=list)
+
+    def task_section(self, task_name: str) -> dict[str, Any]:
+        """Configured values for a task's parameters: its own section over `[task]`, by layer."""
+        from dbnd_prefect.config import task_values
+
+        return task_values(self.config, task_name)
+
+    def overrides_for(self, task_name: str) -> dict[str, Any]:
+        return self.config.overrides_for(task_name)
+
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("dbnd_run", default=None)
+
+
+_last: RunContext | None = None
+
+
+def last_run() -> RunContext | None:
+    """The most recent run started and finished in this process."""
+    return _last
+
+
+def last_run_summary(run: RunContext | None = None) -> str:
+    """Human-readable lines: each task run's state and where its outputs were written."""
+    run = run or _last
+    if run is None:
+        return "no run yet"
+    lines = [f"run {run.run_uid} (env {run.env}, data root {run.data_root})"]
+    for entry in run.task_runs:
+        lines.append(f"  {entry['task']}: {entry['state']}")
+        for name, uri in entry.get("outputs", {}).items():
+            lines.append(f"    {name:<16} {uri}")
+    return "\n".join(lines)
+
+
+def current_run() -> RunContext | None:
+    """The run in effect, or None outside any dbnd run."""
+    return _current.get()
+
+
+def _resolve_version(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if str(value).lower() == "now":
+        return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+    return str(value)
+
+
+def make_run_context(config: Any = None, command_line: list[str] | None = None) -> RunContext:
+    """Build the context of a new run from configuration (the current one by default)."""
+    from dbnd_prefect.config import current_config, run_settings
+
+    config = config if config is not None else current_config()
+    settings = run_settings(config)
+    env = settings.env
+    root = normalize_uri(settings.data_root)
+    records_uri = f"{root.rstrip('/')}/{RECORDS_DIR}"
+    protocol, _ = split_uri(records_uri)
+    if protocol == "file":
+        pathlib.Path(records_uri).mkdir(parents=True, exist_ok=True)
+        storage: Any = pathlib.Path(records_uri)
+    else:
+        from dbnd_prefect.storage import result_storage_for
+
+        storage = result_storage_for(records_uri)
+    return RunContext(
+        config=config,
+        env=env,
+        data_root=root,
+        run_date=dt.date.today(),
+        task_version=_resolve_version(settings.task_version),
+        verify=settings.verify,
+        run_uid=uuid.uuid4().hex[:12],
+        result_storage=storage,
+        records_uri=records_uri,
+        command_line=command_line,
+    )
+
+
+@contextlib.contextmanager
+def ensure_run(config: Any = None) -> Iterator[RunContext]:
+    """Use the run in effect, or start a new one for the duration of the block."""
+    existing = _current.get()
+    if existing is not None:
+        yield existing
+        return
+    global _last
+    run = make_run_context(config)
+    token = _current.set(run)
+    try:
+        yield run
+    finally:
+        _current.reset(token)
+        _last = run
+
+
+@contextlib.contextmanager
+def use_run(run: RunContext) -> Iterator[RunContext]:
+    token = _current.set(run)
+    try:
+        yield run
+    finally:
+        _current.reset(token)
+
+
+def is_deployed_run() -> bool:
+    """True inside a flow run started by a worker or runner from a deployment."""
+    return bool(os.environ.get("PREFECT__FLOW_RUN_ID"))
+
+
+@contextlib.contextmanager
+def interactive_settings() -> Iterator[None]:
+    """Prefect settings for a flow called from a script, notebook or `dbnd run`.
+
+    A sync flow joins its heartbeat thread on exit, which costs up to a second per call.
+    Heartbeats detect crashed runs of deployments; a process that calls the flow itself sees the
+    crash directly, so they are dropped there and kept for deployed runs.
+    """
+    if is_deployed_run():
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -1,0 +1,377 @@
+"""File formats: the one place where a format becomes a reader and a writer.
+
+A `Format` reads a type from an open file and writes an object to one; formats are found by
+name or by a URI's extension (after an optional compression suffix such as `.gz`). Types are
+named by string keys ("pandas.DataFrame", "dict", ...) so that nothing here imports pandas,
+pyarrow or numpy until a file is actually read or written. Files are plain: pandas, pyarrow,
+numpy or `json` read them without this library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import IO, Any
+
+from dbnd_prefect.errors import FormatError
+
+ANY = "object"
+DATAFRAME = "pandas.DataFrame"
+SERIES = "pandas.Series"
+NDARRAY = "numpy.ndarray"
+
+# fully qualified class name (or common spelling) -> type key
+_TYPE_KEYS: dict[str, str] = {
+    "pandas.DataFrame": DATAFRAME, "pandas.core.frame.DataFrame": DATAFRAME,
+    "pd.DataFrame": DATAFRAME, "DataFrame": DATAFRAME,
+    "pandas.Series": SERIES, "pandas.core.series.Series": SERIES, "pd.Series": SERIES, "Series": SERIES,
+    "numpy.ndarray": NDARRAY, "np.ndarray": NDARRAY, "ndarray": NDARRAY,
+    "pyspark.sql.dataframe.DataFrame": "pyspark.DataFrame",
+    "pyspark.sql.connect.dataframe.DataFrame": "pyspark.DataFrame",
+    "pyspark.DataFrame": "pyspark.DataFrame",
+    "builtins.dict": "dict", "dict": "dict",
+    "builtins.list": "list", "list": "list",
+    "builtins.str": "str", "str": "str",
+    "builtins.bytes": "bytes", "bytes": "bytes",
+    "builtins.bool": "bool", "bool": "bool", "builtins.int": "int", "int": "int",
+    "builtins.float": "float", "float": "float", "builtins.tuple": "tuple", "tuple": "tuple",
+    "builtins.object": ANY, "object": ANY,
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    """A named file format: how to load some types from a file and save some types to one.
+
+    `load_fn(fileobj, type_key, **options)` and `save_fn(obj, fileobj, **options)` get a file
+    object already decompressed, binary or text (utf-8) as `binary` says. `load_types[0]` is
+    what a load with no requested type returns; "object" in a tuple means any type.
+    """
+
+    name: str
+    extensions: tuple[str, ...]
+    load_fn: Callable[..., Any]
+    save_fn: Callable[..., None]
+    binary: bool = True
+    load_types: tuple[str, ...] = (ANY,)
+    save_types: tuple[str, ...] = (ANY,)
+
+    def can_load(self, type_key: str | None) -> bool:
+        """Whether this format can produce the given type."""
+        return type_key in (None, ANY) or type_key in self.load_types or ANY in self.load_types
+
+    def can_save(self, type_key: str) -> bool:
+        """Whether this format can store an object of the given type."""
+        return type_key in self.save_types or ANY in self.save_types
+
+    def load(self, fileobj: IO, type_key: str | None = None, **options: Any) -> Any:
+        """Read an object of `type_key` (default: this format's natural type) from `fileobj`."""
+        if not self.can_load(type_key):
+            raise FormatError(
+                f"format '{self.name}' cannot load {type_key}",
+                hint=f"it loads {', '.join(self.load_types)}",
+            )
+        wanted = self.load_types[0] if type_key in (None, ANY) else type_key
+        return self.load_fn(fileobj, wanted, **options)
+
+    def save(self, obj: Any, fileobj: IO, **options: Any) -> None:
+        """Write `obj` to `fileobj`."""
+        key = type_key(type(obj))
+        if not self.can_save(key):
+            raise FormatError(
+                f"format '{self.name}' cannot save {key}",
+                hint=f"it saves {', '.join(self.save_types)}",
+            )
+        self.save_fn(obj, fileobj, **options)
+
+
+_formats: dict[str, Format] = {}
+_by_extension: dict[str, str] = {}
+
+
+def register_format(fmt: Format) -> None:
+    """Add a format (or replace the one with the same name); its extensions now resolve to it."""
+    old = _formats.get(fmt.name)
+    if old is not None:
+        for ext in old.extensions:
+            _by_extension.pop(ext.lower(), None)
+    _formats[fmt.name] = fmt
+    for ext in fmt.extensions:
+        _by_extension[ext.lower() if ext.startswith(".") else f".{ext.lower()}"] = fmt.name
+
+
+def get_format(name: str) -> Format:
+    """The format registered under `name`."""
+    try:
+        return _formats[name.lower()]
+    except KeyError:
+        raise FormatError(
+            f"unknown format '{name}'", hint=f"known formats: {', '.join(sorted(_formats))}"
+        ) from None
+
+
+def known_extensions() -> list[str]:
+    """Every file extension that maps to a format, sorted."""
+    return sorted(_by_extension)
+
+
+def compression_suffixes() -> dict[str, str]:
+    """Compression suffix (".gz") -> fsspec compression name ("gzip") for codecs installed here."""
+    from fsspec.utils import compressions
+
+    return {f".{ext}": name for ext, name in compressions.items()}
+
+
+# suffixes fsspec knows only when an optional package is installed
+_OPTIONAL_CODECS = {".zst": "zstandard", ".lz4": "lz4"}
+
+
+def format_for_uri(uri: str | os.PathLike, forced: str | None = None) -> tuple[Format, str | None]:
+    """Return (format, fsspec compression name or None) for a URI; `forced` overrides the extension."""
+    name = _basename(os.fspath(uri)).lower()
+    stem, dot, last = name.rpartition(".")
+    compression = None
+    if dot and f".{last}" in compression_suffixes():
+        compression = compression_suffixes()[f".{last}"]
+        name = stem
+    elif dot and f".{last}" in _OPTIONAL_CODECS and forced is None and _lookup(stem):
+        raise FormatError(
+            f"cannot read or write '{uri}': the .{last} compression codec is not installed",
+            hint=f"pip install {_OPTIONAL_CODECS['.' + last]}",
+        )
+    if forced is not None:
+        return get_format(forced), compression
+    fmt = _lookup(name)
+    if fmt is None:
+        ext = "." + name.rpartition(".")[2] if "." in name else "(none)"
+        raise FormatError(
+            f"cannot tell the format of '{uri}' from its extension '{ext}'",
+            hint=f"known extensions: {', '.join(known_extensions())} (optionally followed by "
+            f"{', '.join(compression_suffixes())}); or force a format with format='NAME' "
+            f"(one of {', '.join(sorted(_formats))})",
+        )
+    return fmt, compression
+
+
+def default_format_for(type_key: str) -> str:
+    """Name of the format an object of this type is saved in when nothing else is said."""
+    return {
+        DATAFRAME: "parquet", SERIES: "parquet", "str": "txt",
+        "dict": "json", "list": "json", NDARRAY: "npy",
+    }.get(type_key, "pickle")
+
+
+def register_type_key(qualified_name: str, key: str) -> None:
+    """Map a class (`module.QualName`) to a type key, for formats of types this module does not know."""
+    _TYPE_KEYS[qualified_name] = key
+
+
+def type_key(tp_or_obj: Any) -> str:
+    """The type key of a type, a typing annotation, or an object.
+
+    A string that is a known key or class name ("pandas.DataFrame", "dict") is taken as that key;
+    any other string is a `str` object. `Optional[X]` gives X's key; unknown types give "object".
+    """
+    if isinstance(tp_or_obj, str):
+        return _TYPE_KEYS.get(tp_or_obj, "str")
+    tp = tp_or_obj
+    if tp is None or tp is typing.Any:
+        return ANY
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return type_key(typing.get_args(tp)[0])
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return type_key(args[0]) if len(args) == 1 else ANY
+    if origin is not None:
+        tp = origin
+    cls = tp if isinstance(tp, type) else type(tp)
+    for klass in cls.__mro__:
+        key = _TYPE_KEYS.get(f"{klass.__module__}.{klass.__qualname__}")
+        if key is not None:
+            return key
+    return ANY
+
+
+def describe(obj: Any) -> dict[str, Any]:
+    """Rows and schema of a DataFrame, Series or ndarray ({} for other objects)."""
+    key = type_key(type(obj))
+    if key == DATAFRAME:
+        return {"rows": len(obj), "schema": {str(c): str(t) for c, t in obj.dtypes.items()}}
+    if key == SERIES:
+        return {"rows": len(obj), "schema": {_series_name(obj): str(obj.dtype)}}
+    if key == NDARRAY:
+        rows = int(obj.shape[0]) if obj.ndim else 1
+        return {"rows": rows, "schema": {"value": str(obj.dtype)}, "shape": list(obj.shape)}
+    return {}
+
+
+def _basename(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        uri = uri.split("?", 1)[0].split("#", 1)[0]
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _lookup(name: str) -> Format | None:
+    # longest registered extension that ends the name, e.g. ".jsonl" before ".json"
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        fmt_name = _by_extension.get("." + ".".join(parts[i:]))
+        if fmt_name:
+            return _formats[fmt_name]
+    return None
+
+
+def _series_name(series: Any) -> str:
+    return "value" if series.name is None else str(series.name)
+
+
+def _as_frame(obj: Any) -> Any:
+    return obj.to_frame(_series_name(obj)) if type_key(type(obj)) == SERIES else obj
+
+
+def _to_series(frame: Any, fmt: str, hint: str) -> Any:
+    if frame.shape[1] != 1:
+        raise FormatError(
+            f"the {fmt} data has {frame.shape[1]} columns; a pandas.Series needs exactly one",
+            hint=hint,
+        )
+    return frame.iloc[:, 0]
+
+
+def _has_default_index(frame: Any) -> bool:
+    import pandas as pd
+
+    index = frame.index
+    return (
+        isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
+    )
+
+
+# --- built-in formats --------------------------------------------------------------------------
+
+
+def _load_csv(f: IO, tk: str, sep: str = ",", **o: Any) -> Any:
+    import pandas as pd
+
+    frame = pd.read_csv(f, sep=sep, **o)
+    return _to_series(frame, "csv", "select one with usecols=[...]") if tk == SERIES else frame
+
+
+def _save_csv(obj: Any, f: IO, sep: str = ",", **o: Any) -> None:
+    frame = _as_frame(obj)
+    # a default RangeIndex carries no data: leave it out so the file reads back as it was
+    o.setdefault("index", not _has_default_index(frame))
+    frame.to_csv(f, sep=sep, **o)
+
+
+def _load_json(f: IO, tk: str, **o: Any) -> Any:
+    if tk == DATAFRAME:
+        import pandas as pd
+
+        return pd.read_json(f, **o)
+    if tk == SERIES:
+        import pandas as pd
+
+        return pd.read_json(f, typ="series", **o)
+    return json.load(f, **o)
+
+
+def _save_json(obj: Any, f: IO, **o: Any) -> None:
+    key = type_key(type(obj))
+    if key == DATAFRAME:
+        obj.to_json(f, **{"orient": "records", "date_format": "iso", **o})
+    elif key == SERIES:
+        obj.to_json(f, **{"date_format": "iso", **o})
+    else:
+        json.dump(obj, f, **{"ensure_ascii": False, **o})
+
+
+def _load_jsonl(f: IO, tk: str, **o: Any) -> Any:
+    if tk == DATAFRAME:
+        import pandas as pd
+
+        return pd.read_json(f, lines=True, **o)
+    return [json.loads(line, **o) for line in f if line.strip()]
+
+
+def _save_jsonl(obj: Any, f: IO, **o: Any) -> None:
+    if type_key(type(obj)) == DATAFRAME:
+        obj.to_json(f, **{"orient": "records", "lines": True, "date_format": "iso", **o})
+        return
+    for item in obj:
+        f.write(json.dumps(item, **{"ensure_ascii": False, **o}))
+        f.write("\n")
+
+
+def _load_parquet(f: IO, tk: str, **o: Any) -> Any:
+    import pandas as pd
+
+    frame = pd.read_parquet(f, **o)
+    return _to_series(frame, "parquet", "select one with columns=[...]") if tk == SERIES else frame
+
+
+def _save_parquet(obj: Any, f: IO, **o: Any) -> None:
+    _as_frame(obj).to_parquet(f, **o)
+
+
+def _load_feather(f: IO, tk: str, **o: Any) -> Any:
+    import pandas as pd
+
+    frame = pd.read_feather(f, **o)
+    return _to_series(frame, "feather", "select one with columns=[...]") if tk == SERIES else frame
+
+
+def _save_feather(obj: Any, f: IO, **o: Any) -> None:
+    _as_frame(obj).to_feather(f, **o)
+
+
+def _load_pickle(f: IO, tk: str, **o: Any) -> Any:
+    return pickle.load(f, **o)
+
+
+def _save_pickle(obj: Any, f: IO, **o: Any) -> None:
+    pickle.dump(obj, f, **o)
+
+
+def _load_txt(f: IO, tk: str) -> str:
+    return f.read()
+
+
+def _save_txt(obj: str, f: IO) -> None:
+    f.write(obj)
+
+
+def _load_npy(f: IO, tk: str, **o: Any) -> Any:
+    import numpy as np
+
+    return np.load(f, **{"allow_pickle": False, **o})
+
+
+def _save_npy(obj: Any, f: IO, **o: Any) -> None:
+    import numpy as np
+
+    np.save(f, obj, **{"allow_pickle": False, **o})
+
+
+_FRAMES = (DATAFRAME, SERIES)
+for _fmt in (
+    Format("csv", (".csv",), _load_csv, _save_csv, False, _FRAMES, _FRAMES),
+    Format("tsv", (".tsv", ".tab"), partial(_load_csv, sep="\t"), partial(_save_csv, sep="\t"),
+           False, _FRAMES, _FRAMES),
+    Format("json", (".json",), _load_json, _save_json, False,
+           ("dict", "list", "str", *_FRAMES), ("dict", "list", "str", "int", "float", "bool", *_FRAMES)),
+    Format("jsonl", (".jsonl", ".ndjson"), _load_jsonl, _save_jsonl, False,
+           (DATAFRAME, "list"), (DATAFRAME, "list")),
+    Format("parquet", (".parquet", ".pq"), _load_parquet, _save_parquet, True, _FRAMES, _FRAMES),
+    Format("feather", (".feather", ".arrow"), _load_feather, _save_feather, True, _FRAMES, _FRAMES),
+    Format("pickle", (".pkl", ".pickle"), _load_pickle, _save_pickle, True, (ANY,), (ANY,)),
+    Format("txt", (".txt", ".text", ".md", ".log"), _load_txt, _save_txt, False, ("str",), ("str",)),
+    Format("npy", (".npy",), _load_npy, _save_npy, True, (NDARRAY,), (NDARRAY,)),
+):
+    register_format(_fmt)

@@ -1,0 +1,341 @@
+"""A data location with a format: load, atomic save, metadata, checksums and a local copy."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from dbnd_prefect.errors import DbndError, FormatError, TargetError
+from dbnd_prefect.targets.atomic import CHUNK, atomic_write, hash_stream, new_hasher, open_read
+from dbnd_prefect.targets.filesystem import filesystem_for_uri, redact_uri, split_uri
+from dbnd_prefect.targets.formats import (
+    Format,
+    default_format_for,
+    describe,
+    format_for_uri,
+    get_format,
+    type_key,
+)
+
+if TYPE_CHECKING:
+    import fsspec
+
+# fs.info() spells the same facts differently per backend: s3fs, gcsfs, adlfs, http, local
+_ETAG_KEYS = ("ETag", "etag", "e_tag")
+_VERSION_KEYS = ("VersionId", "version_id", "versionId")
+_GENERATION_KEYS = ("generation",)
+_MODIFIED_KEYS = ("LastModified", "last_modified", "updated", "mtime")
+
+
+def cache_dir() -> Path:
+    """Where remote inputs are downloaded: $DBND_CACHE_DIR, else ~/.cache/dbnd_prefect."""
+    if os.environ.get("DBND_CACHE_DIR"):
+        return Path(os.environ["DBND_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dbnd_prefect"
+
+
+class Target:
+    """A file at a URI (local path or any fsspec protocol), read and written in a `Format`.
+
+    The format comes from the URI's extension (after an optional compression suffix such as
+    `.gz`) unless `format` names one. `load_options`/`save_options` are passed to the format's
+    reader/writer on every call, under the per-call options.
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike,
+        format: str | None = None,
+        load_options: dict[str, Any] | None = None,
+        save_options: dict[str, Any] | None = None,
+    ) -> None:
+        raw = os.fspath(uri)
+        if not raw:
+            raise TargetError("a target needs a path or URI, got an empty string")
+        self._protocol, self._path = split_uri(raw)
+        self._uri = self._path if self._protocol == "file" else raw
+        self._forced = format
+        if format is not None:
+            get_format(format)  # an unknown name fails now, not at the first write
+        self.load_options = dict(load_options or {})
+        self.save_options = dict(save_options or {})
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        """The normalized URI (absolute path for local files)."""
+        return self._uri
+
+    @property
+    def protocol(self) -> str:
+        """fsspec protocol: "file", "s3", "gs", "memory", ..."""
+        return self._protocol
+
+    @property
+    def path(self) -> str:
+        """The path as the file system expects it."""
+        return self._path
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the file is on the local file system."""
+        return self._protocol == "file"
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The (cached) file system that holds this target."""
+        return filesystem_for_uri(self._uri)[0]
+
+    @property
+    def format(self) -> Format:
+        """The file format (raises FormatError when the extension is unknown and none was forced)."""
+        return format_for_uri(self._uri, self._forced)[0]
+
+    @property
+    def compression(self) -> str | None:
+        """fsspec compression name from the URI's suffix ("gzip", "bz2", ...), or None."""
+        return format_for_uri(self._uri, self._forced)[1]
+
+    def __str__(self) -> str:
+        return self._uri
+
+    def __repr__(self) -> str:
+        return self._uri
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and other._uri == self._uri and other._forced == self._forced
+
+    def __hash__(self) -> int:
+        return hash(self._uri)
+
+    def __fspath__(self) -> str:
+        if not self.is_local:
+            raise TypeError(f"'{self.shown}' is not a local file; use .local_path() for a local copy")
+        return self._path
+
+    @property
+    def shown(self) -> str:
+        """The URI as it may appear in messages (no credentials)."""
+        return redact_uri(self._uri)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether something exists at the URI."""
+        if self.is_local:
+            return os.path.exists(self._path)
+        try:
+            return bool(self.fs.exists(self._path))
+        except DbndError:
+            raise
+        except Exception as exc:
+            raise self._error("cannot check whether", "exists", exc) from None
+
+    def open(self, mode: str = "rb") -> IO:
+        """Open for reading ("rb" or "r" for utf-8 text), decompressed by the URI's suffix."""
+        if mode not in ("rb", "r", "rt"):
+            raise TargetError(
+                f"cannot open '{self.shown}' with mode '{mode}': targets open only for reading",
+                hint="write with .save(obj) or `with target.writer() as f:` (atomic)",
+            )
+        compression = format_for_uri(self._uri, self._forced)[1] if self._has_format() else None
+        try:
+            return open_read(self.fs, self._path, compression=compression, text=mode != "rb")
+        except FileNotFoundError:
+            raise self._missing() from None
+
+    def load(self, type_key_or_type: Any = None, **options: Any) -> Any:
+        """Read the file as the given type (a type, annotation or type key; default: the format's own)."""
+        fmt, compression = format_for_uri(self._uri, self._forced)
+        wanted = None if type_key_or_type is None else type_key(type_key_or_type)
+        if not fmt.can_load(wanted):
+            raise FormatError(
+                f"format '{fmt.name}' of '{self.shown}' cannot be loaded as {wanted}",
+                hint=f"{fmt.name} loads {', '.join(fmt.load_types)}; "
+                f"use a {default_format_for(wanted or '')} file or force a format with format='NAME'",
+            )
+        try:
+            with open_read(self.fs, self._path, compression=compression, text=not fmt.binary) as f:
+                return fmt.load(f, wanted, **{**self.load_options, **options})
+        except FileNotFoundError:
+            raise self._missing() from None
+        except DbndError as exc:
+            raise type(exc)(f"cannot read '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
+        except Exception as exc:
+            raise TargetError(
+                f"cannot read '{self.shown}' as {fmt.name}: {type(exc).__name__}: {_one_line(exc)}",
+                hint="check the file's content, the load options, or force another format with format='NAME'",
+            ) from None
+
+    def local_path(self) -> Path:
+        """The file itself when local; else a copy downloaded once into the cache directory."""
+        if self.is_local:
+            return Path(self._path)
+        fingerprint = self.fingerprint()
+        hasher = new_hasher()
+        hasher.update(f"{self._uri}\0{fingerprint}".encode())
+        dest = cache_dir() / "downloads" / hasher.hexdigest() / (os.path.basename(self._path) or "data")
+        if dest.exists():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            self.fs.get_file(self._path, str(staging))
+            os.replace(staging, dest)
+        except FileNotFoundError:
+            raise self._missing() from None
+        except Exception as exc:
+            raise self._error("cannot download", "to the local cache", exc) from None
+        finally:
+            if staging.exists():
+                staging.unlink()
+        return dest
+
+    # --- writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, mode: str = "wb") -> Iterator[IO]:
+        """Yield a file to write ("wb", or "w" for utf-8 text); it appears at the URI only on success."""
+        if mode not in ("wb", "w", "wt"):
+            raise TargetError(f"cannot write '{self.shown}' with mode '{mode}'", hint="use 'wb' or 'w'")
+        compression = format_for_uri(self._uri, self._forced)[1] if self._has_format() else None
+        with atomic_write(
+            self.fs, self._path, local=self.is_local, compression=compression, text=mode != "wb"
+        ) as result:
+            yield result.file
+
+    def save(self, obj: Any, **options: Any) -> dict[str, Any]:
+        """Write `obj` atomically; return uri, format, compression, bytes, checksum (+ rows, schema)."""
+        fmt, compression = format_for_uri(self._uri, self._forced)
+        key = type_key(type(obj))
+        if not fmt.can_save(key):
+            suggested = default_format_for(key)
+            raise FormatError(
+                f"format '{fmt.name}' cannot save {key} to '{self.shown}'",
+                hint=f"{fmt.name} saves {', '.join(fmt.save_types)}; save {key} as {suggested} "
+                f"(a path ending {get_format(suggested).extensions[0]}) or force format='{suggested}'",
+            )
+        fs = self.fs
+        try:
+            with atomic_write(
+                fs, self._path, local=self.is_local, compression=compression, text=not fmt.binary
+            ) as result:
+                fmt.save(obj, result.file, **{**self.save_options, **options})
+        except DbndError as exc:
+            raise type(exc)(f"cannot write '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
+        except Exception as exc:
+            raise TargetError(
+                f"cannot write '{self.shown}' as {fmt.name}: {type(exc).__name__}: {_one_line(exc)}",
+                hint="nothing was written; check the object and the save options",
+            ) from None
+        return {
+            "uri": self._uri,
+            "format": fmt.name,
+            "compression": compression,
+            "bytes": result.bytes,
+            "checksum": result.checksum,
+            **describe(obj),
+        }
+
+    # --- metadata ---------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Store metadata without reading content: size, mtime (local), ETag / generation / version id."""
+        if self.is_local:
+            try:
+                st = os.stat(self._path)
+            except FileNotFoundError:
+                raise self._missing() from None
+            return {"uri": self._uri, "size": st.st_size, "mtime": st.st_mtime, "mtime_ns": st.st_mtime_ns}
+        try:
+            raw = self.fs.info(self._path)
+        except FileNotFoundError:
+            raise self._missing() from None
+        except DbndError:
+            raise
+        except Exception as exc:
+            raise self._error("cannot read metadata of", "", exc) from None
+        out: dict[str, Any] = {"uri": self._uri, "size": raw.get("size")}
+        for name, keys in (
+            ("etag", _ETAG_KEYS),
+            ("version_id", _VERSION_KEYS),
+            ("generation", _GENERATION_KEYS),
+            ("last_modified", _MODIFIED_KEYS),
+        ):
+            value = next((raw[k] for k in keys if raw.get(k) not in (None, "")), None)
+            if value is not None:
+                out[name] = _plain(value)
+        # one store-neutral name for "this object's version", whatever the store calls it
+        version = out.get("version_id", out.get("generation"))
+        if version is not None:
+            out["version"] = version
+        return out
+
+    def fingerprint(self, full: bool = False) -> str:
+        """A string that changes when the content changes.
+
+        Cheap by default ("stat:SIZE:MTIME_NS" locally; the store's version id, generation or
+        ETag remotely; a content hash where the store offers none); "xxh3_128:HEX" when `full`.
+        """
+        if full:
+            return f"xxh3_128:{self.checksum()}"
+        info = self.info()
+        if self.is_local:
+            return f"stat:{info['size']}:{info['mtime_ns']}"
+        for name in ("version_id", "generation", "etag"):
+            if name in info:
+                return f"{name}:{info[name]}"
+        if "last_modified" in info:
+            return f"modified:{info['size']}:{info['last_modified']}"
+        return f"xxh3_128:{self.checksum()}"
+
+    def checksum(self) -> str:
+        """xxh3_128 hex digest of the stored bytes (as stored, i.e. still compressed)."""
+        try:
+            with self.fs.open(self._path, "rb", block_size=CHUNK) as f:
+                return hash_stream(f)
+        except FileNotFoundError:
+            raise self._missing() from None
+        except DbndError:
+            raise
+        except Exception as exc:
+            raise self._error("cannot read", "to checksum it", exc) from None
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _has_format(self) -> bool:
+        try:
+            format_for_uri(self._uri, self._forced)
+        except FormatError:
+            return False
+        return True
+
+    def _missing(self) -> TargetError:
+        return TargetError(
+            f"input '{self.shown}' does not exist",
+            hint="check the path, or pass another with --set",
+        )
+
+    def _error(self, action: str, after: str, exc: BaseException) -> TargetError:
+        tail = f" {after}" if after else ""
+        return TargetError(f"{action} '{self.shown}'{tail}: {type(exc).__name__}: {_one_line(exc)}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.strip('"')
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] + "..." if len(text) > 500 else text

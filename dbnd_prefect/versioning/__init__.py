@@ -1,0 +1,1 @@
+"""Data versioning: fingerprints of data and code, cache policies built on them, manifests beside outputs."""

@@ -1,0 +1,80 @@
+"""Signature-based, verified reuse as a Prefect cache policy.
+
+Prefect keeps the cache record (a tiny pickled `TaskOutputs` naming the stored files) under the
+signature key in the run's records folder beside the data. Before Prefect trusts a record, the
+policy checks that the outputs it names still exist and match their manifest; a record whose
+outputs are gone or changed is removed with a warning, so Prefect runs the task again instead of
+reporting a hit for data that is not there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+
+from dbnd_prefect.versioning.manifest import read_manifest, verify_outputs
+
+logger = logging.getLogger("dbnd_prefect")
+
+# Signatures computed by the policy, handed to the task body of the same task run.
+_signatures: dict[Any, Any] = {}
+_lock = threading.Lock()
+
+
+def take_signature(task_run_id: Any) -> Any:
+    with _lock:
+        return _signatures.pop(task_run_id, None)
+
+
+class SignaturePolicy(CachePolicy):
+    """Cache key = the task run's signature; a hit only when its outputs verify."""
+
+    def __init__(self, dbnd_task: Any) -> None:
+        self.dbnd_task = dbnd_task
+
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        from dbnd_prefect.runtime import current_run
+
+        run = current_run()
+        signature = self.dbnd_task.signature_for(inputs, run)
+        if task_ctx is not None:
+            with _lock:
+                _signatures[task_ctx.task_run.id] = signature
+        key = signature.digest
+        store = getattr(task_ctx, "result_store", None) if task_ctx is not None else None
+        if store is not None and run is not None and store.exists(key):
+            reason = self._invalid_reason(store, key, run.verify == "full")
+            if reason:
+                logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", self.dbnd_task.name, reason)
+                _delete_record(run.records_uri, key)
+        return key
+
+    @staticmethod
+    def _invalid_reason(store: Any, key: str, full: bool) -> str | None:
+        try:
+            outputs = store.read(key).result
+        except Exception as exc:
+            return f"its cache record cannot be read ({exc})"
+        manifest_uri = getattr(outputs, "manifest_uri", None)
+        if manifest_uri is None:
+            return "its cache record names no manifest"
+        manifest = read_manifest(manifest_uri)
+        if manifest is None:
+            return f"the manifest {manifest_uri} is missing"
+        if manifest.get("signature") != key:
+            return f"the manifest {manifest_uri} belongs to another signature"
+        return verify_outputs(manifest, full=full)
+
+
+def _delete_record(records_uri: str, key: str) -> None:
+    from dbnd_prefect.targets import get_filesystem, split_uri
+
+    protocol, path = split_uri(f"{records_uri.rstrip('/')}/{key}")
+    fs = get_filesystem(protocol)
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,76 @@
+"""The tasks submitted inside one pipeline body, and turning their references into values."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Iterator
+
+from dbnd_prefect.outputs import OutputRef, TaskOutputs
+
+_scope: contextvars.ContextVar["PipelineScope | None"] = contextvars.ContextVar("dbnd_scope", default=None)
+
+
+def current_scope() -> "PipelineScope | None":
+    return _scope.get()
+
+
+class PipelineScope:
+    """Collects the task runs a pipeline body submits, so the pipeline can wait for all of them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def enter(cls) -> Iterator["PipelineScope"]:
+        scope = cls()
+        token = _scope.set(scope)
+        try:
+            yield scope
+        finally:
+            _scope.reset(token)
+
+    def add(self, task: Any, future: Any) -> None:
+        self.calls.append((task, future))
+
+    def wait_all(self) -> None:
+        """Wait for every submitted task; raise the first failure's own exception."""
+        for _, future in self.calls:
+            future.wait()
+        for _, future in self.calls:
+            state = future.state
+            if state.is_failed() or state.is_crashed():
+                future.result()  # raises the task's exception
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """One line of facts per task run: name, Prefect state, signature and output locations."""
+        out = []
+        for task, future in self.calls:
+            state = future.state
+            entry: dict[str, Any] = {"task": task.name, "state": state.name, "task_run_id": str(future.task_run_id)}
+            if state.is_completed():
+                outputs = future.result()
+                if isinstance(outputs, TaskOutputs):
+                    entry["signature"] = outputs.signature
+                    entry["outputs"] = {n: s.uri for n, s in outputs.stored.items()}
+                    entry["manifest"] = outputs.manifest_uri
+            out.append(entry)
+        return out
+
+
+def resolve_refs(value: Any) -> Any:
+    """Replace output references (and futures) anywhere in a return value by their values."""
+    if isinstance(value, OutputRef):
+        return value.result()
+    if isinstance(value, TaskOutputs):
+        return value.value()
+    if hasattr(value, "result") and hasattr(value, "task_run_id") and hasattr(value, "wait"):
+        return resolve_refs(value.result())
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(resolve_refs(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve_refs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_refs(v) for k, v in value.items()}
+    return value

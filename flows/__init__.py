@@ -1,0 +1,1 @@
+"""Runnable example pipelines: `python flows/<file>.py` or `dbnd run <name>`."""

@@ -1,0 +1,192 @@
+"""@task and @pipeline on a real Prefect server: values, naming, wiring, nesting, concurrency."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple, Tuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dbnd_prefect import pipeline, task
+from dbnd_prefect.runtime import last_run
+
+
+@task
+def double(x: int) -> int:
+    return x * 2
+
+
+@task
+def split3(raw: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    n = len(raw) // 3
+    return raw.iloc[:n], raw.iloc[n:2 * n], raw.iloc[2 * n:]
+
+
+@task(result="training_set, test_set")
+def split_named(raw: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    half = len(raw) // 2
+    return raw.iloc[:half], raw.iloc[half:]
+
+
+@task(result=("low", "high"))
+def split_dict(values: list) -> dict:
+    return {"low": [v for v in values if v < 5], "high": [v for v in values if v >= 5]}
+
+
+class Stats(NamedTuple):
+    mean: float
+    total: float
+
+
+@task
+def stats(frame: pd.DataFrame) -> Stats:
+    return Stats(float(frame["x"].mean()), float(frame["x"].sum()))
+
+
+def _frame(n: int = 9) -> pd.DataFrame:
+    return pd.DataFrame({"x": np.arange(n, dtype="int64"), "y": [f"s{i}" for i in range(n)]})
+
+
+def test_top_level_task_call_returns_real_value(workdir):
+    assert double(21) == 42
+    run = last_run()
+    (entry,) = run.task_runs
+    assert entry["task"] == "double" and entry["state"] == "Completed"
+    stored = Path(entry["outputs"]["result"])
+    assert stored.suffix == ".pkl" and pickle.loads(stored.read_bytes()) == 42
+
+
+def test_unnamed_tuple_outputs_are_result_1_to_n(workdir):
+    a, b, c = split3(_frame())
+    assert [len(a), len(b), len(c)] == [3, 3, 3]
+    outputs = last_run().task_runs[0]["outputs"]
+    assert sorted(outputs) == ["result_1", "result_2", "result_3"]
+    assert all(uri.endswith(".parquet") for uri in outputs.values())
+    pd.testing.assert_frame_equal(pd.read_parquet(outputs["result_2"]), b)
+
+
+def test_result_option_names_outputs(workdir):
+    train, test = split_named(_frame(10))
+    assert len(train) == 5 and len(test) == 5
+    assert sorted(last_run().task_runs[0]["outputs"]) == ["test_set", "training_set"]
+
+
+def test_dict_return_maps_to_named_outputs(workdir):
+    low, high = split_dict([1, 7, 3, 9])
+    assert low == [1, 3] and high == [7, 9]
+    outputs = last_run().task_runs[0]["outputs"]
+    assert json.loads(Path(outputs["high"]).read_text()) == [7, 9]
+
+
+def test_namedtuple_annotation_names_outputs(workdir):
+    result = stats(_frame(5))
+    assert result == (2.0, 10.0)
+    assert sorted(last_run().task_runs[0]["outputs"]) == ["mean", "total"]
+
+
+def test_fn_gives_the_undecorated_function():
+    assert double.func(5) == 10
+    assert double.__name__ == "double"
+
+
+@task
+def make_frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": np.arange(n)})
+
+
+_seen_ids: dict[str, int] = {}
+
+
+@task
+def remember_identity(frame: pd.DataFrame) -> int:
+    _seen_ids["frame"] = id(frame)
+    return len(frame)
+
+
+@task
+def make_and_remember(n: int) -> pd.DataFrame:
+    frame = pd.DataFrame({"x": np.arange(n)})
+    _seen_ids["made"] = id(frame)
+    return frame
+
+
+@pipeline
+def in_memory_pipeline(n: int = 4):
+    frame = make_and_remember(n)
+    return remember_identity(frame)
+
+
+def test_outputs_pass_in_memory_between_tasks(workdir):
+    assert in_memory_pipeline() == 4
+    assert _seen_ids["frame"] == _seen_ids["made"], "downstream task got a copy read back from storage"
+
+
+_flow_runs: dict[str, tuple] = {}
+
+
+@pipeline
+def inner_pipeline(frame: pd.DataFrame, factor: int = 3):
+    from prefect.runtime import flow_run
+
+    _flow_runs["inner"] = (flow_run.flow_name, flow_run.parent_flow_run_id)
+    a, b, c = split3(frame)
+    return double(factor), a
+
+
+@pipeline
+def outer_pipeline(n: int = 9):
+    from prefect.runtime import flow_run
+
+    _flow_runs["outer"] = (flow_run.flow_name, flow_run.id)
+    frame = make_frame(n)
+    doubled, first = inner_pipeline(frame)
+    return doubled, len(first)
+
+
+def test_nested_pipeline_is_a_subflow(workdir):
+    assert outer_pipeline() == (6, 3)
+    assert _flow_runs["outer"][0] == "outer_pipeline"
+    assert _flow_runs["inner"] == ("inner_pipeline", _flow_runs["outer"][1])
+
+
+_intervals: list[tuple[float, float]] = []
+_lock = threading.Lock()
+
+
+@task
+def slow(label: str, seconds: float = 0.6) -> str:
+    start = time.monotonic()
+    time.sleep(seconds)
+    with _lock:
+        _intervals.append((start, time.monotonic()))
+    return label
+
+
+@pipeline
+def two_branches():
+    return slow("a"), slow("b")
+
+
+def test_independent_branches_run_concurrently(workdir):
+    _intervals.clear()
+    assert two_branches() == ("a", "b")
+    (s1, e1), (s2, e2) = sorted(_intervals)
+    assert s2 < e1, f"branches did not overlap: {(s1, e1)} then {(s2, e2)}"
+
+
+def test_pipeline_called_with_a_path_loads_it(workdir):
+    _frame(6).to_csv(workdir / "in.csv", index=False)
+    first, second, third = split3("in.csv")
+    assert list(first["y"]) == ["s0", "s1"]
+
+
+def test_pipeline_called_with_in_memory_frame(workdir):
+    frame = pd.DataFrame({"x": np.arange(300_000)})
+    assert remember_identity(frame) == 300_000
+    assert _seen_ids["frame"] == id(frame), "the in-memory frame was copied through the flow parameters"
