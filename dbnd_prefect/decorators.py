@@ -203,12 +203,9 @@ class DbndTask(_Callable):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         scope = current_scope()
-        if TaskRunContext.get() is None and scope is not None and FlowRunContext.get() is not None:
+        if scope is not None and TaskRunContext.get() is None:
             run = current_run()
-            arguments = self.bind(args, kwargs, run)
-            future = self.prefect_for(run).submit(**arguments)
-            scope.add(self, future)
-            return self._wrap_outputs(future)
+            return self._wrap_outputs(scope.submit(self, self.bind(args, kwargs, run), run))
         if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
             with ensure_run() as run:
                 arguments = self.bind(args, kwargs, run)
@@ -281,6 +278,9 @@ class DbndPipeline(_Callable, prefect.Flow):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the pipeline and return its real values."""
+        scope = current_scope()
+        if scope is not None and scope.dry:
+            return self.call_function(self.bind(args, kwargs, current_run()))
         if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
             arguments = {k: resolve_refs(v) for k, v in self._signature.bind_partial(*args, **kwargs).arguments.items()}
             with handed_off(_locations(arguments)) as passed:

@@ -31,8 +31,13 @@ class PipelineScope:
         finally:
             _scope.reset(token)
 
-    def add(self, task: Any, future: Any) -> None:
+    dry = False
+
+    def submit(self, task: Any, arguments: dict[str, Any], run: Any) -> Any:
+        """Start a task run on the pipeline's task runner; its future."""
+        future = task.prefect_for(run).submit(**arguments)
         self.calls.append((task, future))
+        return future
 
     def wait_all(self) -> None:
         """Wait for every submitted task; raise the first failure's own exception."""

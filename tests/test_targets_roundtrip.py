@@ -125,7 +125,8 @@ def test_python_objects_round_trip(tmp_path, where, value, ext, compression):
     target = Target(location(tmp_path, where, f"obj.{ext}{compression}"))
     info = target.save(value)
     assert target.load(type(value)) == value
-    assert target.load() == value  # the format's own type when none is asked
+    if ext != "jsonl":  # jsonl's own type is a DataFrame (see test_jsonl_loads_as_dataframe_or_list)
+        assert target.load() == value  # the format's own type when none is asked
     assert "rows" not in info
 
 

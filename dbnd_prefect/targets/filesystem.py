@@ -205,7 +205,7 @@ def _create_hdfs(cls: type, options: dict[str, Any], shown: str) -> fsspec.Abstr
 def _missing_backend(protocol: str, shown: str, exc: BaseException) -> TargetError:
     extra = _EXTRAS.get(protocol)
     if extra:
-        install = f"pip install 'dbnd-prefect[{extra}]' (or pip install {_PACKAGES[extra]})"
+        install = f"pip install 'dbnd-prefect[{extra}]', or just pip install {_PACKAGES[extra]}"
     elif protocol in ("http", "https"):
         install = "pip install 'fsspec[http]'"
     else:

@@ -276,10 +276,23 @@ def _load_json(f: IO, tk: str, **o: Any) -> Any:
 
         return pd.read_json(f, **o)
     if tk == SERIES:
+        import io
+
         import pandas as pd
 
-        return pd.read_json(f, typ="series", **o)
+        text = f.read()
+        if "orient" not in o and _is_split_layout(text):
+            o["orient"] = "split"  # what _save_json writes: keeps the series name
+        return pd.read_json(io.StringIO(text), typ="series", **o)
     return json.load(f, **o)
+
+
+def _is_split_layout(text: str) -> bool:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and set(data) == {"name", "index", "data"}
 
 
 def _save_json(obj: Any, f: IO, **o: Any) -> None:
@@ -287,7 +300,7 @@ def _save_json(obj: Any, f: IO, **o: Any) -> None:
     if key == DATAFRAME:
         obj.to_json(f, **{"orient": "records", "date_format": "iso", **o})
     elif key == SERIES:
-        obj.to_json(f, **{"date_format": "iso", **o})
+        obj.to_json(f, **{"orient": "split", "date_format": "iso", **o})
     else:
         json.dump(obj, f, **{"ensure_ascii": False, **o})
 

@@ -161,8 +161,9 @@ class Target:
                 hint=f"{fmt.name} loads {', '.join(fmt.load_types)}; "
                 f"use a {default_format_for(wanted or '')} file or force a format with format='NAME'",
             )
+        fs = self.fs
         try:
-            with open_read(self.fs, self._path, compression=compression, text=not fmt.binary) as f:
+            with open_read(fs, self._path, compression=compression, text=not fmt.binary) as f:
                 return fmt.load(f, wanted, **{**self.load_options, **options})
         except FileNotFoundError:
             raise self._missing() from None

@@ -90,7 +90,6 @@ def feed_objects(w: Any, h: Any, a: np.ndarray) -> None:
     except Exception:  # mixed or exotic objects: ArrowInvalid, ArrowTypeError, OverflowError...
         converted = None
     if converted is not None and _family(converted.type) != "py":
-        h.update(b"w")
         feed_arrow(w, h, converted)
         return
     h.update(b"o" + _U64(len(a)))

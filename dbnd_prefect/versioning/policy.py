@@ -46,14 +46,15 @@ class SignaturePolicy(CachePolicy):
         key = signature.digest
         store = getattr(task_ctx, "result_store", None) if task_ctx is not None else None
         if store is not None and run is not None and store.exists(key):
-            reason = self._invalid_reason(store, key, run.verify == "full")
+            reason = self.invalid_reason(store, key, run.verify == "full")
             if reason:
                 logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", self.dbnd_task.name, reason)
                 _delete_record(run.records_uri, key)
         return key
 
     @staticmethod
-    def _invalid_reason(store: Any, key: str, full: bool) -> str | None:
+    def invalid_reason(store: Any, key: str, full: bool) -> str | None:
+        """Why the record under `key` must not be reused, or None when its outputs verify."""
         try:
             outputs = store.read(key).result
         except Exception as exc:

@@ -1,0 +1,125 @@
+"""A dry run: walk a pipeline's wiring without running anything, and say what would run and why.
+
+Each task call in the pipeline body is recorded with its resolved arguments and its signature, and
+checked against the stored outputs: `hit` (verified outputs exist: it would be reused), `stale`
+(outputs recorded but gone or changed: it would be recomputed) or `miss` (never ran with this
+signature, with the difference to its latest stored version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from dbnd_prefect.execution import output_dir
+from dbnd_prefect.outputs import StoredOutput, TaskOutputs
+from dbnd_prefect.runtime import RunContext, ensure_run
+from dbnd_prefect.wiring import PipelineScope
+
+
+@dataclasses.dataclass
+class PlannedTask:
+    """One task call of a planned run."""
+
+    task: Any
+    arguments: dict[str, Any]
+    signature: Any
+    status: str
+    reason: str
+    output_dir: str
+    outputs: dict[str, str]
+
+
+def _result_store(run: RunContext) -> Any:
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import ResultStore
+
+    storage = run.result_storage
+    if isinstance(storage, Path):
+        storage = LocalFileSystem(basepath=str(storage))
+    return ResultStore(result_storage=storage)
+
+
+def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
+    """(status, reason, stored outputs when reusable) of a task run with `signature`."""
+    from dbnd_prefect.versioning.history import explain_difference, list_versions
+    from dbnd_prefect.versioning.policy import SignaturePolicy
+
+    store = _result_store(run)
+    key = signature.digest
+    if store.exists(key):
+        reason = SignaturePolicy.invalid_reason(store, key, run.verify == "full")
+        if reason is None:
+            return "hit", "outputs stored with this signature verify", store.read(key).result
+        return "stale", reason, None
+    previous = list_versions(run.data_root, task.name, run.env)
+    if not previous:
+        return "miss", "never ran in this environment", None
+    reasons = explain_difference(previous[0].get("signature_parts", {}), signature.parts())
+    return "miss", "; ".join(reasons) or "no stored outputs for this signature", None
+
+
+class PlanScope(PipelineScope):
+    """Records task calls instead of running them."""
+
+    dry = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.planned: list[PlannedTask] = []
+
+    def submit(self, task: Any, arguments: dict[str, Any], run: Any) -> TaskOutputs:
+        from dbnd_prefect.targets import default_format_for, get_format
+
+        signature = task.signature_for(arguments, run)
+        status, reason, stored = task_status(task, signature, run)
+        folder = output_dir(run, task.name, signature)
+        if stored is None:
+            predicted = {}
+            for spec in task.outputs:
+                fmt = spec.format or run.config.get("formats", spec.type_key) or default_format_for(spec.type_key)
+                uri = f"{folder}/{spec.name}{get_format(fmt).extensions[0]}"
+                predicted[spec.name] = StoredOutput(uri=uri, format=fmt, type_key=spec.type_key)
+            stored = TaskOutputs(task.name, signature.digest, [o.name for o in task.outputs], predicted, None)
+        self.planned.append(PlannedTask(
+            task=task, arguments=arguments, signature=signature, status=status, reason=reason,
+            output_dir=folder, outputs={n: s.uri for n, s in stored.stored.items()},
+        ))
+        return stored
+
+
+def plan(obj: Any, *args: Any, **kwargs: Any) -> list[PlannedTask]:
+    """The task calls a run of `obj` (a task or pipeline) would make, with their reuse status."""
+    pipeline = obj.as_pipeline() if hasattr(obj, "as_pipeline") else obj
+    with ensure_run() as run, PlanScope.enter() as scope:
+        arguments = pipeline.bind(args, kwargs, run)
+        arguments = {name: pipeline._as_target(name, value) for name, value in arguments.items()}
+        pipeline.call_function(arguments)
+    return scope.planned
+
+
+def format_plan(planned: list[PlannedTask], show_arguments: bool = True) -> str:
+    """The plan as text: one block per task with status, reason, arguments and output targets."""
+    lines = []
+    for item in planned:
+        lines.append(f"{item.task.name}  [{item.status}]  signature {item.signature.short}")
+        lines.append(f"    why: {item.reason}")
+        if show_arguments:
+            for name, value in item.arguments.items():
+                lines.append(f"    {name} = {_show(value)}")
+        for name, uri in item.outputs.items():
+            lines.append(f"    -> {name}: {uri}")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    from dbnd_prefect.outputs import OutputRef
+
+    if isinstance(value, OutputRef):
+        return f"<{value.name} of {getattr(value.source, 'task_name', '?')}>"
+    text = repr(value) if not hasattr(value, "uri") else str(value)
+    return text if len(text) < 100 else text[:97] + "..."
+
+
+__all__ = ["plan", "format_plan", "PlannedTask", "task_status"]

@@ -1,0 +1,233 @@
+"""Signature-addressed outputs, verified reuse, plan reasons and manifests, on a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+
+from dbnd_prefect import pipeline, task
+from dbnd_prefect.config import config_context
+from dbnd_prefect.planning import plan
+from dbnd_prefect.runtime import last_run
+
+calls: dict[str, int] = {}
+
+
+def _count(name: str) -> None:
+    calls[name] = calls.get(name, 0) + 1
+
+
+@task
+def load_rows(raw: pd.DataFrame) -> pd.DataFrame:
+    _count("load_rows")
+    return raw[raw["x"] >= 0]
+
+
+@task
+def scale(frame: pd.DataFrame, factor: float = 2.0) -> pd.DataFrame:
+    _count("scale")
+    return frame.assign(x=frame["x"] * factor)
+
+
+@task
+def summarize(frame: pd.DataFrame) -> dict:
+    _count("summarize")
+    return {"rows": int(len(frame)), "total": float(frame["x"].sum())}
+
+
+@pipeline
+def chain(raw: pd.DataFrame):
+    rows = load_rows(raw)
+    scaled = scale(rows)
+    return summarize(scaled), summarize(rows)
+
+
+@pytest.fixture
+def raw_csv(workdir: Path) -> Path:
+    calls.clear()
+    path = workdir / "raw.csv"
+    pd.DataFrame({"x": [1, 2, 3, -1]}).to_csv(path, index=False)
+    return path
+
+
+def _states() -> dict[str, str]:
+    return {e["task"] + str(i): e["state"] for i, e in enumerate(last_run().task_runs)}
+
+
+def test_unchanged_rerun_reuses_everything(raw_csv):
+    first = chain("raw.csv")
+    assert calls == {"load_rows": 1, "scale": 1, "summarize": 2}
+    second = chain("raw.csv")
+    assert second == first == ({"rows": 3, "total": 12.0}, {"rows": 3, "total": 6.0})
+    assert calls == {"load_rows": 1, "scale": 1, "summarize": 2}, "a task body ran again"
+    assert set(_states().values()) == {"Cached"}
+
+
+def test_cached_state_is_visible_through_the_prefect_api(raw_csv):
+    chain("raw.csv")
+    chain("raw.csv")
+    from prefect.client.orchestration import get_client
+
+    from prefect.exceptions import ObjectNotFound
+
+    ids = [e["task_run_id"] for e in last_run().task_runs]
+    names: set = set()
+    deadline = time.monotonic() + 30  # task runs reach the API through events, a moment later
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            try:
+                names = {getattr(client.read_task_run(i).state, "name", None) for i in ids}
+            except ObjectNotFound:
+                names = set()
+            if names == {"Cached"}:
+                break
+            time.sleep(0.5)
+    assert names == {"Cached"}
+
+
+def test_in_place_edit_of_input_file_is_detected(raw_csv):
+    chain("raw.csv")
+    stat = raw_csv.stat()
+    pd.DataFrame({"x": [5, 6, 7, -1]}).to_csv(raw_csv, index=False)  # same size, new content
+    os.utime(raw_csv, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert chain("raw.csv") == ({"rows": 3, "total": 36.0}, {"rows": 3, "total": 18.0})
+    assert calls["load_rows"] == 2
+
+
+def test_parameter_change_reruns_only_that_task_and_dependants(raw_csv):
+    chain("raw.csv")
+    with config_context({"scale.factor": "3"}):
+        result = chain("raw.csv")
+    assert result == ({"rows": 3, "total": 18.0}, {"rows": 3, "total": 6.0})
+    assert calls == {"load_rows": 1, "scale": 2, "summarize": 3}
+
+
+def test_task_version_now_recomputes_everything(raw_csv):
+    chain("raw.csv")
+    with config_context({"run.task_version": "now"}):
+        chain("raw.csv")
+    assert calls == {"load_rows": 2, "scale": 2, "summarize": 4}
+
+
+def test_deleted_output_is_recomputed_with_a_warning(raw_csv, caplog):
+    chain("raw.csv")
+    scaled_uri = next(e for e in last_run().task_runs if e["task"] == "scale")["outputs"]["result"]
+    Path(scaled_uri).unlink()
+    with caplog.at_level(logging.WARNING, logger="dbnd_prefect"):
+        chain("raw.csv")
+    assert calls["scale"] == 2 and calls["load_rows"] == 1
+    assert Path(scaled_uri).exists()
+    assert any("scale" in r.getMessage() and "missing" in r.getMessage() for r in caplog.records)
+
+
+def test_tampered_output_is_recomputed_with_a_warning(raw_csv, caplog):
+    chain("raw.csv")
+    rows_uri = next(e for e in last_run().task_runs if e["task"] == "load_rows")["outputs"]["result"]
+    pd.DataFrame({"x": [100, 200, 300]}).to_parquet(rows_uri)
+    with caplog.at_level(logging.WARNING, logger="dbnd_prefect"):
+        result = chain("raw.csv")
+    assert result == ({"rows": 3, "total": 12.0}, {"rows": 3, "total": 6.0}), "a tampered output was returned"
+    assert calls["load_rows"] == 2
+    assert any("load_rows" in r.getMessage() for r in caplog.records)
+
+
+def test_outputs_live_at_signature_addressed_paths(raw_csv):
+    chain("raw.csv")
+    entry = next(e for e in last_run().task_runs if e["task"] == "scale")
+    path = Path(entry["outputs"]["result"])
+    assert path.parent.name == f"scale_{entry['signature'][:16]}"
+    assert path.parent.parent.name == "scale" and path.parents[3].name == "local"
+    assert (path.parent / "_manifest.json").is_file()
+
+
+def test_manifest_validates_against_shipped_schema(raw_csv):
+    chain("raw.csv")
+    schema = json.loads((Path(__file__).parent.parent / "dbnd_prefect" / "manifest.schema.json").read_text())
+    for entry in last_run().task_runs:
+        manifest = json.loads(Path(entry["manifest"]).read_text())
+        jsonschema.validate(manifest, schema)
+        assert manifest["signature"] == entry["signature"]
+        assert manifest["prefect"]["task_run_id"] == entry["task_run_id"]
+    load = json.loads(Path(next(e for e in last_run().task_runs if e["task"] == "load_rows")["manifest"]).read_text())
+    assert load["inputs"][0]["uri"].endswith("raw.csv")
+    out = load["outputs"]["result"]
+    assert out["rows"] == 3 and out["schema"] == {"x": "int64"} and out["bytes"] == Path(out["uri"]).stat().st_size
+
+
+@task
+def connect(url: str, password: str = "hunter2") -> str:
+    return url
+
+
+def test_manifest_masks_secret_parameters(workdir):
+    connect("db://host")
+    manifest = Path(last_run().task_runs[0]["manifest"]).read_text()
+    assert "hunter2" not in manifest and '"password": "****"' in manifest
+
+
+def test_plan_says_hit_miss_and_why(raw_csv):
+    planned = plan(chain, "raw.csv")
+    assert [p.status for p in planned] == ["miss"] * 4
+    assert planned[0].reason == "never ran in this environment"
+    chain("raw.csv")
+    assert [p.status for p in plan(chain, "raw.csv")] == ["hit"] * 4
+    with config_context({"scale.factor": "5"}):
+        planned = {p.task.name + str(i): p for i, p in enumerate(plan(chain, "raw.csv"))}
+    assert planned["load_rows0"].status == "hit"
+    assert planned["scale1"].status == "miss" and "parameter 'factor' changed" in planned["scale1"].reason
+    assert planned["summarize2"].status == "miss" and "input 'frame' changed" in planned["summarize2"].reason
+    assert planned["summarize3"].status == "hit"
+    assert calls == {"load_rows": 1, "scale": 1, "summarize": 2}, "plan ran a task"
+
+
+def test_plan_reports_stale_outputs(raw_csv):
+    chain("raw.csv")
+    entry = next(e for e in last_run().task_runs if e["task"] == "scale")
+    Path(entry["outputs"]["result"]).unlink()
+    status = {p.task.name: (p.status, p.reason) for p in plan(chain, "raw.csv")}
+    assert status["scale"][0] == "stale" and "missing" in status["scale"][1]
+
+
+HELPER_MODULE = """
+from dbnd_prefect import task
+
+def helper_b(x):
+    return x + {inc}
+
+def helper_a(x):
+    return helper_b(x) * 2
+
+def unrelated():
+    return {unrelated}
+
+@task
+def compute(x: int) -> int:
+    print("BODY-RAN")
+    return helper_a(x)
+"""
+
+
+def test_helper_function_change_invalidates_but_unrelated_change_does_not(workdir):
+    from tests.conftest import run_python
+
+    script = "import sys; sys.path.insert(0, '.'); from mymod import compute; print('VALUE', compute(1))"
+
+    def run(inc: int, unrelated: int) -> str:
+        (workdir / "mymod.py").write_text(textwrap.dedent(HELPER_MODULE.format(inc=inc, unrelated=unrelated)))
+        proc = run_python("-c", script, cwd=workdir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    assert "BODY-RAN" in run(1, 0) and "VALUE 4" in run(1, 0)
+    out = run(1, 99)
+    assert "BODY-RAN" not in out and "VALUE 4" in out
+    out = run(5, 99)
+    assert "BODY-RAN" in out and "VALUE 12" in out
