@@ -44,10 +44,10 @@ def _result_store(run: RunContext) -> Any:
 def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
     """(status, reason, stored outputs when reusable) of a task run with `signature`."""
     from dbnd_prefect.versioning.history import explain_difference, list_versions
-    from dbnd_prefect.versioning.policy import SignaturePolicy
+    from dbnd_prefect.versioning.policy import SignaturePolicy, record_key
 
     store = _result_store(run)
-    key = signature.digest
+    key = record_key(signature.digest)
     if store.exists(key):
         reason = SignaturePolicy.invalid_reason(store, key, run.verify == "full")
         if reason is None:

@@ -17,8 +17,7 @@ import uuid
 from typing import Any, Iterator
 
 from dbnd_prefect.targets import normalize_uri, split_uri
-
-RECORDS_DIR = ".dbnd/prefect-records"
+from dbnd_prefect.versioning.policy import STORE_DIR
 
 
 @dataclasses.dataclass
@@ -33,7 +32,6 @@ class RunContext:
     verify: str
     run_uid: str
     result_storage: Any
-    records_uri: str
     command_line: list[str] | None = None
     task_runs: list[Any] = dataclasses.field(default_factory=list)
 
@@ -92,15 +90,14 @@ def make_run_context(config: Any = None, command_line: list[str] | None = None) 
     settings = run_settings(config)
     env = settings.env
     root = normalize_uri(settings.data_root)
-    records_uri = f"{root.rstrip('/')}/{RECORDS_DIR}"
-    protocol, _ = split_uri(records_uri)
+    protocol, _ = split_uri(root)
     if protocol == "file":
-        pathlib.Path(records_uri).mkdir(parents=True, exist_ok=True)
-        storage: Any = pathlib.Path(records_uri)
+        storage: Any = pathlib.Path(root) / STORE_DIR
+        storage.mkdir(parents=True, exist_ok=True)
     else:
         from dbnd_prefect.storage import result_storage_for
 
-        storage = result_storage_for(records_uri)
+        storage = result_storage_for(f"{root.rstrip('/')}/{STORE_DIR}")
     return RunContext(
         config=config,
         env=env,
@@ -110,7 +107,6 @@ def make_run_context(config: Any = None, command_line: list[str] | None = None) 
         verify=settings.verify,
         run_uid=uuid.uuid4().hex[:12],
         result_storage=storage,
-        records_uri=records_uri,
         command_line=command_line,
     )
 

@@ -148,7 +148,8 @@ def format_for_uri(uri: str | os.PathLike, forced: str | None = None) -> tuple[F
         return get_format(forced), compression
     fmt = _lookup(name)
     if fmt is None:
-        ext = "." + name.rpartition(".")[2] if "." in name else "(none)"
+        ext = ("." + name.rpartition(".")[2] if "." in name else "") + (f".{last}" if compression else "")
+        ext = ext or "(none)"
         raise FormatError(
             f"cannot tell the format of '{uri}' from its extension '{ext}'",
             hint=f"known extensions: {', '.join(known_extensions())} (optionally followed by "

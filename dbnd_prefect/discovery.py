@@ -1,0 +1,201 @@
+"""Finding tasks and pipelines by the names people type on the command line.
+
+A TASK may be given as
+- a name (`prepare_data`), looked up among the tasks of the modules the project lists in
+  `[run] modules` and those given with `-m/--module` (repeatable);
+- a dotted path (`flows.wine_quality.predict_wine_quality`): module plus attribute;
+- a file and attribute (`path/to/file.py:func`).
+As for a Python script, the working directory is put on `sys.path` first, so the project's own
+packages import without installing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from dbnd_prefect import registry
+from dbnd_prefect.errors import ConfigError, TaskNotFoundError
+
+
+def put_on_path(cwd: str | os.PathLike[str] | None = None) -> None:
+    """Put the working directory first on `sys.path`, as `python script.py` does for its folder."""
+    folder = str(Path(cwd or Path.cwd()).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def import_modules(names: Iterable[str], origin: str = "-m/--module") -> None:
+    """Import each module so its tasks register; a module that fails names itself and the cause."""
+    for name in names:
+        import_module(name, origin)
+
+
+def import_module(name: str, origin: str = "-m/--module") -> Any:
+    """Import one module by dotted name; ConfigError (one line) when it is missing or raises."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise ConfigError(
+                f"cannot import module '{name}' (from {origin}): no module named '{exc.name}'",
+                hint="check the name; modules are found from the working directory and the installed packages",
+            ) from exc
+        raise ConfigError(f"error importing module '{name}': {_one_line(exc)}",
+                          hint="fix the import in that module (run with --verbose for the traceback)") from exc
+    except Exception as exc:
+        raise ConfigError(f"error importing module '{name}': {_one_line(exc)}",
+                          hint="fix that module (run with --verbose for the traceback)") from exc
+
+
+def load_file(path: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None) -> Any:
+    """Import a Python file as a module; its folder goes on `sys.path` like a script's."""
+    base = Path(cwd or Path.cwd()).resolve()
+    file = Path(path)
+    file = (file if file.is_absolute() else base / file).resolve()
+    if not file.is_file():
+        raise TaskNotFoundError(f"file not found: {path}", hint="give TASK as path/to/file.py:function")
+    name = _module_name_for(file, base)
+    if name in sys.modules and Path(getattr(sys.modules[name], "__file__", "") or "").resolve() == file:
+        return sys.modules[name]
+    if name.count(".") == 0 and str(file.parent) not in sys.path:
+        sys.path.insert(0, str(file.parent))
+    if "." in name:
+        return import_module(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise TaskNotFoundError(f"cannot load {path} as a Python module", hint="give a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ConfigError(f"error importing {path}: {_one_line(exc)}",
+                          hint="fix that file (run with --verbose for the traceback)") from exc
+    return module
+
+
+def _module_name_for(file: Path, base: Path) -> str:
+    """`pkg/mod.py` under the working directory is `pkg.mod` when `pkg` is a package; else `mod`."""
+    try:
+        parts = file.with_suffix("").relative_to(base).parts
+    except ValueError:
+        return file.stem
+    folder = base
+    for part in parts[:-1]:
+        folder = folder / part
+        if not (folder / "__init__.py").is_file() or not part.isidentifier():
+            return file.stem
+    return ".".join(parts)
+
+
+def _is_runnable(obj: Any) -> bool:
+    from dbnd_prefect.decorators import DbndPipeline, DbndTask
+
+    return isinstance(obj, (DbndTask, DbndPipeline))
+
+
+def find_task(name: str, modules: Sequence[str] = (), cwd: str | os.PathLike[str] | None = None) -> Any:
+    """The task or pipeline that TASK `name` refers to (see the module docstring for the forms).
+
+    `modules` are the project's `run.modules` plus any `-m` modules; they are imported first.
+    Raises TaskNotFoundError (with close names) or ConfigError (a module that cannot be imported).
+    """
+    put_on_path(cwd)
+    import_modules(modules)
+    if ":" in name and name.split(":", 1)[0].endswith(".py"):
+        file, _, attr = name.partition(":")
+        return _attribute(load_file(file, cwd), attr, name)
+    if "." in name and name not in registry.all_items():
+        module_name, _, attr = name.rpartition(".")
+        try:
+            module = import_module(module_name, name)
+        except ConfigError as exc:
+            if name.split(".")[0] in registry.all_items() or not _looks_like_module(module_name):
+                raise _not_found(name, modules) from None
+            raise TaskNotFoundError(exc.message, hint=exc.hint) from exc
+        return _attribute(module, attr, name)
+    try:
+        return registry.get(name)
+    except TaskNotFoundError:
+        raise _not_found(name, modules) from None
+
+
+def _looks_like_module(name: str) -> bool:
+    return importlib.util.find_spec(name.split(".")[0]) is not None
+
+
+def _attribute(module: Any, attr: str, shown: str) -> Any:
+    obj = getattr(module, attr, None)
+    if obj is None:
+        found = [n for n, o in vars(module).items() if _is_runnable(o)]
+        import difflib
+
+        close = difflib.get_close_matches(attr, found, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else (
+            f"tasks there: {', '.join(found)}" if found else "that module defines no @task or @pipeline")
+        raise TaskNotFoundError(f"'{module.__name__}' has no task or pipeline '{attr}' (TASK {shown})", hint=hint)
+    if not _is_runnable(obj):
+        raise TaskNotFoundError(f"'{shown}' is not a @task or @pipeline (it is {type(obj).__name__})",
+                                hint="decorate the function with @task or @pipeline")
+    return obj
+
+
+def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
+    import difflib
+
+    known = list(registry.all_items())
+    close = difflib.get_close_matches(name.rpartition(".")[2], known, n=3)
+    if close:
+        hint = f"did you mean {', '.join(close)}?"
+    elif not modules:
+        hint = ("no modules were searched: give -m MODULE, list them in [run] modules of dbnd.toml, "
+                "or use pkg.module.function / path/to/file.py:function")
+    else:
+        hint = f"searched modules: {', '.join(modules)}; see `dbnd show-tasks`"
+    return TaskNotFoundError(f"unknown task or pipeline '{name}'", hint=hint)
+
+
+def discover(modules: Sequence[str] = (), cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Every task and pipeline known after importing `modules`, by name."""
+    put_on_path(cwd)
+    import_modules(modules)
+    return dict(sorted(registry.all_items().items()))
+
+
+def signature_text(obj: Any) -> str:
+    """`name(param: type = default, ...) -> out1, out2` as shown by `dbnd show-tasks`."""
+    params = []
+    for spec in obj.params:
+        text = f"{spec.name}: {spec.describe_type()}"
+        if not spec.required:
+            text += f" = {spec.default!r}"
+        params.append(text)
+    text = f"{obj.name}({', '.join(params)})"
+    outputs = getattr(obj, "outputs", None)
+    if outputs:
+        text += " -> " + ", ".join(o.name for o in outputs)
+    return text
+
+
+def kind_of(obj: Any) -> str:
+    """'task' or 'pipeline'."""
+    from dbnd_prefect.decorators import DbndTask
+
+    return "task" if isinstance(obj, DbndTask) else "pipeline"
+
+
+def first_doc_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj.func) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
