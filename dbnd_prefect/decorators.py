@@ -25,6 +25,7 @@ from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
 from dbnd_prefect.runtime import RunContext, current_run, ensure_run, interactive_settings
+from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
 from dbnd_prefect.wiring import PipelineScope, current_scope, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,6 +88,8 @@ class _Callable:
                 value = spec.default
             else:
                 continue
+            if spec.is_data and run is not None and is_selector(value):
+                value = resolve_selector(value, run.data_root, run.env)
             values[spec.name] = coerce(self.name, spec, value)
         check_required(self.name, self.params, values)
         return values

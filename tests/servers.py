@@ -145,7 +145,9 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _process(name: str, argv: list[str], ready_path: str, port: int) -> Iterator[Server]:
+def _process(
+    name: str, argv: list[str], ready_path: str, port: int, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Run `argv` (which must bind 127.0.0.1:`port`) until the context exits; fail loudly if it cannot start."""
     with tempfile.TemporaryDirectory(prefix=f"dbnd-{name.lower()}-") as workdir:
         log = Path(workdir) / "server.log"
@@ -153,7 +155,7 @@ def _process(name: str, argv: list[str], ready_path: str, port: int) -> Iterator
             try:
                 proc = subprocess.Popen(
                     argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    env=env, start_new_session=True, preexec_fn=_die_with_parent,
                 )
             except OSError as exc:
                 _fail(name, f"cannot run {argv[0]}: {exc}; {INSTALL_HINT}")
@@ -185,6 +187,33 @@ def moto_s3() -> Iterator[Server]:
         yield Server("S3 (moto)", url, port)
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def moto_s3_with_auth() -> Iterator[tuple[Server, str, str]]:
+    """A separate moto S3 process that checks credentials; yields (server, access key id, secret key).
+
+    The key belongs to an IAM user allowed s3:*; any other key or secret is refused (403).
+    """
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto authenticates every action after the first N; these N create the IAM user and its key.
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    with _process("S3 (moto, with auth)", argv, "/moto-api/", port, env=env) as server:
+        import boto3
+
+        iam = boto3.client(
+            "iam", endpoint_url=server.url, region_name=AWS_REGION,
+            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+        )
+        iam.create_user(UserName="dbnd-test")
+        iam.put_user_policy(
+            UserName="dbnd-test", PolicyName="s3-all",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
+        )
+        key = iam.create_access_key(UserName="dbnd-test")["AccessKey"]
+        yield server, key["AccessKeyId"], key["SecretAccessKey"]
 
 
 @contextlib.contextmanager
@@ -245,6 +274,7 @@ def set_s3_env(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
     for name in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never probe a cloud metadata address
     # A developer's real ~/.aws must never be read by the suite.
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)

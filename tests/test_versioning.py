@@ -231,3 +231,44 @@ def test_helper_function_change_invalidates_but_unrelated_change_does_not(workdi
     assert "BODY-RAN" not in out and "VALUE 4" in out
     out = run(5, 99)
     assert "BODY-RAN" in out and "VALUE 12" in out
+
+
+@task
+def total(frame: pd.DataFrame) -> float:
+    return float(frame["x"].sum())
+
+
+def test_latest_and_run_selectors_resolve_to_stored_outputs(raw_csv):
+    chain("raw.csv")
+    first_run = next(e for e in last_run().task_runs if e["task"] == "scale")
+    manifest = json.loads(Path(first_run["manifest"]).read_text())
+    flow_run_id = manifest["prefect"]["flow_run_id"]
+    with config_context({"scale.factor": "10"}):
+        chain("raw.csv")
+    assert total("scale.result@latest") == 60.0
+    assert total(f"scale.result@run:{flow_run_id}") == 12.0
+    assert total(f"scale.result@run:{flow_run_id[:8]}") == 12.0
+
+
+def test_selector_errors_name_the_selector(raw_csv):
+    from dbnd_prefect.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"scale\.result@latest: no stored outputs of task 'scale'"):
+        total("scale.result@latest")
+    chain("raw.csv")
+    with pytest.raises(ParameterError, match=r"no stored output 'nope'.*\['result'\]"):
+        total("scale.nope@latest")
+
+
+def test_reproduce_reruns_with_recorded_inputs_and_matches(raw_csv):
+    from dbnd_prefect.versioning.reproduce import reproduce
+
+    chain("raw.csv")
+    entry = next(e for e in last_run().task_runs if e["task"] == "load_rows")
+    flow_run_id = json.loads(Path(entry["manifest"]).read_text())["prefect"]["flow_run_id"]
+    before = dict(calls)
+    report = reproduce(flow_run_id)
+    assert {(r.task, r.output) for r in report} == {("load_rows", "result"), ("scale", "result"),
+                                                    ("summarize", "result")}
+    assert all(r.matches for r in report), [(r.task, r.original_checksum, r.checksum) for r in report]
+    assert calls["load_rows"] == before["load_rows"] + 1, "reproduce did not run the task again"

@@ -1,0 +1,315 @@
+"""Running a task or pipeline with configuration, from Python and for `dbnd run`.
+
+    from dbnd_prefect.api import run
+    result = run("prepare_data", set={"raw_data": "data/raw.csv"}, env="local")
+    train, validation = result.values
+    result.outputs("prepare_data")          # {"result_1": DataFrame, "result_2": DataFrame}
+
+`set` and `override` take `{"task.param": value}` (a key without a dot goes to the root task) or
+`{"task": {"param": value}}`; they are the `--set` and `--override` layers of the precedence rule
+in `dbnd_prefect.cli`. Everything is checked before Prefect is entered (`prepare_run`), so a
+mistake is one DbndError naming the culprit and nothing is run or written. A task that fails at
+run time raises TaskFailedError naming the task, chained to the task's own exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from dbnd_prefect.config import (
+    DbndConfig,
+    check_task_section,
+    config_context,
+    load_config,
+    run_settings,
+    task_values,
+)
+from dbnd_prefect.config.model import RESERVED_SECTIONS
+from dbnd_prefect.config.settings import suggest
+from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TargetError, TaskFailedError
+
+RESERVED_TASK_KEYS = ("task_version",)
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """A validated run request: what to run and the configuration it runs with."""
+
+    obj: Any
+    config: DbndConfig
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished run returned and where its outputs are."""
+
+    values: Any
+    run: Any
+
+    def task_run(self, task_name: str) -> dict[str, Any]:
+        """The summary entry of the last run of `task_name` in this run (see `RunContext.task_runs`)."""
+        return task_run_entry(self.run, task_name)
+
+    def outputs(self, task_name: str) -> dict[str, Any]:
+        """The outputs of the last run of `task_name` in this run, loaded from where they were written."""
+        return load_task_outputs(self.run, task_name)
+
+
+def run(
+    task: Any,
+    set: Mapping[str, Any] | None = None,  # noqa: A002 - mirrors --set
+    override: Mapping[str, Any] | None = None,
+    env: str | None = None,
+    conf_files: Sequence[str | os.PathLike[str]] = (),
+    task_version: str | None = None,
+    modules: Sequence[str] = (),
+) -> RunResult:
+    """Run `task` (a @task/@pipeline object or a name as `dbnd run` takes it) with configuration.
+
+    Layers as for `dbnd run`: project files of the working directory < `conf_files` <
+    DBND__ variables < `set` < call-site arguments < `override`. `env` selects an environment
+    profile, `task_version="now"` forces recomputation. Raises DbndError before running anything
+    when the request is invalid, TaskFailedError when a task fails.
+    """
+    prepared = prepare_run(task, [set] if set else [], [override] if override else [], env=env,
+                           conf_files=conf_files, task_version=task_version, modules=modules)
+    return execute(prepared)
+
+
+def prepare_run(
+    task: Any,
+    set_values: Iterable[Mapping[str, Any]] = (),
+    override_values: Iterable[Mapping[str, Any]] = (),
+    *,
+    env: str | None = None,
+    conf_files: Sequence[str | os.PathLike[str]] = (),
+    task_version: str | None = None,
+    modules: Sequence[str] = (),
+    cwd: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PreparedRun:
+    """Find the task, build its configuration and check everything; nothing runs or is written.
+
+    `set_values`/`override_values` are parsed `--set`/`--override` mappings; keys without a dot
+    go to the root task. Raises DbndError (exit code 2) for any mistake.
+    """
+    from dbnd_prefect.discovery import find_task
+
+    set_values, override_values = list(set_values), list(override_values)
+    dotted = [_dotted_only(m) for m in set_values], [_dotted_only(m) for m in override_values]
+    base = _load(cwd, conf_files, dotted[0], dotted[1], environ, env, task_version)
+    if isinstance(task, str):
+        obj = find_task(task, [*run_settings(base).modules, *modules], cwd)
+    else:
+        obj = task
+        if not hasattr(obj, "params") or not hasattr(obj, "bind"):
+            raise ConfigError(f"{task!r} is not a @task or @pipeline", hint="decorate it or pass its name")
+    config = _load(cwd, conf_files, [_to_root(obj, m, "--set") for m in set_values],
+                   [_to_root(obj, m, "--override") for m in override_values], environ, env, task_version)
+    validate(obj, config)
+    return PreparedRun(obj, config)
+
+
+def _load(cwd: Any, conf_files: Any, sets: list[Any], overrides: list[Any], environ: Any, env: str | None,
+          task_version: str | None) -> DbndConfig:
+    config = load_config(cwd=cwd, conf_files=conf_files, set_values=sets, override_values=overrides, environ=environ)
+    if env is not None:
+        config = config.with_layer("set", {"run": {"env": env}}, f"--env {env}")
+    if task_version is not None:
+        config = config.with_layer("set", {"run": {"task_version": str(task_version)}},
+                                   f"--task-version {task_version}")
+    run_settings(config)
+    return config
+
+
+def _dotted_only(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if "." in k or isinstance(v, Mapping)}
+
+
+def _to_root(obj: Any, mapping: Mapping[str, Any], flag: str) -> dict[str, Any]:
+    """`{"raw_data": x}` -> `{"prepare_data.raw_data": x}` when prepare_data is the root task."""
+    mapped: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if "." in key or isinstance(value, Mapping):
+            mapped[key] = value
+        elif key in obj.param_map or key in RESERVED_TASK_KEYS:
+            mapped[f"{obj.name}.{key}"] = value
+        else:
+            names = [p.name for p in obj.params]
+            raise ParameterError(
+                f"unknown parameter '{key}' of {obj.name} in {flag} {key}=...{suggest(key, names)}",
+                hint=f"parameters of {obj.name}: {', '.join(names) or 'none'}",
+            )
+    return mapped
+
+
+class ConfigView:
+    """The part of a RunContext that `bind` reads, over a config: for checking without a run."""
+
+    def __init__(self, config: DbndConfig) -> None:
+        self.config = config
+
+    def task_section(self, task_name: str) -> dict[str, Any]:
+        return task_values(self.config, task_name)
+
+    def overrides_for(self, task_name: str) -> dict[str, Any]:
+        return self.config.overrides_for(task_name)
+
+
+def validate(obj: Any, config: DbndConfig) -> None:
+    """Check a run of `obj` with `config` before anything runs: task sections, values, input files."""
+    from dbnd_prefect import registry
+
+    items = registry.all_items()
+    items.setdefault(obj.name, obj)
+    _check_sections(config, items)
+    for name, item in items.items():
+        valid = [p.name for p in item.params] + list(RESERVED_TASK_KEYS)
+        check_task_section(config, name, valid)
+        for key, found in task_values(config, name).items():
+            spec = item.param_map.get(key)
+            if spec is not None:
+                _coerce_checked(item, spec, found)
+    view = ConfigView(config)
+    for key, value in obj.bind((), {}, view).items():
+        _check_input(obj, obj.param_map[key], value, _source_of(config, obj.name, key))
+    for name, item in items.items():
+        for key, found in task_values(config, name).items():
+            spec = item.param_map.get(key)
+            if spec is not None and found.layer in ("set", "override") and not (item is obj):
+                _check_input(item, spec, found.value, found.source)
+
+
+def _check_sections(config: DbndConfig, items: Mapping[str, Any]) -> None:
+    """A --set/--override section that names no known task is a typo, not a value to ignore."""
+    for section in config.sections():
+        if section in RESERVED_SECTIONS or section == "task" or section.startswith("env.") or section in items:
+            continue
+        typed = [v for v in config.section(section).values() if v.layer in ("set", "override")]
+        if typed:
+            raise ConfigError(
+                f"unknown task '{section}' in {typed[0].source}{suggest(section, list(items))}",
+                hint=f"known tasks: {', '.join(sorted(items)) or 'none'}",
+            )
+
+
+def _coerce_checked(item: Any, spec: Any, found: Any) -> Any:
+    from dbnd_prefect.params import coerce
+
+    try:
+        return coerce(item.name, spec, found.value)
+    except ParameterError as exc:
+        raise ParameterError(f"{exc.message} at {found.source}", hint=exc.hint) from None
+
+
+def _source_of(config: DbndConfig, task_name: str, key: str) -> str:
+    found = config.overrides_for(task_name).get(key) or task_values(config, task_name).get(key)
+    return found.source if found is not None else "the parameter's default"
+
+
+def _check_input(item: Any, spec: Any, value: Any, source: str) -> None:
+    """A path given to a data parameter must have a known format and, if local, exist."""
+    if not spec.is_data or spec.type_key in ("pathlib.Path", "dbnd_prefect.Target"):
+        return
+    if not isinstance(value, (str, os.PathLike)):
+        return
+    text = os.fspath(value)
+    if spec.type_key in ("dict", "list") and text.lstrip()[:1] in ("{", "["):
+        return
+    from dbnd_prefect.targets import Target, format_for_uri, split_uri
+
+    where = f"{item.name}.{spec.name}"
+    forced = spec.data.format if spec.data else None
+    try:
+        format_for_uri(text, forced)
+        Target(text, format=forced)
+    except DbndError as exc:
+        raise type(exc)(f"{where} = {text!r} (from {source}): {exc.message}", hint=exc.hint) from None
+    protocol, path = split_uri(text)
+    if protocol == "file" and not Path(path).exists():
+        raise TargetError(
+            f"input file not found: {where} = {text!r} (from {source}; looked at {path})",
+            hint=f"check the path, or pass another with --set {where}=PATH",
+        )
+
+
+def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> RunResult:
+    """Run a prepared request on Prefect; TaskFailedError (exit code 1) names the task that failed."""
+    from dbnd_prefect.runtime import ensure_run
+
+    obj = prepared.obj
+    with config_context(prepared.config), ensure_run(prepared.config) as current:
+        current.command_line = command_line
+        try:
+            values = obj()
+        except DbndError as exc:
+            if isinstance(exc, TaskFailedError):
+                raise
+            raise _failed(obj, exc) from exc
+        except Exception as exc:
+            raise _failed(obj, exc) from exc
+    return RunResult(values, current)
+
+
+def _failed(obj: Any, exc: BaseException) -> TaskFailedError:
+    name, kind = failing_task(obj, exc)
+    detail = exc.message if isinstance(exc, DbndError) else " ".join(f"{type(exc).__name__}: {exc}".split())
+    error = TaskFailedError(f"{kind} '{name}' failed: {detail}", hint="run with --verbose for the traceback")
+    error.task_name = name  # type: ignore[attr-defined]
+    return error
+
+
+def failing_task(root: Any, exc: BaseException) -> tuple[str, str]:
+    """(name, "task"/"pipeline") of the deepest task function on the exception's traceback."""
+    from dbnd_prefect import registry
+    from dbnd_prefect.discovery import kind_of
+
+    codes = {getattr(item.func, "__code__", None): item for item in registry.all_items().values()}
+    codes.setdefault(getattr(root.func, "__code__", None), root)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        item = codes.get(tb.tb_frame.f_code)
+        if item is not None:
+            found = item
+        tb = tb.tb_next
+    found = found or root
+    return found.name, kind_of(found)
+
+
+def task_run_entry(run_context: Any, task_name: str) -> dict[str, Any]:
+    """The last `task_runs` entry of `task_name`; DbndError listing the tasks that ran when absent."""
+    entries = [e for e in run_context.task_runs if e.get("task") == task_name]
+    if not entries:
+        ran = sorted({e.get("task") for e in run_context.task_runs})
+        raise DbndError(f"task '{task_name}' did not run in run {run_context.run_uid}{suggest(task_name, ran)}",
+                        hint=f"tasks in that run: {', '.join(ran) or 'none'}")
+    return entries[-1]
+
+
+def load_task_outputs(run_context: Any, task_name: str) -> dict[str, Any]:
+    """The outputs of `task_name`'s last run in `run_context`, by name, loaded from their files."""
+    import json
+
+    from dbnd_prefect.targets import Target
+
+    entry = task_run_entry(run_context, task_name)
+    manifest_uri = entry.get("manifest")
+    if not manifest_uri:
+        raise DbndError(f"task '{task_name}' finished as {entry.get('state')} with no stored outputs",
+                        hint="only completed task runs have outputs")
+    with Target(manifest_uri, format="json").fs.open(Target(manifest_uri).path, "rb") as handle:
+        manifest = json.load(handle)
+    stored = manifest.get("outputs", {})
+    values = {}
+    for name, info in stored.items():
+        values[name] = Target(info["uri"], format=info.get("format")).load(info.get("type_key"))
+    for name in entry.get("outputs", {}):
+        values.setdefault(name, None)
+    return values
+
+
+__all__ = ["run", "RunResult", "PreparedRun", "prepare_run", "execute", "validate", "load_task_outputs"]

@@ -1,0 +1,43 @@
+"""Version selectors: `TASK.OUTPUT@latest` and `TASK.OUTPUT@run:<flow run id>` name stored outputs.
+
+Accepted wherever a data parameter takes a URI (`--set`, configuration, call sites).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dbnd_prefect.errors import ParameterError
+
+SELECTOR = re.compile(r"^(?P<task>[A-Za-z_][\w-]*)\.(?P<output>\w+)@(?P<selector>latest|run:[0-9a-fA-F-]+)$")
+
+
+def is_selector(value: Any) -> bool:
+    return isinstance(value, str) and SELECTOR.match(value) is not None
+
+
+def resolve_selector(value: str, data_root: str, env: str) -> str:
+    """The URI of the stored output a selector names; ParameterError when there is none."""
+    from dbnd_prefect.versioning.history import list_versions
+
+    match = SELECTOR.match(value)
+    if match is None:
+        raise ParameterError(f"{value!r} is not a version selector", hint="use TASK.OUTPUT@latest or @run:RUN_ID")
+    task, output, selector = match["task"], match["output"], match["selector"]
+    versions = list_versions(data_root, task, env)
+    if selector.startswith("run:"):
+        run_id = selector[4:].lower()
+        versions = [v for v in versions if str(v.get("prefect", {}).get("flow_run_id") or "").startswith(run_id)]
+    if not versions:
+        where = f"flow run {selector[4:]}" if selector.startswith("run:") else f"environment '{env}'"
+        raise ParameterError(
+            f"{value}: no stored outputs of task '{task}' for {where} under {data_root}",
+            hint=f"run '{task}' first, or see `dbnd versions {task}`",
+        )
+    outputs = versions[0].get("outputs", {})
+    if output not in outputs:
+        raise ParameterError(
+            f"{value}: task '{task}' has no stored output '{output}'", hint=f"stored outputs are {sorted(outputs)}"
+        )
+    return str(outputs[output]["uri"])
