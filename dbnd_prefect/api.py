@@ -90,31 +90,45 @@ def prepare_run(
     modules: Sequence[str] = (),
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    check: bool = True,
 ) -> PreparedRun:
     """Find the task, build its configuration and check everything; nothing runs or is written.
 
     `set_values`/`override_values` are parsed `--set`/`--override` mappings; keys without a dot
-    go to the root task. Raises DbndError (exit code 2) for any mistake.
+    go to the root task. Raises DbndError (exit code 2) for any mistake. `check=False` skips the
+    checks of parameter values and input files (for `dbnd run TASK --help`).
     """
     from dbnd_prefect.discovery import find_task
 
     set_values, override_values = list(set_values), list(override_values)
     dotted = [_dotted_only(m) for m in set_values], [_dotted_only(m) for m in override_values]
-    base = _load(cwd, conf_files, dotted[0], dotted[1], environ, env, task_version)
+    base = build_config(cwd, conf_files, dotted[0], dotted[1], environ=environ, env=env, task_version=task_version)
     if isinstance(task, str):
         obj = find_task(task, [*run_settings(base).modules, *modules], cwd)
     else:
         obj = task
         if not hasattr(obj, "params") or not hasattr(obj, "bind"):
             raise ConfigError(f"{task!r} is not a @task or @pipeline", hint="decorate it or pass its name")
-    config = _load(cwd, conf_files, [_to_root(obj, m, "--set") for m in set_values],
-                   [_to_root(obj, m, "--override") for m in override_values], environ, env, task_version)
-    validate(obj, config)
+    config = build_config(cwd, conf_files, [_to_root(obj, m, "--set") for m in set_values],
+                          [_to_root(obj, m, "--override") for m in override_values], environ=environ, env=env,
+                          task_version=task_version)
+    if check:
+        validate(obj, config)
     return PreparedRun(obj, config)
 
 
-def _load(cwd: Any, conf_files: Any, sets: list[Any], overrides: list[Any], environ: Any, env: str | None,
-          task_version: str | None) -> DbndConfig:
+def build_config(
+    cwd: str | os.PathLike[str] | None = None,
+    conf_files: Sequence[str | os.PathLike[str]] = (),
+    set_values: Iterable[str | Mapping[str, Any]] = (),
+    override_values: Iterable[str | Mapping[str, Any]] = (),
+    *,
+    environ: Mapping[str, str] | None = None,
+    env: str | None = None,
+    task_version: str | None = None,
+) -> DbndConfig:
+    """`load_config` plus the `--env` and `--task-version` flags (set layer), validated."""
+    sets, overrides = set_values, override_values
     config = load_config(cwd=cwd, conf_files=conf_files, set_values=sets, override_values=overrides, environ=environ)
     if env is not None:
         config = config.with_layer("set", {"run": {"env": env}}, f"--env {env}")
@@ -292,8 +306,7 @@ def task_run_entry(run_context: Any, task_name: str) -> dict[str, Any]:
 
 def load_task_outputs(run_context: Any, task_name: str) -> dict[str, Any]:
     """The outputs of `task_name`'s last run in `run_context`, by name, loaded from their files."""
-    import json
-
+    from dbnd_prefect import registry
     from dbnd_prefect.targets import Target
 
     entry = task_run_entry(run_context, task_name)
@@ -301,15 +314,12 @@ def load_task_outputs(run_context: Any, task_name: str) -> dict[str, Any]:
     if not manifest_uri:
         raise DbndError(f"task '{task_name}' finished as {entry.get('state')} with no stored outputs",
                         hint="only completed task runs have outputs")
-    with Target(manifest_uri, format="json").fs.open(Target(manifest_uri).path, "rb") as handle:
-        manifest = json.load(handle)
-    stored = manifest.get("outputs", {})
-    values = {}
-    for name, info in stored.items():
+    manifest = Target(manifest_uri, format="json").load("dict")
+    task = registry.all_items().get(task_name)
+    values: dict[str, Any] = {o.name: None for o in getattr(task, "outputs", [])}  # None outputs are not stored
+    for name, info in manifest.get("outputs", {}).items():
         values[name] = Target(info["uri"], format=info.get("format")).load(info.get("type_key"))
-    for name in entry.get("outputs", {}):
-        values.setdefault(name, None)
     return values
 
 
-__all__ = ["run", "RunResult", "PreparedRun", "prepare_run", "execute", "validate", "load_task_outputs"]
+__all__ = ["run", "RunResult", "PreparedRun", "prepare_run", "build_config", "execute", "validate", "load_task_outputs"]

@@ -126,6 +126,9 @@ def ensure_run(config: Any = None) -> Iterator[RunContext]:
     finally:
         _current.reset(token)
         _last = run
+        from dbnd_prefect.versioning.fingerprint import clear_fingerprint_cache
+
+        clear_fingerprint_cache()  # the next run must see values edited in place
 
 
 @contextlib.contextmanager

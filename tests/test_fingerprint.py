@@ -142,6 +142,9 @@ def test_string_columns_hash_alike_whatever_their_storage_and_chunking():
     assert fingerprint_value(arrow_chunked) == fingerprint_value(arrow_single) == fingerprint_value(python_storage)
     assert fingerprint_value(pd.Series(strings)) == fingerprint_value(pd.Series(strings))  # pandas 3 str dtype
     assert fingerprint_value(pd.Series(strings)) != fingerprint_value(pd.Series(["a", None, "bcd", "", "e"]))
+    sliced = pa.array(["zz"] + strings).slice(1)  # non-zero offset into shared buffers
+    assert fingerprint_value(sliced) == fingerprint_value(pa.array(strings, pa.large_string()))
+    assert fingerprint_value(sliced) == fingerprint_value(pa.chunked_array([strings[:3], strings[3:]]))
 
 
 def test_values_hidden_under_nulls_and_nan_payloads_do_not_matter():

@@ -137,3 +137,18 @@ def test_user_registered_format_is_used_by_targets(tmp_path):
 def test_unknown_format_name():
     with pytest.raises(FormatError, match="unknown format 'excel' .*known formats: csv"):
         get_format("excel")
+
+
+def test_format_names_are_case_insensitive(tmp_path):
+    register_format(Format("UpperText", (".utxt",), lambda f, tk: f.read().upper(), lambda o, f: f.write(o),
+                           binary=False, load_types=("str",), save_types=("str",)))
+    assert get_format("uppertext") is get_format("UpperText")
+    target = Target(tmp_path / "a.dat", format="UPPERTEXT")
+    target.save("abc")
+    assert target.load() == "ABC"
+
+
+def test_format_errors_hide_query_strings():
+    with pytest.raises(FormatError) as err:
+        format_for_uri("https://host/x.xlsx?sig=SECRETVALUE")
+    assert "SECRETVALUE" not in str(err.value) and "'https://host/x.xlsx?...'" in str(err.value)

@@ -282,3 +282,28 @@ def test_open_refuses_write_modes(tmp_path):
 def test_empty_uri_is_rejected():
     with pytest.raises(TargetError, match="empty"):
         Target("")
+
+
+def test_load_accepts_type_keys_as_strings(tmp_path):
+    target = Target(tmp_path / "d.parquet")
+    target.save(pd.DataFrame({"a": [1, 2]}))
+    assert target.load("pandas.DataFrame")["a"].tolist() == [1, 2]
+    assert target.load("pandas.Series").tolist() == [1, 2]
+    with pytest.raises(FormatError, match="cannot be loaded as pathlib.Path"):
+        target.load("pathlib.Path")
+
+
+def test_open_and_writer_decompress_files_of_unknown_format(tmp_path):
+    target = Target(tmp_path / "blob.bin.gz")
+    with target.writer() as f:
+        f.write(b"\x00raw bytes")
+    assert (tmp_path / "blob.bin.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip magic
+    with target.open() as f:
+        assert f.read() == b"\x00raw bytes"
+
+
+@pytest.mark.parametrize("value", [3, 2.5, True])
+def test_json_scalars_round_trip(tmp_path, value):
+    target = Target(tmp_path / "v.json")
+    target.save(value)
+    assert target.load(type(value)) == value and type(target.load(type(value))) is type(value)

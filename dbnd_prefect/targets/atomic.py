@@ -151,13 +151,18 @@ def open_read(
     return OpenFile(fs, path, mode=mode, compression=compression, **extra).open()
 
 
+# object stores have no directories; their makedirs on a bucket-level parent would try to create the bucket
+_FLAT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "http", "https"})
+
+
 def _upload(fs: fsspec.AbstractFileSystem, staging: str, path: str, size: int) -> None:
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     parent = fs._parent(path)
-    if parent:
+    if parent and not protocols & _FLAT_STORES:
         try:
             fs.makedirs(parent, exist_ok=True)
-        except (OSError, NotImplementedError):
-            pass  # object stores have no directories to create
+        except NotImplementedError:
+            pass
     if size <= _PIPE_LIMIT:
         with open(staging, "rb") as f:
             fs.pipe_file(path, f.read())

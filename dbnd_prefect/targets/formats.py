@@ -19,6 +19,7 @@ from functools import partial
 from typing import IO, Any
 
 from dbnd_prefect.errors import FormatError
+from dbnd_prefect.targets.filesystem import redact_uri
 
 ANY = "object"
 DATAFRAME = "pandas.DataFrame"
@@ -96,13 +97,18 @@ _by_extension: dict[str, str] = {}
 
 def register_format(fmt: Format) -> None:
     """Add a format (or replace the one with the same name); its extensions now resolve to it."""
-    old = _formats.get(fmt.name)
+    name = fmt.name.lower()
+    old = _formats.get(name)
     if old is not None:
         for ext in old.extensions:
-            _by_extension.pop(ext.lower(), None)
-    _formats[fmt.name] = fmt
+            _by_extension.pop(_dotted(ext), None)
+    _formats[name] = fmt
     for ext in fmt.extensions:
-        _by_extension[ext.lower() if ext.startswith(".") else f".{ext.lower()}"] = fmt.name
+        _by_extension[_dotted(ext)] = name
+
+
+def _dotted(ext: str) -> str:
+    return ext.lower() if ext.startswith(".") else f".{ext.lower()}"
 
 
 def get_format(name: str) -> Format:
@@ -131,17 +137,22 @@ def compression_suffixes() -> dict[str, str]:
 _OPTIONAL_CODECS = {".zst": "zstandard", ".lz4": "lz4"}
 
 
+def compression_for_uri(uri: str | os.PathLike) -> str | None:
+    """fsspec compression name ("gzip", "bz2", ...) from a URI's last suffix, or None."""
+    last = _basename(os.fspath(uri)).lower().rpartition(".")[2]
+    return compression_suffixes().get(f".{last}")
+
+
 def format_for_uri(uri: str | os.PathLike, forced: str | None = None) -> tuple[Format, str | None]:
     """Return (format, fsspec compression name or None) for a URI; `forced` overrides the extension."""
     name = _basename(os.fspath(uri)).lower()
     stem, dot, last = name.rpartition(".")
-    compression = None
-    if dot and f".{last}" in compression_suffixes():
-        compression = compression_suffixes()[f".{last}"]
+    compression = compression_for_uri(uri)
+    if compression:
         name = stem
     elif dot and f".{last}" in _OPTIONAL_CODECS and forced is None and _lookup(stem):
         raise FormatError(
-            f"cannot read or write '{uri}': the .{last} compression codec is not installed",
+            f"cannot read or write '{redact_uri(os.fspath(uri))}': the .{last} compression codec is not installed",
             hint=f"pip install {_OPTIONAL_CODECS['.' + last]}",
         )
     if forced is not None:
@@ -151,7 +162,7 @@ def format_for_uri(uri: str | os.PathLike, forced: str | None = None) -> tuple[F
         ext = ("." + name.rpartition(".")[2] if "." in name else "") + (f".{last}" if compression else "")
         ext = ext or "(none)"
         raise FormatError(
-            f"cannot tell the format of '{uri}' from its extension '{ext}'",
+            f"cannot tell the format of '{redact_uri(os.fspath(uri))}' from its extension '{ext}'",
             hint=f"known extensions: {', '.join(known_extensions())} (optionally followed by "
             f"{', '.join(compression_suffixes())}); or force a format with format='NAME' "
             f"(one of {', '.join(sorted(_formats))})",
@@ -197,6 +208,13 @@ def type_key(tp_or_obj: Any) -> str:
         if key is not None:
             return key
     return ANY
+
+
+def as_type_key(key_or_type: Any) -> str:
+    """A requested type as a key: strings are keys (aliases resolved), anything else goes through type_key."""
+    if isinstance(key_or_type, str):
+        return _TYPE_KEYS.get(key_or_type, key_or_type)
+    return type_key(key_or_type)
 
 
 def describe(obj: Any) -> dict[str, Any]:
@@ -379,7 +397,8 @@ for _fmt in (
     Format("tsv", (".tsv", ".tab"), partial(_load_csv, sep="\t"), partial(_save_csv, sep="\t"),
            False, _FRAMES, _FRAMES),
     Format("json", (".json",), _load_json, _save_json, False,
-           ("dict", "list", "str", *_FRAMES), ("dict", "list", "str", "int", "float", "bool", *_FRAMES)),
+           ("dict", "list", "str", "int", "float", "bool", *_FRAMES),
+           ("dict", "list", "str", "int", "float", "bool", *_FRAMES)),
     Format("jsonl", (".jsonl", ".ndjson"), _load_jsonl, _save_jsonl, False,
            (DATAFRAME, "list"), (DATAFRAME, "list")),
     Format("parquet", (".parquet", ".pq"), _load_parquet, _save_parquet, True, _FRAMES, _FRAMES),

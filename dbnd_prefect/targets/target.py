@@ -15,6 +15,8 @@ from dbnd_prefect.targets.atomic import CHUNK, atomic_write, hash_stream, new_ha
 from dbnd_prefect.targets.filesystem import filesystem_for_uri, redact_uri, split_uri
 from dbnd_prefect.targets.formats import (
     Format,
+    as_type_key,
+    compression_for_uri,
     default_format_for,
     describe,
     format_for_uri,
@@ -145,7 +147,7 @@ class Target:
                 f"cannot open '{self.shown}' with mode '{mode}': targets open only for reading",
                 hint="write with .save(obj) or `with target.writer() as f:` (atomic)",
             )
-        compression = format_for_uri(self._uri, self._forced)[1] if self._has_format() else None
+        compression = compression_for_uri(self._uri)
         try:
             return open_read(self.fs, self._path, compression=compression, text=mode != "rb")
         except FileNotFoundError:
@@ -154,7 +156,7 @@ class Target:
     def load(self, type_key_or_type: Any = None, **options: Any) -> Any:
         """Read the file as the given type (a type, annotation or type key; default: the format's own)."""
         fmt, compression = format_for_uri(self._uri, self._forced)
-        wanted = None if type_key_or_type is None else type_key(type_key_or_type)
+        wanted = None if type_key_or_type is None else as_type_key(type_key_or_type)
         if not fmt.can_load(wanted):
             raise FormatError(
                 f"format '{fmt.name}' of '{self.shown}' cannot be loaded as {wanted}",
@@ -206,7 +208,7 @@ class Target:
         """Yield a file to write ("wb", or "w" for utf-8 text); it appears at the URI only on success."""
         if mode not in ("wb", "w", "wt"):
             raise TargetError(f"cannot write '{self.shown}' with mode '{mode}'", hint="use 'wb' or 'w'")
-        compression = format_for_uri(self._uri, self._forced)[1] if self._has_format() else None
+        compression = compression_for_uri(self._uri)
         with atomic_write(
             self.fs, self._path, local=self.is_local, compression=compression, text=mode != "wb"
         ) as result:
@@ -310,13 +312,6 @@ class Target:
             raise self._error("cannot read", "to checksum it", exc) from None
 
     # --- helpers ----------------------------------------------------------------------------
-
-    def _has_format(self) -> bool:
-        try:
-            format_for_uri(self._uri, self._forced)
-        except FormatError:
-            return False
-        return True
 
     def _missing(self) -> TargetError:
         return TargetError(

@@ -244,12 +244,19 @@ def _feed_arrow_object(w: Any, h: Any, obj: Any) -> bool:
     return True
 
 
+def _is_view(t: Any, kind: str) -> bool:
+    import pyarrow as pa
+
+    check = getattr(pa.types, f"is_{kind}_view", None)  # view types exist from pyarrow 16 on
+    return bool(check and check(t))
+
+
 def _family(t: Any) -> str:
     import pyarrow as pa
 
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or _is_view(t, "string"):
         return "utf8"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is_view(t, "binary"):
         return "binary"
     if pa.types.is_boolean(t):
         return "bool"
@@ -316,10 +323,10 @@ def _feed_arrow_strings(h: Any, chunks: list[Any], family: str) -> None:
     for c in chunks:
         if len(c) == 0:
             continue
+        if _is_view(c.type, "string") or _is_view(c.type, "binary"):
+            c = c.cast(large)
         if c.null_count:
             c = c.fill_null("" if family == "utf8" else b"")  # bytes under null slots are unspecified
-        if pa.types.is_string_view(c.type) or pa.types.is_binary_view(c.type):
-            c = c.cast(large)
         buffers = c.buffers()
         offset_type = np.int64 if c.type == large else np.int32
         offsets = np.frombuffer(buffers[1], dtype=offset_type)[c.offset : c.offset + len(c) + 1]

@@ -32,7 +32,11 @@ def fingerprint_code(func: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
 
 
 def describe_code(func: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any]:
-    """`{"fingerprint": digest, "functions": {"module.qualname": digest, ...}}` for `func` and what it reaches."""
+    """`{"fingerprint": digest, "functions": {name: digest}}` for `func` and everything it reaches.
+
+    Names are "module.qualname" for functions and classes and "module.NAME" for module-level constants
+    (numbers, strings, bytes and tuples/frozensets of them) the code reads, so a caller can say what changed.
+    """
     root = unwrap(func)
     if not (inspect.isfunction(root) or inspect.isclass(root)):
         if callable(root) and inspect.isclass(type(root)):
@@ -152,6 +156,8 @@ class _Collector:
                 self._alive.append(target)
                 for ref in _references(target, self):
                     self.visit(ref, depth + 1)
+            elif (inspect.isfunction(target) or inspect.isclass(target)) and is_project_code(target):
+                self.visit(target, depth + 1)  # defined elsewhere and attached to the class
 
     def record_constant(self, module_name: str, name: str, value: Any) -> None:
         self._record(f"{module_name}.{name}", fingerprint_value(value))
