@@ -3,8 +3,7 @@
 The whole public API:
 
     from dbnd_prefect import task, pipeline, Data, Target, DbndError
-    from dbnd_prefect import run, config_context          # running with configuration
-    from dbnd_prefect import log_metric, log_dataframe    # tracking
+    from dbnd_prefect import run, config_context          # running with configuration (CLI issue)
 """
 
 from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task

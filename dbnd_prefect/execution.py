@@ -30,10 +30,7 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         return value if isinstance(value, Target) or value is None else Target(value, **_target_options(spec))
     if isinstance(value, Target):
         target = value
-    elif isinstance(value, (str, os.PathLike)) and not (spec.type_key == "pathlib.Path" and spec.data is None
-                                                        and _is_local_path(value)):
-        if spec.type_key in ("dict", "list") and isinstance(value, str) and value.lstrip()[:1] in "{[":
-            return value  # JSON text already coerced upstream; keep as given
+    elif isinstance(value, (str, os.PathLike)):
         target = Target(value, **_target_options(spec))
     else:
         return value
@@ -43,12 +40,6 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         return target.load(spec.type_key)
     except DbndError as exc:
         raise type(exc)(f"task '{task_name}', parameter '{spec.name}': {exc.message}", hint=exc.hint) from None
-
-
-def _is_local_path(value: Any) -> bool:
-    from dbnd_prefect.targets import split_uri
-
-    return split_uri(value)[0] == "file"
 
 
 def _target_options(spec: ParamSpec) -> dict[str, Any]:

@@ -22,7 +22,10 @@ from dbnd_prefect.errors import OutputError, ParameterError
 DATA_TYPE_KEYS = frozenset(
     {"pandas.DataFrame", "pandas.Series", "numpy.ndarray", "dict", "list", "pyspark.DataFrame"}
 )
-SIMPLE_TYPES: tuple[type, ...] = (bool, int, float, str, dt.date, dt.datetime)
+_SIMPLE_KEYS: tuple[tuple[type, str], ...] = (
+    (bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
+    (dt.datetime, "datetime.datetime"), (dt.date, "datetime.date"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +99,11 @@ def annotation_type_key(annotation: Any) -> str:
     if origin is not None:
         annotation = origin
     if isinstance(annotation, type):
-        if annotation is pathlib.PurePath or issubclass(annotation, pathlib.PurePath):
+        if issubclass(annotation, pathlib.PurePath):
             return "pathlib.Path"
+        for simple, key in _SIMPLE_KEYS:
+            if annotation is simple:
+                return key
         return type_key(annotation)
     return "object"
 

@@ -51,7 +51,9 @@ class Store:
         if self.protocol == "s3":
             import boto3
 
-            head = boto3.client("s3", endpoint_url=self.server.url).head_object(Bucket=self.bucket, Key=key)
+            # a new session: boto3's default one keeps the first credentials it ever saw
+            client = boto3.session.Session().client("s3", endpoint_url=self.server.url)
+            head = client.head_object(Bucket=self.bucket, Key=key)
             return head["ETag"].strip('"')
         if self.protocol == "az":
             from azure.storage.blob import BlobClient
@@ -178,7 +180,7 @@ def test_s3_wrong_secret_is_a_clean_target_error(env_options: None, monkeypatch:
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
         import boto3
 
-        boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket="guarded")
+        boto3.session.Session().client("s3", endpoint_url=server.url).create_bucket(Bucket="guarded")
         uri = "s3://guarded/data.parquet"
         Target(uri).save(FRAME)  # the right key works
 
