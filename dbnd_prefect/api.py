@@ -181,8 +181,7 @@ def validate(obj: Any, config: DbndConfig) -> None:
     items.setdefault(obj.name, obj)
     _check_sections(config, items)
     for name, item in items.items():
-        valid = [p.name for p in item.params] + list(RESERVED_TASK_KEYS)
-        check_task_section(config, name, valid)
+        _check_task_keys(config, name, [p.name for p in item.params])
         for key, found in task_values(config, name).items():
             spec = item.param_map.get(key)
             if spec is not None:
@@ -195,6 +194,14 @@ def validate(obj: Any, config: DbndConfig) -> None:
             spec = item.param_map.get(key)
             if spec is not None and found.layer in ("set", "override") and not (item is obj):
                 _check_input(item, spec, found.value, found.source)
+
+
+def _check_task_keys(config: DbndConfig, task_name: str, params: list[str]) -> None:
+    """`check_task_section`, letting the reserved keys (`task_version`) through."""
+    reserved = [k for k in RESERVED_TASK_KEYS if k in config.section(task_name)]
+    if reserved:
+        config = DbndConfig({k: v for k, v in config._chains.items() if not (k[0] == task_name and k[1] in reserved)})
+    check_task_section(config, task_name, params)
 
 
 def _check_sections(config: DbndConfig, items: Mapping[str, Any]) -> None:

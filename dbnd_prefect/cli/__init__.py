@@ -99,6 +99,7 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `dbnd` with `argv` (default: the process arguments); the exit code."""
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     try:
@@ -114,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return commands.dispatch(parser, args, argv)
     except DbndError as exc:
+        if argv_given is None:
+            _drain_prefect_events()  # Prefect's exit-time warnings would otherwise follow our line
         if verbose:
             traceback.print_exc()
         print(f"dbnd: error: {_one_line(str(exc))}", file=sys.stderr)
@@ -121,6 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dbnd: interrupted", file=sys.stderr)
         return 130
+
+
+def _drain_prefect_events() -> None:
+    if "prefect.events.worker" not in sys.modules:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=5)
+    except Exception:  # best effort: only the order of lines on stderr depends on it
+        pass
 
 
 def _one_line(text: str) -> str:
