@@ -156,7 +156,24 @@ def interactive_settings() -> Iterator[None]:
     if is_deployed_run():
         yield
         return
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    import prefect.context
 
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    context = prefect.context.get_settings_context()
+    if context.settings.flows.heartbeat_frequency is None:
         yield
+        return
+    with prefect.context.SettingsContext(profile=context.profile, settings=_without_heartbeat(context.settings)):
+        yield
+
+
+_settings_cache: tuple[Any, Any] | None = None
+
+
+def _without_heartbeat(settings: Any) -> Any:
+    """`settings` with heartbeats off, built once per settings object (building costs ~40 ms)."""
+    global _settings_cache
+    if _settings_cache is None or _settings_cache[0] is not settings:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+        _settings_cache = (settings, settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    return _settings_cache[1]
