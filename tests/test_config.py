@@ -82,7 +82,6 @@ def test_defaults_alone(tmp_path: Path) -> None:
     assert config.get("run", "env") == "local"
     assert config.get("run", "modules") == []
     assert config.get("run", "verify") == "fast"
-    assert config.get("formats", "pandas.DataFrame") == "parquet"
     assert config.get("prepare_data", "raw_data") is None
     assert config.get("prepare_data", "raw_data", "fallback") == "fallback"
 
@@ -412,7 +411,7 @@ def test_unknown_run_key_suggests(tmp_path: Path) -> None:
         load_config(cwd=tmp_path, environ={})
     assert str(caught.value) == (
         "unknown key run.data_rot at dbnd.toml:2; did you mean 'data_root'? "
-        "(valid run keys: data_root, env, modules, task_version, verify, api_url, work_pool)"
+        "(valid run keys: data_root, env, modules, task_version, verify, input_fingerprint, api_url, work_pool)"
     )
 
 
@@ -501,7 +500,7 @@ def test_with_layer_returns_new_config_and_respects_layer_order(tmp_path: Path) 
     # added later but in a lower layer: the override still wins
     assert changed.get_value("train", "lr") == ConfigValue("0.9", "override", "--override train.lr=0.9")
     assert changed.as_dict()["train"] == {"lr": "0.9", "epochs": 2}
-    assert changed.sections() == ["formats", "run", "train"]
+    assert changed.sections() == ["run", "train"]
     with pytest.raises(ConfigError, match="call-site arguments are not stored"):
         base.with_layer("call-site", {"train.lr": 1}, "code")
     with pytest.raises(ConfigError, match="unknown configuration layer 'cli'"):
