@@ -184,13 +184,13 @@ class DbndTask(_Callable):
 
     def prefect_for(self, run: RunContext) -> prefect.Task:
         """The Prefect task that keeps its cache records beside this run's data."""
-        key = id(run.result_storage)
+        key = id(run.storage.result_storage)
         variant = self._variants.get(key)
         if variant is None:
             with self._variants_lock:
                 variant = self._variants.get(key)
                 if variant is None:
-                    variant = self.prefect_task.with_options(result_storage=run.result_storage)
+                    variant = self.prefect_task.with_options(result_storage=run.storage.result_storage)
                     self._variants = {key: variant}  # one run's storage at a time is what is ever used
         return variant
 

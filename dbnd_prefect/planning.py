@@ -35,7 +35,7 @@ def _result_store(run: RunContext) -> Any:
     from prefect.filesystems import LocalFileSystem
     from prefect.results import ResultStore
 
-    storage = run.result_storage
+    storage = run.storage.result_storage
     if isinstance(storage, Path):
         storage = LocalFileSystem(basepath=str(storage))
     return ResultStore(result_storage=storage)
@@ -44,12 +44,12 @@ def _result_store(run: RunContext) -> Any:
 def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
     """(status, reason, stored outputs when reusable) of a task run with `signature`."""
     from dbnd_prefect.versioning.history import explain_difference, list_versions
-    from dbnd_prefect.versioning.policy import SignaturePolicy, record_key
+    from dbnd_prefect.versioning.policy import SignaturePolicy
 
     store = _result_store(run)
-    key = record_key(signature.digest)
+    key = run.storage.record_key(signature.digest)
     if store.exists(key):
-        reason = SignaturePolicy.invalid_reason(store, key, run.verify == "full")
+        reason = SignaturePolicy.invalid_reason(store, key, signature.digest, run.verify == "full")
         if reason is None:
             return "hit", "outputs stored with this signature verify", store.read(key).result
         return "stale", reason, None

@@ -12,12 +12,10 @@ import contextvars
 import dataclasses
 import datetime as dt
 import os
-import pathlib
 import uuid
 from typing import Any, Iterator
 
-from dbnd_prefect.targets import normalize_uri, split_uri
-from dbnd_prefect.versioning.policy import STORE_DIR
+from dbnd_prefect.storage import resolve_storage
 
 
 @dataclasses.dataclass
@@ -31,7 +29,7 @@ class RunContext:
     task_version: str | None
     verify: str
     run_uid: str
-    result_storage: Any
+    storage: Any
     command_line: list[str] | None = None
     task_runs: list[Any] = dataclasses.field(default_factory=list)
 
@@ -89,24 +87,16 @@ def make_run_context(config: Any = None, command_line: list[str] | None = None) 
     config = config if config is not None else current_config()
     settings = run_settings(config)
     env = settings.env
-    root = normalize_uri(settings.data_root)
-    protocol, _ = split_uri(root)
-    if protocol == "file":
-        storage: Any = pathlib.Path(root) / STORE_DIR
-        storage.mkdir(parents=True, exist_ok=True)
-    else:
-        from dbnd_prefect.storage import result_storage_for
-
-        storage = result_storage_for(f"{root.rstrip('/')}/{STORE_DIR}")
+    storage = resolve_storage(settings.data_root, settings.storage_block)
     return RunContext(
         config=config,
         env=env,
-        data_root=root,
+        data_root=storage.data_root,
         run_date=dt.date.today(),
         task_version=_resolve_version(settings.task_version),
         verify=settings.verify,
         run_uid=uuid.uuid4().hex[:12],
-        result_storage=storage,
+        storage=storage,
         command_line=command_line,
     )
 

@@ -272,3 +272,38 @@ def test_reproduce_reruns_with_recorded_inputs_and_matches(raw_csv):
                                                     ("summarize", "result")}
     assert all(r.matches for r in report), [(r.task, r.original_checksum, r.checksum) for r in report]
     assert calls["load_rows"] == before["load_rows"] + 1, "reproduce did not run the task again"
+
+
+def test_local_file_system_block_as_data_root(raw_csv, workdir):
+    from prefect.filesystems import LocalFileSystem
+
+    root = workdir / "block-root"
+    LocalFileSystem(basepath=str(root)).save("dbnd-test-root", overwrite=True)
+    with config_context({"run.storage_block": "local-file-system/dbnd-test-root"}):
+        first = chain("raw.csv")
+        assert last_run().data_root == str(root)
+        second = chain("raw.csv")
+    assert first == second and calls["load_rows"] == 1
+    entry = next(e for e in last_run().task_runs if e["task"] == "scale")
+    assert entry["state"] == "Cached" and entry["outputs"]["result"].startswith(str(root / "local"))
+    assert list((root / ".dbnd" / "prefect-records").iterdir()), "cache records are not kept with the data"
+
+
+def test_unknown_storage_block_is_a_clear_error(raw_csv):
+    from dbnd_prefect.errors import ConfigError
+
+    with config_context({"run.storage_block": "local-file-system/no-such-block"}):
+        with pytest.raises(ConfigError, match="storage block 'local-file-system/no-such-block' could not be loaded"):
+            chain("raw.csv")
+
+
+def test_remote_uri_data_root_keeps_records_there(raw_csv):
+    import fsspec
+
+    with config_context({"run.data_root": "memory://dbnd-bucket/root"}):
+        chain("raw.csv")
+        chain("raw.csv")
+    assert calls["scale"] == 1
+    fs = fsspec.filesystem("memory")
+    assert fs.glob("/dbnd-bucket/root/.dbnd/prefect-records/*")
+    assert fs.glob("/dbnd-bucket/root/local/*/scale/scale_*/result.parquet")

@@ -19,6 +19,7 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_root: str = "data"
+    storage_block: str | None = None
     env: str = BUILTIN_ENV
     modules: list[str] = []
     task_version: str | None = None

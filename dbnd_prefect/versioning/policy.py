@@ -19,9 +19,6 @@ from dbnd_prefect.versioning.manifest import read_manifest, verify_outputs
 
 logger = logging.getLogger("dbnd_prefect")
 
-STORE_DIR = ".dbnd"  # Prefect's result storage: a folder of the data root, beside the data
-RECORD_PREFIX = "prefect-records/"
-
 # Signatures computed by the policy, handed to the task body of the same task run.
 _signatures: dict[Any, Any] = {}
 _lock = threading.Lock()
@@ -46,17 +43,17 @@ class SignaturePolicy(CachePolicy):
         if task_ctx is not None:
             with _lock:
                 _signatures[task_ctx.task_run.id] = signature
-        key = record_key(signature.digest)
+        key = run.storage.record_key(signature.digest) if run is not None else signature.digest
         store = getattr(task_ctx, "result_store", None) if task_ctx is not None else None
         if store is not None and run is not None and store.exists(key):
-            reason = self.invalid_reason(store, key, run.verify == "full")
+            reason = self.invalid_reason(store, key, signature.digest, run.verify == "full")
             if reason:
                 logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", self.dbnd_task.name, reason)
-                _delete_record(run.data_root, key)
+                _delete_record(run.storage.record_uri(signature.digest))
         return key
 
     @staticmethod
-    def invalid_reason(store: Any, key: str, full: bool) -> str | None:
+    def invalid_reason(store: Any, key: str, digest: str, full: bool) -> str | None:
         """Why the record under `key` must not be reused, or None when its outputs verify."""
         try:
             outputs = store.read(key).result
@@ -68,20 +65,15 @@ class SignaturePolicy(CachePolicy):
         manifest = read_manifest(manifest_uri)
         if manifest is None:
             return f"the manifest {manifest_uri} is missing"
-        if RECORD_PREFIX + str(manifest.get("signature")) != key:
+        if manifest.get("signature") != digest:
             return f"the manifest {manifest_uri} belongs to another signature"
         return verify_outputs(manifest, full=full)
 
 
-def record_key(digest: str) -> str:
-    """The key (a path under the data root's STORE_DIR) of the cache record for a signature."""
-    return RECORD_PREFIX + digest
-
-
-def _delete_record(data_root: str, key: str) -> None:
+def _delete_record(uri: str) -> None:
     from dbnd_prefect.targets import get_filesystem, split_uri
 
-    protocol, path = split_uri(f"{data_root.rstrip('/')}/{STORE_DIR}/{key}")
+    protocol, path = split_uri(uri)
     fs = get_filesystem(protocol)
     try:
         fs.rm(path)

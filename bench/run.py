@@ -1,0 +1,265 @@
+"""dbnd_prefect vs raw Prefect, side by side on one Prefect server: `make bench` (or `make bench-quick`).
+
+    .venv/bin/python bench/run.py              # full suite, medians over --reps runs (default 5)
+    .venv/bin/python bench/run.py --quick      # everything small, one run each: a smoke test
+    .venv/bin/python bench/run.py --only tasks,empty --reps 3
+
+Starts one `prefect server` on a free 127.0.0.1 port with a temporary PREFECT_HOME (or uses --api-url),
+runs every measurement in a fresh subprocess (`bench/worker.py`), raw and dbnd variants alternating,
+with a pause between runs so the server digests its events, then prints a markdown table and writes it
+to bench/results/latest.md (and the per-run numbers to latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from report import REPO, load_average, machine_info, machine_lines, markdown_table  # noqa: E402
+from rows import build_rows, notes  # noqa: E402
+from server import QUIET_ENV, prefect_server, temporary_home  # noqa: E402
+
+RESULT_PREFIX = "BENCH_RESULT "
+HEAVY_MODULES = ("pandas", "pyarrow", "pyspark", "boto3", "botocore", "s3fs", "gcsfs", "adlfs", "azure",
+                 "google.cloud", "numpy")
+
+
+@dataclasses.dataclass
+class Plan:
+    """One measure: its variants, their parameters, and how many task runs one variant run makes."""
+
+    measure: str
+    variants: tuple[str, ...]
+    params: dict[str, Any]
+    task_runs: int = 0
+    reps: int | None = None  # None: the suite's --reps
+
+
+def plans(quick: bool) -> list[Plan]:
+    if quick:
+        return [
+            Plan("tasks", ("raw", "raw_persist", "dbnd"), {"n": 10}, 20),
+            Plan("empty", ("raw", "dbnd"), {"calls": 2}),
+            Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 0.2}, 8),
+            Plan("fanout", ("raw", "dbnd"), {"n": 50}, 55),
+            Plan("frame_input", ("raw", "dbnd"), {"rows": 10_000}, 2),
+            Plan("record", ("raw", "dbnd"), {"rows": 10_000}),
+            Plan("rerun", ("raw", "dbnd"), {"n": 4, "work": 0.05, "rows": 1_000}, 5),
+        ]
+    return [
+        Plan("tasks", ("raw", "raw_persist", "dbnd"), {"n": 200}, 210),
+        Plan("empty", ("raw", "dbnd"), {"calls": 5}),
+        Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 1.0}, 8),
+        Plan("fanout", ("raw", "dbnd"), {"n": 2000}, 2005),
+        Plan("frame_input", ("raw", "dbnd"), {"rows": 1_000_000}, 2),
+        Plan("record", ("raw", "dbnd"), {"rows": 10_000_000}, reps=3),
+        Plan("rerun", ("raw", "dbnd"), {"n": 20, "work": 0.25, "rows": 100_000}, 21),
+    ]
+
+
+class Suite:
+    """Runs workers against one server and collects their results by measure and variant."""
+
+    def __init__(self, home: Path, api_url: str, quick: bool, pause: float, verbose: bool) -> None:
+        self.home, self.quick, self.pause, self.verbose = home, quick, pause, verbose
+        self.results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.errors: list[str] = []
+        self.counter = 0
+        self.env = {
+            **os.environ, **QUIET_ENV,
+            "PREFECT_API_URL": api_url,
+            "PREFECT_HOME": str(home / "client-home"),
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        }
+        for name in [k for k in self.env if k.startswith("DBND__")]:
+            del self.env[name]  # the benchmark's own data roots only
+
+    def log(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def rest(self, task_runs: int) -> None:
+        time.sleep(self.pause + (0 if self.quick else task_runs / 1000))
+
+    def worker(self, measure: str, variant: str, params: dict[str, Any],
+               data_root: Path | None = None) -> dict[str, Any] | None:
+        """Run one measurement in a fresh process with its own working directory; its result or None."""
+        self.counter += 1
+        cwd = self.home / "runs" / f"{self.counter:03d}-{measure}-{variant}"
+        cwd.mkdir(parents=True)
+        env = {**self.env, "DBND__RUN__DATA_ROOT": str(data_root or cwd / "data")}
+        command = [sys.executable, str(BENCH / "worker.py"), measure, variant, json.dumps(params)]
+        return self._run(command, cwd, env, f"{measure}/{variant}", measure, variant)
+
+    def _run(self, command: list[str], cwd: Path, env: dict[str, str], label: str, measure: str,
+             variant: str, timeout: float = 1800) -> dict[str, Any] | None:
+        try:
+            out = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.errors.append(f"{label}: timed out after {timeout:.0f}s")
+            self.log(f"  {label}: TIMEOUT")
+            return None
+        lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+        if out.returncode != 0 or not lines:
+            self.errors.append(f"{label}: exit {out.returncode}\n{out.stderr[-3000:]}")
+            self.log(f"  {label}: FAILED (exit {out.returncode})\n{out.stderr[-3000:]}")
+            return None
+        result = json.loads(lines[-1][len(RESULT_PREFIX):])
+        self.results.setdefault(measure, {}).setdefault(variant, []).append(result)
+        if self.verbose:
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
+            self.log(f"  {label}: {shown}")
+        return result
+
+    def run_plan(self, plan: Plan, reps: int) -> None:
+        self.log(f"{plan.measure}: {reps} × {', '.join(plan.variants)} {plan.params}")
+        for rep in range(reps):
+            order = plan.variants if rep % 2 == 0 else tuple(reversed(plan.variants))
+            for variant in order:
+                if plan.measure == "rerun":
+                    self.run_rerun(variant, plan.params, rep)
+                else:
+                    self.worker(plan.measure, variant, plan.params)
+                self.rest(plan.task_runs)
+
+    def run_rerun(self, side: str, params: dict[str, Any], rep: int) -> None:
+        """First run then re-run of the same chain, each in a fresh process, sharing a data folder."""
+        shared = self.home / "shared" / f"rerun-{side}-{rep}"
+        shared.mkdir(parents=True)
+        params = {**params, "shared": str(shared)}
+        first = self.worker("rerun", f"{side}_first", params, data_root=shared / "data")
+        self.rest(params["n"])
+        if first is not None:
+            self.worker("rerun", f"{side}_rerun", params, data_root=shared / "data")
+
+    def run_imports(self, reps: int) -> None:
+        """Whole-process wall of `python -c "import X"`, alternating, and which heavy modules X loads."""
+        self.log(f"import: {reps} × prefect, dbnd_prefect")
+        cwd = self.home / "runs" / "import"
+        cwd.mkdir(parents=True, exist_ok=True)
+        modules = {"raw": "prefect", "dbnd": "dbnd_prefect"}
+        for rep in range(reps):
+            for variant in (("raw", "dbnd") if rep % 2 == 0 else ("dbnd", "raw")):
+                start = time.perf_counter()
+                out = subprocess.run([sys.executable, "-c", f"import {modules[variant]}"], cwd=cwd, env=self.env,
+                                     capture_output=True, text=True)
+                seconds = time.perf_counter() - start
+                if out.returncode != 0:
+                    self.errors.append(f"import {modules[variant]}: {out.stderr[-2000:]}")
+                    continue
+                self.results.setdefault("import", {}).setdefault(variant, []).append({"seconds": seconds})
+                time.sleep(0.2)
+        probe = (f"import sys, json, dbnd_prefect\nheavy = {HEAVY_MODULES!r}\n"
+                 "loaded = sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy))\n"
+                 f"print({RESULT_PREFIX!r} + json.dumps({{'modules': loaded}}))\n")
+        self._run([sys.executable, "-c", probe], cwd, self.env, "import/heavy-modules", "import", "heavy")
+
+    def run_fingerprint(self, quick: bool) -> None:
+        """Delegates to bench/bench_fingerprint.py's per-variant worker (one fresh process per variant)."""
+        script = str(BENCH / "bench_fingerprint.py")
+        rows = {"floats": 10_000 if quick else 10_000_000, "strings": 10_000 if quick else 1_000_000}
+        rows["objects"] = rows["strings"]
+        cases = [("floats", "prefect INPUTS key"), ("floats", "dbnd fingerprint_value"),
+                 ("strings", "hash_pandas_object.sum"), ("strings", "dbnd fingerprint_value"),
+                 ("objects", "hash_pandas_object.sum"), ("objects", "dbnd fingerprint_value")]
+        self.log(f"fingerprint: {rows}")
+        cwd = self.home / "runs" / "fingerprint"
+        cwd.mkdir(parents=True, exist_ok=True)
+        for dataset, variant in cases:
+            reps = "1" if quick else "3"
+            command = [sys.executable, "-c", _FINGERPRINT_SHIM, script, dataset, variant, str(rows[dataset]), reps]
+            self._run(command, cwd, self.env, f"fingerprint/{dataset}/{variant}", f"fingerprint_{dataset}",
+                      "raw" if "dbnd" not in variant else "dbnd")
+
+
+# bench_fingerprint.py prints its worker's result as a bare JSON line; tag it like ours.
+_FINGERPRINT_SHIM = (
+    "import json, runpy, sys, io, contextlib\n"
+    "script, *args = sys.argv[1:]\n"
+    "sys.argv = [script, '--worker', *args]\n"
+    "buffer = io.StringIO()\n"
+    "with contextlib.redirect_stdout(buffer):\n"
+    "    runpy.run_path(script, run_name='__main__')\n"
+    "line = buffer.getvalue().strip().splitlines()[-1]\n"
+    f"print({RESULT_PREFIX!r} + json.dumps(json.loads(line)))\n"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per measure (default 5; quick 1)")
+    parser.add_argument("--only", default="", help="comma-separated measures: tasks, empty, import, parallel, "
+                                                   "fanout, frame_input, record, rerun, fingerprint")
+    parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
+    parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; quick 0.2)")
+    parser.add_argument("--out", default=str(BENCH / "results" / "latest.md"), help="markdown file to write")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary PREFECT_HOME and data")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each run's numbers")
+    args = parser.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 5)
+    pause = args.pause if args.pause is not None else (0.2 if args.quick else 2.0)
+    only = {m.strip() for m in args.only.split(",") if m.strip()}
+    info = machine_info()
+    info["load_start"] = load_average()
+    started = time.perf_counter()
+
+    with temporary_home(keep=args.keep) as home:
+        if args.keep:
+            print(f"PREFECT_HOME and data kept in {home}", file=sys.stderr)
+        server = prefect_server(home) if args.api_url is None else _existing(args.api_url)
+        with server as api_url:
+            suite = Suite(home, api_url, args.quick, pause, args.verbose)
+            for plan in plans(args.quick):
+                if not only or plan.measure in only:
+                    suite.run_plan(plan, plan.reps if (plan.reps and not args.reps and not args.quick) else reps)
+            if not only or "import" in only:
+                suite.run_imports(reps if args.quick else max(reps, 10))
+            if not only or "fingerprint" in only:
+                suite.run_fingerprint(args.quick)
+
+    info["load_end"] = load_average()
+    rows = build_rows(suite.results, args.quick)
+    mode = "quick (smoke test sizes: numbers are not meaningful)" if args.quick else f"full, medians of {reps} runs"
+    text = "\n\n".join([
+        f"# dbnd_prefect vs raw Prefect — {mode}",
+        markdown_table(rows),
+        machine_lines(info),
+        notes(suite.results, args.quick),
+    ]) + "\n"
+    if suite.errors:
+        text += "\n## Errors\n\n" + "\n".join(f"- {e.splitlines()[0]}" for e in suite.errors) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "results": suite.results}, indent=1))
+    print(f"written to {out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return 1 if suite.errors else 0
+
+
+class _existing:
+    """A context manager yielding an already running server's URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Where a run keeps its data: the data root, and the Prefect result storage for its cache records.
+
+The data root is a local path, a URI (s3://, gs://, az://, memory://...) or a saved Prefect storage
+block named by `run.storage_block`. Cache records always live in `.dbnd/` under the data root, so
+reuse follows the data, never the user's Prefect home. Prefect accepts only saved blocks (or local
+paths) as result storage, so a plain remote URI gets a RemoteFileSystem block saved once per run,
+holding no credentials (those come from the environment or the storage block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import xxhash
+
+from dbnd_prefect.errors import ConfigError
+from dbnd_prefect.targets import normalize_uri, split_uri
+
+STORE_DIR = ".dbnd"
+RECORDS_DIR = "prefect-records"
+_cloud_registered = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStorage:
+    """A data root and how Prefect reaches its records folder."""
+
+    data_root: str
+    result_storage: Any
+    record_prefix: str
+
+    def record_key(self, digest: str) -> str:
+        """The Prefect cache key (a path inside `result_storage`) of a signature's record."""
+        return self.record_prefix + digest
+
+    def record_uri(self, digest: str) -> str:
+        return f"{self.data_root.rstrip('/')}/{STORE_DIR}/{RECORDS_DIR}/{digest}"
+
+
+def _register_cloud_options() -> None:
+    global _cloud_registered
+    if not _cloud_registered:
+        from dbnd_prefect.cloud import register_cloud_options
+
+        register_cloud_options()
+        _cloud_registered = True
+
+
+def resolve_storage(data_root: str, storage_block: str | None = None) -> RunStorage:
+    """The storage of a run: from a saved block when one is named, else from the data root URI."""
+    _register_cloud_options()
+    if storage_block:
+        return _from_block(storage_block)
+    root = normalize_uri(data_root)
+    protocol, _ = split_uri(root)
+    if protocol == "file":
+        store = pathlib.Path(root) / STORE_DIR
+        store.mkdir(parents=True, exist_ok=True)
+        return RunStorage(root, store, f"{RECORDS_DIR}/")
+    return RunStorage(root, _records_block(root), f"{RECORDS_DIR}/")
+
+
+def _from_block(slug: str) -> RunStorage:
+    from prefect.blocks.core import Block
+
+    from dbnd_prefect.cloud import redact, register_block_options
+
+    if "/" not in slug:
+        raise ConfigError(f"run.storage_block '{slug}' is not a block slug",
+                          hint="write it as BLOCK-TYPE/NAME, e.g. s3-bucket/my-data (see `prefect block ls`)")
+    try:
+        block = Block.load(slug)  # once per run: a slug given to Prefect is looked up on every task run
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"storage block '{slug}' could not be loaded: {redact(str(exc))}",
+                          hint="check the name with `prefect block ls`; install its integration "
+                               "(pip install 'dbnd-prefect[aws]', [gcp] or [azure])") from None
+    base = normalize_uri(register_block_options(block))
+    if split_uri(base)[0] == "file":
+        pathlib.Path(base, STORE_DIR).mkdir(parents=True, exist_ok=True)
+    return RunStorage(base, block, f"{STORE_DIR}/{RECORDS_DIR}/")
+
+
+_saved_blocks: dict[str, Any] = {}
+
+
+def _records_block(root: str) -> Any:
+    from prefect.filesystems import RemoteFileSystem
+
+    basepath = f"{root.rstrip('/')}/{STORE_DIR}"
+    block = _saved_blocks.get(basepath)
+    if block is None:
+        block = RemoteFileSystem(basepath=basepath)
+        block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True)
+        _saved_blocks[basepath] = block
+    return block
