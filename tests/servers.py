@@ -60,6 +60,7 @@ class Server:
     name: str
     url: str
     port: int
+    pid: int | None = None  # the server's process; None when it runs in this process (moto)
 
 
 def azurite_connection_string(url: str, key: str = AZURITE_KEY) -> str:
@@ -162,7 +163,7 @@ def _process(
             try:
                 url = f"http://127.0.0.1:{port}"
                 _wait_until_answers(name, url + ready_path, proc, log)
-                yield Server(name, url, port)
+                yield Server(name, url, port, proc.pid)
             finally:
                 _stop_process(proc)
 
@@ -321,6 +322,13 @@ def create_az_container(connection_string: str, container: str) -> None:
 
 
 # --- fixtures ---------------------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: waits for a cloud client's own retries to give up (30-90 s); deselect with -m 'not slow'"
+    )
+
 
 
 @pytest.fixture(scope="session")
