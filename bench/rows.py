@@ -50,16 +50,16 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
             lambda r: r.dbnd <= 1.3 * size["sleep"]),
         Row("parallel_submit", "same, raw with `.submit()` (context)", m("parallel", "raw_submit"),
             m("parallel", "dbnd"), "s"),
-        Row("fanout_time", f"{size['fanout']:,}-task fan-out, time per task (raw `.map`)",
+        Row("fanout_time", f"{_n(size['fanout'])}-task fan-out, time per task (raw `.map`)",
             m("fanout", "raw", "per_task_ms"), m("fanout", "dbnd", "per_task_ms"), "ms", "≤ 1.1×",
             lambda r: r.ratio <= 1.1),
-        Row("fanout_rss", f"{size['fanout']:,}-task fan-out, process peak RSS", m("fanout", "raw", "peak_rss_mb"),
+        Row("fanout_rss", f"{_n(size['fanout'])}-task fan-out, process peak RSS", m("fanout", "raw", "peak_rss_mb"),
             m("fanout", "dbnd", "peak_rss_mb"), "MB", "≤ 1.2×", lambda r: r.ratio <= 1.2),
-        Row("frame_input", f"{size['frame']:.0e}-row DataFrame into a flow (raw: as parameter; dbnd: by path)",
+        Row("frame_input", f"{_n(size['frame'])}-row DataFrame into a flow (raw: as parameter; dbnd: by path)",
             m("frame_input", "raw"), m("frame_input", "dbnd"), "s", "≤ 0.15×", lambda r: r.ratio <= 0.15),
-        Row("record_time", f"{size['record']:.0e}-row frame write+read (raw: result record; dbnd: parquet)",
+        Row("record_time", f"{_n(size['record'])}-row frame write+read (raw: result record; dbnd: parquet)",
             m("record", "raw"), m("record", "dbnd"), "s", "≤ 0.2×", lambda r: r.ratio <= 0.2),
-        Row("record_bytes", f"{size['record']:.0e}-row frame, bytes stored", m("record", "raw", "bytes", 1e-6),
+        Row("record_bytes", f"{_n(size['record'])}-row frame, bytes stored", m("record", "raw", "bytes", 1e-6),
             m("record", "dbnd", "bytes", 1e-6), "MB", "≤ 0.7×", lambda r: r.ratio <= 0.7),
         Row("rerun", f"cached re-run of an unchanged {size['chain']}-task pipeline vs its first run",
             first, m("rerun", "dbnd_rerun"), "s", "≤ 0.1×", lambda r: r.ratio <= 0.1,
@@ -67,7 +67,7 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
         Row("rerun_vs_raw", "same re-run, raw Prefect with INPUTS + TASK_SOURCE cache (context)",
             m("rerun", "raw_rerun"), m("rerun", "dbnd_rerun"), "s",
             raw_note=f"first run {fmt(raw_first, 's')}"),
-        Row("fingerprint_floats", f"fingerprint {size['fp_floats']:.0e}×5 numeric frame (raw: INPUTS key)",
+        Row("fingerprint_floats", f"fingerprint {_n(size['fp_floats'])}×5 numeric frame (raw: INPUTS key)",
             m("fingerprint_floats", "raw"), fp_dbnd, "s", "≤ 0.067× (15× faster), ≥ 10 GB/s",
             lambda r: r.ratio <= 1 / 15 and _rate(fp_bytes, fp_dbnd) >= 10,
             dbnd_note=f"{_rate(fp_bytes, fp_dbnd):.1f} GB/s"),
@@ -75,11 +75,18 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
             m("fingerprint_floats", "dbnd", "extra_rss_mb"), "MB", "≤ 0.2×", lambda r: r.ratio <= 0.2,
             raw_note="frame size",
             dbnd_note=f"INPUTS key: {fmt(m('fingerprint_floats', 'raw', 'extra_rss_mb'), 'MB')}"),
-        Row("fingerprint_strings", f"fingerprint {size['fp_strings']:.0e}-row str column (raw: hash_pandas_object)",
+        Row("fingerprint_strings", f"fingerprint {_n(size['fp_strings'])}-row str column (raw: hash_pandas_object)",
             m("fingerprint_strings", "raw"), m("fingerprint_strings", "dbnd"), "s", "≤ 1×", lambda r: r.ratio <= 1),
-        Row("fingerprint_objects", f"fingerprint {size['fp_strings']:.0e}-row object column (raw: hash_pandas_object)",
+        Row("fingerprint_objects", f"fingerprint {_n(size['fp_strings'])}-row object column (raw: hash_pandas_object)",
             m("fingerprint_objects", "raw"), m("fingerprint_objects", "dbnd"), "s", "≤ 1×", lambda r: r.ratio <= 1),
     ]
+
+
+def _n(count: float) -> str:
+    """1e7 -> "1e7", 2000 -> "2,000"."""
+    if count >= 1e4 and str(int(count)).rstrip("0") == "1":
+        return f"1e{len(str(int(count))) - 1}"
+    return f"{int(count):,}"
 
 
 def _rate(nbytes: float | None, seconds: float | None) -> float:
@@ -119,7 +126,8 @@ def notes(results: Results, quick: bool) -> str:
         f"dbnd {fmt(m('fanout', 'dbnd', 'rss_rise_mb'), 'MB')}. Write+read split: raw "
         f"{fmt(m('record', 'raw', 'write_s'), 's')} + {fmt(m('record', 'raw', 'read_s'), 's')}, dbnd "
         f"{fmt(m('record', 'dbnd', 'write_s'), 's')} + {fmt(m('record', 'dbnd', 'read_s'), 's')}.",
-        "- Fingerprint rows come from bench/bench_fingerprint.py's worker (best of 3 timed runs per process).",
+        "- Fingerprint rows come from bench/bench_fingerprint.py's worker, one process per variant (best of "
+        f"{1 if quick else 3} timed runs); extra peak RSS is the rise over the RSS with the frame loaded.",
         "",
         "Per-run values (seconds unless said):",
     ]

@@ -243,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "results": suite.results}, indent=1))
+    table = [{"key": r.key, "measure": r.measure, "unit": r.unit, "raw": r.raw, "dbnd": r.dbnd, "ratio": r.ratio,
+              "target": r.target, "met": r.met} for r in rows]
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": table, "results": suite.results,
+                                                    "errors": suite.errors}, indent=1))
     print(f"written to {out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 1 if suite.errors else 0
 

@@ -21,7 +21,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from dbnd_prefect.config import (
     DbndConfig,
-    check_task_section,
     config_context,
     load_config,
     run_settings,
@@ -197,11 +196,13 @@ def validate(obj: Any, config: DbndConfig) -> None:
 
 
 def _check_task_keys(config: DbndConfig, task_name: str, params: list[str]) -> None:
-    """`check_task_section`, letting the reserved keys (`task_version`) through."""
-    reserved = [k for k in RESERVED_TASK_KEYS if k in config.section(task_name)]
-    if reserved:
-        config = DbndConfig({k: v for k, v in config._chains.items() if not (k[0] == task_name and k[1] in reserved)})
-    check_task_section(config, task_name, params)
+    """Like `check_task_section`, letting the reserved keys (`task_version`) through."""
+    for key, found in config.section(task_name).items():
+        if key not in params and key not in RESERVED_TASK_KEYS:
+            raise ConfigError(
+                f"unknown parameter {task_name}.{key} at {found.source}{suggest(key, params)}",
+                hint=f"parameters of {task_name}: {', '.join(params) if params else 'none'}",
+            )
 
 
 def _check_sections(config: DbndConfig, items: Mapping[str, Any]) -> None:

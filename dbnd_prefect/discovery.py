@@ -117,7 +117,7 @@ def find_task(name: str, modules: Sequence[str] = (), cwd: str | os.PathLike[str
         try:
             module = import_module(module_name, name)
         except ConfigError as exc:
-            if name.split(".")[0] in registry.all_items() or not _looks_like_module(module_name):
+            if not _looks_like_module(module_name):  # e.g. `prepare_data.raw_data` typed as TASK
                 raise _not_found(name, modules) from None
             raise TaskNotFoundError(exc.message, hint=exc.hint) from exc
         return _attribute(module, attr, name)
@@ -151,7 +151,9 @@ def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
     import difflib
 
     known = list(registry.all_items())
-    close = difflib.get_close_matches(name.rpartition(".")[2], known, n=3)
+    close: list[str] = []
+    for candidate in (name, name.rpartition(".")[2], name.partition(".")[0]):
+        close = close or difflib.get_close_matches(candidate, known, n=3)
     if close:
         hint = f"did you mean {', '.join(close)}?"
     elif not modules:

@@ -117,6 +117,8 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
     folder = output_dir(run, task.name, signature)
     manifest_uri = f"{folder}/{MANIFEST_NAME}"
     flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else None
+    from dbnd_prefect.tracking import take_metrics
+
     manifest = build_manifest(
         task_name=task.name,
         signature=signature,
@@ -129,6 +131,7 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
         ended=dt.datetime.now(dt.timezone.utc),
         command_line=run.command_line,
         cwd=os.getcwd(),
+        metrics=take_metrics(task_run_id),
     )
     Target(manifest_uri, format="json").save(manifest)
     stored = {

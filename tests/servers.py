@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -146,11 +147,12 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _process(
+def server_process(
     name: str, argv: list[str], ready_path: str, port: int, env: dict[str, str] | None = None
 ) -> Iterator[Server]:
     """Run `argv` (which must bind 127.0.0.1:`port`) until the context exits; fail loudly if it cannot start."""
-    with tempfile.TemporaryDirectory(prefix=f"dbnd-{name.lower()}-") as workdir:
+    slug = "-".join(re.findall(r"[a-z0-9]+", name.lower()))
+    with tempfile.TemporaryDirectory(prefix=f"dbnd-{slug}-") as workdir:
         log = Path(workdir) / "server.log"
         with log.open("wb") as out:
             try:
@@ -200,7 +202,7 @@ def moto_s3_with_auth() -> Iterator[tuple[Server, str, str]]:
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     # moto authenticates every action after the first N; these N create the IAM user and its key.
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    with _process("S3 (moto, with auth)", argv, "/moto-api/", port, env=env) as server:
+    with server_process("S3 (moto, with auth)", argv, "/moto-api/", port, env=env) as server:
         import boto3
 
         iam = boto3.client(
@@ -228,7 +230,7 @@ def azurite() -> Iterator[Server]:
         str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
         "--inMemoryPersistence", "--skipApiVersionCheck", "--silent",
     ]
-    with _process("Azure Blob (Azurite)", argv, f"/{AZURITE_ACCOUNT}?comp=list", port) as server:
+    with server_process("Azure Blob (Azurite)", argv, f"/{AZURITE_ACCOUNT}?comp=list", port) as server:
         yield server
 
 
@@ -249,7 +251,7 @@ def fake_gcs() -> Iterator[Server]:
         str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
         "-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "error",
     ]
-    with _process("GCS (fake-gcs-server)", argv, "/storage/v1/b", port) as server:
+    with server_process("GCS (fake-gcs-server)", argv, "/storage/v1/b", port) as server:
         yield server
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -124,11 +126,9 @@ def test_summary_links_the_prefect_flow_run(workdir):
     result = dbnd("run", "cli_scale", "--set", "value=2")
     assert result.exit_code == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("prefect flow run "))
-    import os
-    import re
-
     base = os.environ["PREFECT_API_URL"].rstrip("/").removesuffix("/api")
-    match = re.fullmatch(rf"prefect flow run '[\w-]+' \(([0-9a-f-]{{36}})\): {re.escape(base)}/runs/flow-run/(\S+)", line)
+    pattern = rf"prefect flow run '[\w-]+' \(([0-9a-f-]{{36}})\): {re.escape(base)}/runs/flow-run/(\S+)"
+    match = re.fullmatch(pattern, line)
     assert match and match.group(1) == match.group(2), line
 
 
@@ -210,6 +210,8 @@ def test_help_of_data_parameter_and_run_help_without_task(workdir):
     assert any("table" in line and "pandas.DataFrame (data: path or URI)" in line for line in lines)
     general = dbnd("run", "--help")
     assert general.exit_code == 0 and "--describe" in general.stdout and "--task-version" in general.stdout
+    bare = dbnd()
+    assert bare.exit_code == 2 and bare.stdout.startswith("usage: dbnd")
     top = dbnd("--help")
     assert top.exit_code == 0 and "show-tasks" in top.stdout and "precedence:" in top.stdout
 
@@ -298,6 +300,9 @@ ERRORS = [
     (["run", "flows.prepare_data.prepare_dta"],
      ["'flows.prepare_data' has no task or pipeline 'prepare_dta'", "did you mean prepare_data?"]),
     (["run"], ["dbnd run: missing TASK"]),
+    (["run", "cli_scale.value", "--set", "value=1"],
+     ["unknown task or pipeline 'cli_scale.value' (did you mean cli_scale"]),
+    (["config"], ["dbnd config: missing SUBCOMMAND"]),
     (["run", "cli_scale", "--bogus"], ["unrecognized arguments: --bogus"]),
     (["run", "cli_scale", "--set", "value=1", "--set", "run.verify=quick"], ["invalid run.verify = 'quick'"]),
 ]

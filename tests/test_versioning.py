@@ -307,3 +307,24 @@ def test_remote_uri_data_root_keeps_records_there(raw_csv):
     fs = fsspec.filesystem("memory")
     assert fs.glob("/dbnd-bucket/root/.dbnd/prefect-records/*")
     assert fs.glob("/dbnd-bucket/root/local/*/scale/scale_*/result.parquet")
+
+
+@task
+def scored(frame: pd.DataFrame) -> float:
+    from dbnd_prefect import log_dataframe, log_metric
+
+    log_dataframe("input", frame)
+    log_metric("score", 0.75)
+    return 0.75
+
+
+def test_metrics_reach_manifest_and_prefect_artifacts(workdir):
+    scored(pd.DataFrame({"x": [1.0, 2.0, None]}))
+    entry = last_run().task_runs[0]
+    assert json.loads(Path(entry["manifest"]).read_text())["metrics"] == {"score": 0.75}
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["profile-input"])))
+    assert found and "| x | float64 | 1 |" in found[0].data

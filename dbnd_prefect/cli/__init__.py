@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help / --version
             return int(exc.code or 0)
-        if args.verbose:
+        if getattr(args, "verbose", False):
             logging.getLogger("prefect").setLevel(logging.DEBUG)
             logging.getLogger("dbnd_prefect").setLevel(logging.DEBUG)
         from dbnd_prefect.cli import commands

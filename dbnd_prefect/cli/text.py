@@ -128,18 +128,15 @@ def ui_link(url: str, flow_run_id: str) -> str:
 
 def flow_run_of(run: Any) -> tuple[str, str] | None:
     """(id, name) of the top-level Prefect flow run of a dbnd run, asked from the API; None if unknown."""
-    flow_run_id = getattr(run, "flow_run_id", None)
-    task_run_ids = [e["task_run_id"] for e in run.task_runs if e.get("task_run_id")]
-    if not flow_run_id and not task_run_ids:
-        return None
     try:
         import uuid
 
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
+            flow_run_id = getattr(run, "flow_run_id", None) or _flow_run_id(run, client)
             if not flow_run_id:
-                flow_run_id = client.read_task_run(uuid.UUID(task_run_ids[0])).flow_run_id
+                return None
             flow_run = client.read_flow_run(uuid.UUID(str(flow_run_id)))
             while flow_run.parent_task_run_id is not None:  # a nested pipeline: go up to the top
                 parent = client.read_task_run(flow_run.parent_task_run_id)
@@ -147,6 +144,27 @@ def flow_run_of(run: Any) -> tuple[str, str] | None:
             return str(flow_run.id), flow_run.name
     except Exception:  # the summary must not fail a run that succeeded
         return None
+
+
+def _flow_run_id(run: Any, client: Any) -> str | None:
+    """The flow run id from a manifest written in this run, else from a task run the API knows."""
+    import time
+    import uuid
+
+    from dbnd_prefect.targets import Target
+
+    for entry in run.task_runs:
+        if entry.get("state") == "Completed" and entry.get("manifest"):
+            found = (Target(entry["manifest"], format="json").load("dict").get("prefect") or {}).get("flow_run_id")
+            if found:
+                return str(found)
+    ids = [e["task_run_id"] for e in run.task_runs if e.get("task_run_id")]
+    for attempt in range(10):  # task runs reach the API through events, a moment after they ran
+        try:
+            return str(client.read_task_run(uuid.UUID(ids[0])).flow_run_id) if ids else None
+        except Exception:
+            time.sleep(0.2)
+    return None
 
 
 def run_summary(run: Any) -> str:

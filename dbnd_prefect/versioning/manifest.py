@@ -72,6 +72,7 @@ def build_manifest(
     ended: dt.datetime,
     command_line: list[str] | None,
     cwd: str,
+    metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest document for one finished task run."""
     return {
@@ -83,6 +84,7 @@ def build_manifest(
         "inputs": inputs,
         "parameters": mask_parameters(parameters),
         "outputs": {name: dict(info) for name, info in outputs.items()},
+        "metrics": dict(metrics or {}),
         "prefect": {"flow_run_id": flow_run_id, "task_run_id": task_run_id},
         "git_commit": git_commit(cwd),
         "user": _user(),

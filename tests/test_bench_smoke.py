@@ -1,0 +1,49 @@
+"""The benchmark suite in its quick mode, so that it never rots: it completes and prints every row.
+
+No timing is asserted: benchmarks are not tests. What is asserted is what a reader of the table relies
+on: every measure has numbers on both sides and a ratio, and the cached re-run it reports really ran
+no task body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# The measures of issues #6 and #4 (bench/rows.py ROW_KEYS), in table order.
+ROW_KEYS = (
+    "tasks", "tasks_persist", "empty", "import", "parallel", "parallel_submit", "fanout_time", "fanout_rss",
+    "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
+    "fingerprint_memory", "fingerprint_strings", "fingerprint_objects",
+)
+
+
+def test_quick_benchmark_prints_every_measure_with_a_ratio(tmp_path: Path) -> None:
+    out_file = tmp_path / "latest.md"
+    command = [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(out_file)]
+    if os.environ.get("PREFECT_API_URL"):  # the test session's server; else the suite starts its own
+        command += ["--api-url", os.environ["PREFECT_API_URL"]]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| measure")]
+    assert len(table) == len(ROW_KEYS), "\n".join(table)
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert re.fullmatch(r"[0-9][0-9.e+-]*×", cells[3]), f"no ratio in: {line}"
+        assert "error" not in cells[1] and "error" not in cells[2], line
+    assert out_file.read_text().count("\n| ") == len(ROW_KEYS) + 1  # header + rows, as printed
+
+    report = json.loads(out_file.with_suffix(".json").read_text())
+    rows = {row["key"]: row for row in report["rows"]}
+    assert list(rows) == list(ROW_KEYS)
+    assert all(isinstance(row["ratio"], float) for row in rows.values()), rows
+    assert report["machine"]["cores"] and report["machine"]["prefect"].startswith("3.")
+    rerun = report["results"]["rerun"]["dbnd_rerun"][0]
+    assert rerun["bodies_run"] == 0 and set(rerun["states"]) == {"Cached"}, rerun
+    assert report["results"]["import"]["heavy"][0]["modules"] == []
