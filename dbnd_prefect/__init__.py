@@ -3,15 +3,52 @@
 The whole public API:
 
     from dbnd_prefect import task, pipeline, Data, Target, DbndError
+    from dbnd_prefect import run, config_context          # running with configuration
     from dbnd_prefect import log_metric, log_dataframe    # tracking, shown as Prefect artifacts
+
+Names are imported on first use, so importing a submodule (the pytest plugin, the CLI's error
+path) does not import Prefect, which reads its settings when imported.
 """
 
-from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task
-from dbnd_prefect.errors import DbndError
-from dbnd_prefect.params import Data
-from dbnd_prefect.targets import Target
-from dbnd_prefect.tracking import log_dataframe, log_metric
+from __future__ import annotations
 
-__all__ = ["task", "pipeline", "Data", "Target", "DbndError", "DbndTask", "DbndPipeline", "log_metric",
-           "log_dataframe"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbnd_prefect.api import run
+    from dbnd_prefect.config import config_context
+    from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task
+    from dbnd_prefect.errors import DbndError
+    from dbnd_prefect.params import Data
+    from dbnd_prefect.targets import Target
+    from dbnd_prefect.tracking import log_dataframe, log_metric
+
+_EXPORTS = {
+    "task": "dbnd_prefect.decorators",
+    "pipeline": "dbnd_prefect.decorators",
+    "DbndTask": "dbnd_prefect.decorators",
+    "DbndPipeline": "dbnd_prefect.decorators",
+    "DbndError": "dbnd_prefect.errors",
+    "Data": "dbnd_prefect.params",
+    "Target": "dbnd_prefect.targets",
+    "run": "dbnd_prefect.api",
+    "config_context": "dbnd_prefect.config",
+    "log_metric": "dbnd_prefect.tracking",
+    "log_dataframe": "dbnd_prefect.tracking",
+}
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dbnd_prefect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -39,8 +39,8 @@ _secrets_lock = threading.Lock()
 def storage_options_from_env(protocol: str) -> dict[str, Any]:
     """fsspec options for `protocol` taken from the standard environment variables ({} when none apply).
 
-    The backends read most variables themselves; what is returned here is what they do not read, plus the
-    endpoint or connection string, so that file systems built for different endpoints are not confused.
+    s3fs and adlfs read these variables themselves too; returning the endpoint or connection string makes
+    file systems built for different endpoints distinct.  gcsfs needs `token="anon"` to talk to an emulator.
     """
     if protocol in S3_PROTOCOLS:
         # botocore (and so s3fs) reads AWS_ENDPOINT_URL too; passed explicitly it also keys the cache.
@@ -138,7 +138,7 @@ def _secret(value: Any) -> Any:
         return None
     plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     with _secrets_lock:
-        if isinstance(plain, str) and len(plain) >= 6:
+        if isinstance(plain, str) and len(plain) >= 8:
             _known_secrets.add(plain)
         elif isinstance(plain, dict) and isinstance(plain.get("private_key"), str):
             _known_secrets.add(plain["private_key"])
@@ -256,7 +256,7 @@ _PATTERNS = [
     # PEM blocks (GCP service-account keys), also with escaped newlines as in JSON
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), _MASK),
     # Authorization headers: Bearer/SharedKey/AWS4-HMAC-SHA256 ...
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,}]+"), r"\1" + _MASK),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,;}]+"), r"\1" + _MASK),
     # name=value / "name": "value" / name: value for secret-looking names (connection strings, URLs, dicts)
     (
         re.compile(rf"(?i)(\b(?:{_SECRET_NAMES})['\"]?\s*[=:]\s*['\"]?)([^'\"\s;&,}}\]]+)"),
@@ -279,7 +279,8 @@ def redact(text: str) -> str:
     literals = {os.environ.get(name, "") for name in _SECRET_ENV}
     with _secrets_lock:
         literals |= _known_secrets
-    for literal in sorted((s for s in literals if len(s) >= 6), key=len, reverse=True):
+    # shorter values ("testing", a test suite's dummy) are too likely to be part of a bucket or path name
+    for literal in sorted((s for s in literals if len(s) >= 8), key=len, reverse=True):
         text = text.replace(literal, _MASK)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)

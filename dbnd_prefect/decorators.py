@@ -263,12 +263,15 @@ class DbndPipeline(_Callable, prefect.Flow):
         with ensure_run() as run:
             arguments = self.bind((), arguments, run)
             arguments = {name: self._as_target(name, value) for name, value in arguments.items()}
+            if run.flow_run_id is None:
+                run.flow_run_id = str(FlowRunContext.get().flow_run.id) if FlowRunContext.get() else None
             with PipelineScope.enter() as scope:
-                returned = self.call_function(arguments)
-                scope.wait_all()
-                value = resolve_refs(returned)
-            run.task_runs.extend(scope.summaries())
-            return value
+                try:
+                    returned = self.call_function(arguments)
+                    scope.wait_all()
+                    return resolve_refs(returned)
+                finally:
+                    run.task_runs.extend(scope.summaries())
 
     def _as_target(self, name: str, value: Any) -> Any:
         from dbnd_prefect.targets import Target

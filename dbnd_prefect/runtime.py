@@ -31,6 +31,7 @@ class RunContext:
     run_uid: str
     storage: Any
     command_line: list[str] | None = None
+    flow_run_id: str | None = None
     task_runs: list[Any] = dataclasses.field(default_factory=list)
 
     def task_section(self, task_name: str) -> dict[str, Any]:

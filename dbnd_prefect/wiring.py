@@ -52,6 +52,7 @@ class PipelineScope:
         """One line of facts per task run: name, Prefect state, signature and output locations."""
         out = []
         for task, future in self.calls:
+            future.wait()
             state = future.state
             entry: dict[str, Any] = {"task": task.name, "state": state.name, "task_run_id": str(future.task_run_id)}
             if state.is_completed():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from tests.conftest import REPO
+
 pytest_plugins = ["pytester"]
 
 PLUGIN = "dbnd_prefect.pytest_plugin"
@@ -53,21 +55,21 @@ def plugin_args() -> list[str]:
     return [] if registered else ["-p", PLUGIN]
 
 
-def test_users_tests_pass_with_the_fixtures(pytester, monkeypatch):
+FAILING_USER_TEST = '''
+def test_wrong_expectation(dbnd_workdir, dbnd_run_cmd):
+    result = dbnd_run_cmd("run no_such_task")
+    assert result.exit_code == 0, result.stderr
+'''
+
+
+def test_users_tests_with_the_fixtures(pytester, monkeypatch):
+    # A subprocess: an in-process inner session would unload pyarrow & co. on exit, which cannot be reloaded.
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("DBND__PREPARE_DATA__RAW_DATA", "leaked.csv")  # must not reach the user's tests
-    pytester.makepyfile(test_user_pipeline=USER_TESTS)
-    result = pytester.runpytest(*plugin_args(), "-p", "no:randomly", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-
-
-def test_a_failing_user_assertion_fails_the_user_test(pytester):
-    pytester.makepyfile(test_user_fail='''
-        def test_wrong_expectation(dbnd_workdir, dbnd_run_cmd):
-            result = dbnd_run_cmd("run no_such_task")
-            assert result.exit_code == 0, result.stderr
-    ''')
-    result = pytester.runpytest(*plugin_args(), "-p", "no:randomly", "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
+    pytester.makepyfile(test_user_pipeline=USER_TESTS, test_user_fail=FAILING_USER_TEST)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:randomly", "-p", "no:cacheprovider",
+                                           timeout=240)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*dbnd: error: unknown task or pipeline 'no_such_task'*"])
 
 
@@ -75,3 +77,15 @@ def test_plugin_is_registered_through_an_entry_point():
     found = [ep for ep in entry_points(group="pytest11") if ep.value == PLUGIN]
     assert found, (f"add `dbnd = \"{PLUGIN}\"` under [project.entry-points.pytest11] in pyproject.toml "
                    "and reinstall the package")
+
+
+def test_loading_the_plugin_does_not_import_prefect():
+    # pytest loads entry-point plugins before conftest.py files run; Prefect reads its settings
+    # (PREFECT_API_URL, PREFECT_HOME) when imported, so an early import would ignore the ones a
+    # user's conftest sets.
+    import subprocess
+    import sys
+
+    code = "import sys, dbnd_prefect.pytest_plugin; print(sorted({'prefect', 'pandas'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert proc.stdout.strip() == "[]"
