@@ -411,7 +411,7 @@ def test_unknown_run_key_suggests(tmp_path: Path) -> None:
         load_config(cwd=tmp_path, environ={})
     assert str(caught.value) == (
         "unknown key run.data_rot at dbnd.toml:2; did you mean 'data_root'? "
-        "(valid run keys: data_root, storage_block, env, modules, task_version, verify, input_fingerprint, api_url, work_pool)"
+        "(valid run keys: data_root, storage_block, env, modules, task_version, verify, input_fingerprint)"
     )
 
 
@@ -451,7 +451,6 @@ def test_env_profiles(project: Path) -> None:
     assert active_env(prod) == "prod"
     # the profile beats [run] from the project files ...
     assert run_settings(prod).data_root == "s3://bucket/root"
-    assert run_settings(prod).work_pool == "k8s-pool"
     # ... but not a --set of run.data_root
     pinned = load_config(cwd=project, environ={"DBND__RUN__ENV": "prod"}, set_values=["run.data_root=/tmp/x"])
     assert run_settings(pinned).data_root == "/tmp/x"

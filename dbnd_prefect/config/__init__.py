@@ -1,7 +1,7 @@
 """Layered configuration with provenance.
 
 Configuration is `section -> key -> value`. Sections: `run` (data_root, env, modules,
-task_version, verify, api_url, work_pool), `formats` (default output format per type name,
+task_version, verify, input_fingerprint, storage_block), `formats` (default output format per type name,
 e.g. "pandas.DataFrame" -> "parquet"), `task` (defaults for all tasks), one section per task name
 (`[prepare_data] raw_data = "data/raw.csv"`) and `env.NAME` environment profiles
 (`[env.prod] data_root = "s3://bucket/root"`). Nested TOML tables become dotted section names.

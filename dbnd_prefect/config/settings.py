@@ -25,8 +25,6 @@ class RunSettings(BaseModel):
     task_version: str | None = None
     verify: Literal["fast", "full"] = "fast"
     input_fingerprint: Literal["fast", "content"] = "fast"
-    api_url: str | None = None
-    work_pool: str | None = None
 
     @field_validator("modules", mode="before")
     @classmethod
@@ -85,7 +83,7 @@ def env_section(config: DbndConfig, name: str) -> dict[str, ConfigValue]:
 def run_settings(config: DbndConfig) -> RunSettings:
     """The validated `run` section; unknown keys and bad values -> ConfigError naming their source.
 
-    Keys of the active profile that are run settings (data_root, api_url, work_pool, ...) replace
+    Keys of the active profile that are run settings (data_root, storage_block, ...) replace
     the `run` value unless that came from a higher layer: `[env.prod] data_root` beats
     `[run] data_root` from the same file, but not `--set run.data_root=...`.
     """
