@@ -7,7 +7,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Mapping
 
-from dbnd_prefect.errors import DbndError, ParameterError, TargetError
+from dbnd_prefect.errors import DbndError, ParameterError
 from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
 from dbnd_prefect.params import ParamSpec, split_outputs
 
@@ -175,5 +175,3 @@ def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[st
             hint=f"pass them in the call or with --set {task_name}.{missing[0]}=VALUE",
         )
 
-
-__all__ = ["load_input", "run_task_body", "output_dir", "check_required", "TargetError"]

@@ -8,13 +8,13 @@ from typing import Any
 from dbnd_prefect.versioning.manifest import MANIFEST_NAME
 
 
-def list_versions(data_root: str, task_name: str, env: str | None = None) -> list[dict[str, Any]]:
-    """Every complete stored run of `task_name` under `data_root`, newest first (manifests, with `uri`)."""
+def read_manifests(data_root: str, env: str = "*", task_name: str = "*") -> list[dict[str, Any]]:
+    """Every readable manifest under `data_root` (optionally one env's or one task's), each with its `uri`."""
     from dbnd_prefect.targets import get_filesystem, split_uri
 
     protocol, root = split_uri(data_root)
     fs = get_filesystem(protocol)
-    pattern = f"{root.rstrip('/')}/{env or '*'}/*/{task_name}/{task_name}_*/{MANIFEST_NAME}"
+    pattern = f"{root.rstrip('/')}/{env}/*/{task_name}/{task_name}_*/{MANIFEST_NAME}"
     found = []
     for path in fs.glob(pattern):
         try:
@@ -22,9 +22,14 @@ def list_versions(data_root: str, task_name: str, env: str | None = None) -> lis
                 manifest = json.loads(f.read())
         except (OSError, ValueError):
             continue
-        uri = path if protocol == "file" else f"{protocol}://{path}"
-        manifest["uri"] = uri
+        manifest["uri"] = path if protocol == "file" else f"{protocol}://{path}"
         found.append(manifest)
+    return found
+
+
+def list_versions(data_root: str, task_name: str, env: str | None = None) -> list[dict[str, Any]]:
+    """Every complete stored run of `task_name` under `data_root`, newest first (manifests, with `uri`)."""
+    found = read_manifests(data_root, env or "*", task_name)
     found.sort(key=lambda m: m.get("ended", ""), reverse=True)
     return found
 

@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from dbnd_prefect.errors import ParameterError, TaskNotFoundError
-from dbnd_prefect.versioning.manifest import MANIFEST_NAME
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -30,19 +29,10 @@ class ReproducedOutput:
 
 def run_manifests(data_root: str, run_id: str) -> list[dict[str, Any]]:
     """Manifests of every task run recorded for Prefect flow run `run_id` (a prefix will do), oldest first."""
-    from dbnd_prefect.targets import get_filesystem, split_uri
+    from dbnd_prefect.versioning.history import read_manifests
 
-    protocol, root = split_uri(data_root)
-    fs = get_filesystem(protocol)
-    found = []
-    for path in fs.glob(f"{root.rstrip('/')}/*/*/*/*/{MANIFEST_NAME}"):
-        try:
-            with fs.open(path, "rb") as f:
-                manifest = json.loads(f.read())
-        except (OSError, ValueError):
-            continue
-        if str(manifest.get("prefect", {}).get("flow_run_id") or "").startswith(run_id.lower()):
-            found.append(manifest)
+    found = [m for m in read_manifests(data_root)
+             if str(m.get("prefect", {}).get("flow_run_id") or "").startswith(run_id.lower())]
     found.sort(key=lambda m: m.get("started", ""))
     return found
 
