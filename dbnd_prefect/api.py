@@ -15,6 +15,7 @@ run time raises TaskFailedError naming the task, chained to the task's own excep
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -159,11 +160,28 @@ def _to_root(obj: Any, mapping: Mapping[str, Any], flag: str) -> dict[str, Any]:
     return mapped
 
 
+def data_root_of(config: DbndConfig) -> str:
+    """The data root URI a run with `config` would use, creating nothing when it is a plain path or URI."""
+    from dbnd_prefect.storage import resolve_storage
+    from dbnd_prefect.targets import normalize_uri
+
+    settings = run_settings(config)
+    if settings.storage_block:
+        return resolve_storage(settings.data_root, settings.storage_block).data_root
+    return normalize_uri(settings.data_root)
+
+
 class ConfigView:
     """The part of a RunContext that `bind` reads, over a config: for checking without a run."""
 
     def __init__(self, config: DbndConfig) -> None:
         self.config = config
+        self.env = run_settings(config).env
+
+    @functools.cached_property
+    def data_root(self) -> str:
+        """Where version selectors (`TASK.OUTPUT@latest`) are looked up; found only when one is used."""
+        return data_root_of(self.config)
 
     def task_section(self, task_name: str) -> dict[str, Any]:
         return task_values(self.config, task_name)
@@ -175,6 +193,7 @@ class ConfigView:
 def validate(obj: Any, config: DbndConfig) -> None:
     """Check a run of `obj` with `config` before anything runs: task sections, values, input files."""
     from dbnd_prefect import registry
+    from dbnd_prefect.versioning.selectors import is_selector
 
     items = registry.all_items()
     items.setdefault(obj.name, obj)
@@ -186,13 +205,13 @@ def validate(obj: Any, config: DbndConfig) -> None:
             if spec is not None:
                 _coerce_checked(item, spec, found)
     view = ConfigView(config)
-    for key, value in obj.bind((), {}, view).items():
-        _check_input(obj, obj.param_map[key], value, _source_of(config, obj.name, key))
-    for name, item in items.items():
+    for name, item in items.items():  # typed values first, so that a mistake is reported with its source
         for key, found in task_values(config, name).items():
             spec = item.param_map.get(key)
-            if spec is not None and found.layer in ("set", "override") and not (item is obj):
-                _check_input(item, spec, found.value, found.source)
+            if spec is not None and spec.is_data and (found.layer in ("set", "override") or is_selector(found.value)):
+                _check_input(item, spec, _resolved(found.value, view, f"{name}.{key}", found.source), found.source)
+    for key, value in obj.bind((), {}, view).items():  # bind resolves version selectors
+        _check_input(obj, obj.param_map[key], value, _source_of(config, obj.name, key))
 
 
 def _check_task_keys(config: DbndConfig, task_name: str, params: list[str]) -> None:
@@ -216,6 +235,18 @@ def _check_sections(config: DbndConfig, items: Mapping[str, Any]) -> None:
                 f"unknown task '{section}' in {typed[0].source}{suggest(section, list(items))}",
                 hint=f"known tasks: {', '.join(sorted(items)) or 'none'}",
             )
+
+
+def _resolved(value: Any, view: ConfigView, where: str, source: str) -> Any:
+    """A version selector's stored URI (ParameterError naming `where` when nothing is stored); else `value`."""
+    from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
+
+    if not is_selector(value):
+        return value
+    try:
+        return resolve_selector(value, view.data_root, view.env)
+    except ParameterError as exc:
+        raise ParameterError(f"{where} (from {source}): {exc.message}", hint=exc.hint) from None
 
 
 def _coerce_checked(item: Any, spec: Any, found: Any) -> Any:
@@ -265,6 +296,7 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     obj = prepared.obj
     with config_context(prepared.config), ensure_run(prepared.config) as current:
         current.command_line = command_line
+        check_remote_inputs(obj, current)
         try:
             values = obj()
         except DbndError as exc:
@@ -276,9 +308,34 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     return RunResult(values, current)
 
 
+def check_remote_inputs(obj: Any, run: Any) -> None:
+    """The root task's remote data inputs exist and are readable with the run's credentials.
+
+    Checked once the run's storage is resolved (a storage block's credentials are registered then)
+    and before Prefect is entered, so that a missing object or bucket, refused credentials or an
+    unreachable store is one DbndError (exit code 2), not a failed task. One metadata request each.
+    """
+    from dbnd_prefect.targets import Target, split_uri
+
+    for key, value in obj.bind((), {}, run).items():
+        spec = obj.param_map[key]
+        if not spec.is_data or spec.type_key in ("pathlib.Path", "dbnd_prefect.Target"):
+            continue
+        text = value.uri if isinstance(value, Target) else value
+        if not isinstance(text, str) or split_uri(text)[0] == "file":  # local files: checked by `validate`
+            continue
+        try:
+            Target(text).info()
+        except DbndError as exc:
+            where = f"{obj.name}.{key} = {text!r} (from {_source_of(run.config, obj.name, key)})"
+            raise type(exc)(f"{where}: {exc.message}", hint=exc.hint) from None
+
+
 def _failed(obj: Any, exc: BaseException) -> TaskFailedError:
+    from dbnd_prefect.redaction import one_line
+
     name, kind = failing_task(obj, exc)
-    detail = exc.message if isinstance(exc, DbndError) else " ".join(f"{type(exc).__name__}: {exc}".split())
+    detail = exc.message if isinstance(exc, DbndError) else f"{type(exc).__name__}: {one_line(exc, 2000)}"
     error = TaskFailedError(f"{kind} '{name}' failed: {detail}", hint="run with --verbose for the traceback")
     error.task_name = name  # type: ignore[attr-defined]
     return error
@@ -290,7 +347,8 @@ def failing_task(root: Any, exc: BaseException) -> tuple[str, str]:
     from dbnd_prefect.discovery import kind_of
 
     codes = {getattr(item.func, "__code__", None): item for item in registry.all_items().values()}
-    codes.setdefault(getattr(root.func, "__code__", None), root)
+    if root is not None:
+        codes.setdefault(getattr(root.func, "__code__", None), root)
     found = None
     tb = exc.__traceback__
     while tb is not None:
@@ -299,7 +357,7 @@ def failing_task(root: Any, exc: BaseException) -> tuple[str, str]:
             found = item
         tb = tb.tb_next
     found = found or root
-    return found.name, kind_of(found)
+    return (found.name, kind_of(found)) if found is not None else ("(unknown)", "task")
 
 
 def task_run_entry(run_context: Any, task_name: str) -> dict[str, Any]:
@@ -330,4 +388,5 @@ def load_task_outputs(run_context: Any, task_name: str) -> dict[str, Any]:
     return values
 
 
-__all__ = ["run", "RunResult", "PreparedRun", "prepare_run", "build_config", "execute", "validate", "load_task_outputs"]
+__all__ = ["run", "RunResult", "PreparedRun", "prepare_run", "build_config", "execute", "validate", "load_task_outputs",
+           "data_root_of", "failing_task"]

@@ -2,7 +2,7 @@
 
 Two sources: the standard environment variables (AWS_*, AZURE_STORAGE_*, STORAGE_EMULATOR_HOST) and saved
 Prefect storage blocks (S3Bucket, GcsBucket, AzureBlobStorageContainer, LocalFileSystem, RemoteFileSystem).
-Also `redact`, which strips secrets from any text headed for a user.
+Secret values read from blocks are remembered for `dbnd_prefect.redaction.redact` (re-exported here).
 
 No cloud SDK is imported here: blocks are recognised by class name, and Prefect is imported only to load a
 block by its slug.
@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 from dbnd_prefect.errors import ConfigError
+from dbnd_prefect.redaction import one_line, redact, remember_secret
 
 S3_PROTOCOLS = ("s3", "s3a")
 GCS_PROTOCOLS = ("gs", "gcs")
 AZURE_PROTOCOLS = ("az", "abfs", "abfss")
 CLOUD_PROTOCOLS = S3_PROTOCOLS + GCS_PROTOCOLS + AZURE_PROTOCOLS
 
-# Environment variables whose values are secrets wherever they show up.
-_SECRET_ENV = (
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CLIENT_SECRET", "AZURE_STORAGE_CONNECTION_STRING",
-)
-_known_secrets: set[str] = set()  # secret values seen in loaded blocks, redacted wherever they appear
-_secrets_lock = threading.Lock()
 
 
 # --- environment ------------------------------------------------------------------------------------------
@@ -110,7 +102,7 @@ def load_block_storage(slug: str) -> tuple[str, str, dict[str, Any]]:
         block = Block.load(slug)
     except (ValueError, KeyError) as exc:
         raise ConfigError(
-            f"storage block '{slug}' could not be loaded: {redact(str(exc))}",
+            f"storage block '{slug}' could not be loaded: {one_line(exc)}",
             hint="check the name with `prefect block ls` and install the block's integration "
                  "(prefect-aws, prefect-gcp or prefect-azure)",
         ) from None
@@ -123,8 +115,15 @@ def register_block_options(block: Any) -> str:
 
     protocol, base_uri, options = storage_options_from_block(block)
     if protocol != "file":
-        register_storage_options(protocol, options)
+        register_storage_options(protocol, options, source=f"the Prefect block '{block_slug(block)}'")
     return base_uri
+
+
+def block_slug(block: Any) -> str:
+    """'block-type/name' of a saved block (just the type's slug for an unsaved one)."""
+    type_slug = block.get_block_type_slug() if hasattr(block, "get_block_type_slug") else type(block).__name__
+    name = getattr(block, "_block_document_name", None)
+    return f"{type_slug}/{name}" if name else type_slug
 
 
 def _join(protocol: str, bucket: str, folder: str | None) -> str:
@@ -137,11 +136,7 @@ def _secret(value: Any) -> Any:
     if value is None:
         return None
     plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-    with _secrets_lock:
-        if isinstance(plain, str) and len(plain) >= 8:
-            _known_secrets.add(plain)
-        elif isinstance(plain, dict) and isinstance(plain.get("private_key"), str):
-            _known_secrets.add(plain["private_key"])
+    remember_secret(plain)
     return plain
 
 
@@ -243,52 +238,8 @@ _BLOCK_CONVERTERS = {
     "RemoteFileSystem": _remote_filesystem,
 }
 
-
-# --- redaction --------------------------------------------------------------------------------------------
-
-_MASK = "***"
-_SECRET_NAMES = (
-    r"aws_secret_access_key|secret_access_key|aws_session_token|session_token|secret|password|passwd|"
-    r"account_?key|client_secret|sas_token|private_key|private_key_id|refresh_token|access_token|token|"
-    r"credential|sharedaccesssignature|signature|sig|x-amz-signature|x-amz-security-token|x-amz-credential"
-)
-_PATTERNS = [
-    # PEM blocks (GCP service-account keys), also with escaped newlines as in JSON
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), _MASK),
-    # Authorization headers: Bearer/SharedKey/AWS4-HMAC-SHA256 ...
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,;}]+"), r"\1" + _MASK),
-    # name=value / "name": "value" / name: value for secret-looking names (connection strings, URLs, dicts)
-    (
-        re.compile(rf"(?i)(\b(?:{_SECRET_NAMES})['\"]?\s*[=:]\s*['\"]?)([^'\"\s;&,}}\]]+)"),
-        r"\1" + _MASK,
-    ),
-    # passwords in URL user info
-    (re.compile(r"(://[^/@:\s]+:)[^/@\s]+@"), r"\1" + _MASK + "@"),
-    # AWS access key ids
-    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), _MASK),
-    # bare 40-char AWS-style secret keys (mixed case or with / +, so hex digests are left alone)
-    (re.compile(r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z/+])[A-Za-z0-9/+]{40}"
-                r"(?![A-Za-z0-9/+=])"), _MASK),
+__all__ = [
+    "AZURE_PROTOCOLS", "CLOUD_PROTOCOLS", "GCS_PROTOCOLS", "S3_PROTOCOLS", "block_slug", "gcs_emulator_endpoint",
+    "load_block_storage", "redact", "register_block_options", "register_cloud_options", "storage_options_from_block",
+    "storage_options_from_env",
 ]
-
-
-def redact(text: str) -> str:
-    """`text` with credentials removed: secret keys, tokens, passwords, AccountKey=, SAS signatures,
-    private keys, and any secret value currently in the environment or in a loaded block."""
-    text = str(text)
-    literals = {os.environ.get(name, "") for name in _SECRET_ENV}
-    with _secrets_lock:
-        literals |= _known_secrets
-    # shorter values ("testing", a test suite's dummy) are too likely to be part of a bucket or path name
-    for literal in sorted((s for s in literals if len(s) >= 8), key=len, reverse=True):
-        text = text.replace(literal, _MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def safe_error_text(exc: BaseException, limit: int = 300) -> str:
-    """One line naming the exception type and its message, redacted and shortened, for a user message."""
-    line = redact(" ".join(str(exc).split()))
-    line = line[:limit] + "..." if len(line) > limit else line
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

@@ -44,14 +44,14 @@ def _result_store(run: RunContext) -> Any:
 def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
     """(status, reason, stored outputs when reusable) of a task run with `signature`."""
     from dbnd_prefect.versioning.history import explain_difference, list_versions
-    from dbnd_prefect.versioning.policy import SignaturePolicy
+    from dbnd_prefect.versioning.policy import NO_RECORD, read_record, reuse_problem
 
-    store = _result_store(run)
-    key = run.storage.record_key(signature.digest)
-    if store.exists(key):
-        reason = SignaturePolicy.invalid_reason(store, key, signature.digest, run.verify == "full")
-        if reason is None:
-            return "hit", "outputs stored with this signature verify", store.read(key).result
+    record = read_record(_result_store(run), run.storage.record_key(signature.digest),
+                         run.storage.record_uri(signature.digest))
+    reason = reuse_problem(record, signature.digest, run.verify == "full")
+    if reason is None:
+        return "hit", "outputs stored with this signature verify", record.result
+    if reason != NO_RECORD:
         return "stale", reason, None
     previous = list_versions(run.data_root, task.name, run.env)
     if not previous:

@@ -17,6 +17,7 @@ import xxhash
 
 from dbnd_prefect.errors import ConfigError
 from dbnd_prefect.targets import normalize_uri, split_uri
+from dbnd_prefect.targets.filesystem import filesystem_for_uri
 
 STORE_DIR = ".dbnd"
 RECORDS_DIR = "prefect-records"
@@ -94,4 +95,7 @@ def _records_block(root: str) -> Any:
         block = RemoteFileSystem(basepath=basepath)
         block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True)
         _saved_blocks[basepath] = block
+    # Prefect reaches the records through the targets' file system, with its endpoint and credentials (which a
+    # bare fsspec.filesystem(protocol) would not find for, e.g., a GCS emulator); none are saved in the block.
+    block._filesystem = filesystem_for_uri(basepath)[0]
     return block

@@ -3,13 +3,18 @@
     dbnd run TASK [--set K=V]... [--override K=V]... [--env NAME] [--conf-file PATH]...
                   [--task-version V] [--describe] [--verbose] [-m MODULE]...
     dbnd run TASK --help          the task's parameters: type, default, configured value and its source
+    dbnd plan TASK [--set K=V]... per task: hit / miss / stale and why; nothing runs (= dbnd run --describe)
+    dbnd versions TASK [OUTPUT]   stored versions of TASK's outputs: time, signature, flow run, size, parameters
+    dbnd reproduce RUN_ID         re-run a recorded flow run's tasks; exit 0 when every output checksum matches
     dbnd show-tasks               discoverable tasks and pipelines with their signatures
     dbnd show-config              every configured value with the layer and file/line that set it
     dbnd config explain KEY       one value, where it came from and what it overrode
 
 TASK is a name from the modules listed in `[run] modules` or given with `-m`, a dotted path
 `pkg.mod.func`, or `path/to/file.py:func`. `--set task.param=value` (or JSON:
-`--set '{"task.param": 1}'`); a key without a dot names a parameter of TASK itself.
+`--set '{"task.param": 1}'`); a key without a dot names a parameter of TASK itself. A data
+parameter also takes a stored version: `--set train_model.training_set=split_data.training_set@latest`
+or `...@run:FLOW_RUN_ID` (see `dbnd versions split_data`).
 
 Where a parameter's value comes from — the precedence rule, highest first:
 
@@ -77,6 +82,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task-version", metavar="V", help="version of every task (`now` forces recomputation)")
     run.add_argument("--describe", action="store_true",
                      help="print the task graph with resolved parameters and output targets; run nothing")
+
+    plan = commands.add_parser("plan", help="what a run would reuse or recompute, and why; run nothing",
+                               description="A dry run: per task, hit (stored outputs verify and would be reused), "
+                                           "stale (stored outputs are gone or changed) or miss (never ran with "
+                                           "these inputs, parameters and code), and why. Nothing runs.")
+    plan.add_argument("task", metavar="TASK", help="name, pkg.mod.func or path/to/file.py:func")
+    _config_options(plan)
+    plan.add_argument("--task-version", metavar="V", help="version of every task (`now` forces recomputation)")
+
+    versions = commands.add_parser("versions", help="stored versions of a task's outputs, newest first",
+                                   description="The stored versions of TASK's outputs (of OUTPUT only, when given) "
+                                               "in the data root and environment: when, signature, flow run, size "
+                                               "and parameters. Pick one for a data parameter with "
+                                               "--set TASK.PARAM=TASK.OUTPUT@latest or TASK.OUTPUT@run:FLOW_RUN_ID.")
+    versions.add_argument("task", metavar="TASK", help="task name (or pkg.mod.func)")
+    versions.add_argument("output", nargs="?", metavar="OUTPUT", help="one output of TASK, e.g. result")
+    _config_options(versions)
+
+    reproduce = commands.add_parser("reproduce", help="re-run a recorded run and compare output checksums",
+                                    description="Re-run every task recorded for Prefect flow run RUN_ID with "
+                                                "exactly its recorded inputs and parameters, and say per output "
+                                                "whether the new checksum matches. Exit 0 when all match, else 1.")
+    reproduce.add_argument("run_id", metavar="RUN_ID", help="Prefect flow run id (a prefix will do), as shown by "
+                                                            "`dbnd versions TASK`")
+    _config_options(reproduce)
 
     show_tasks = commands.add_parser("show-tasks", help="list discoverable tasks and pipelines")
     _config_options(show_tasks)

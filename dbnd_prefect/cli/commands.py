@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import os
 from typing import Any, Sequence
 
 from dbnd_prefect.errors import ConfigError
@@ -13,6 +14,12 @@ def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Se
     """Run the command chosen in `args`; the exit code."""
     if args.command == "run":
         return run_command(parser, args, argv)
+    if args.command == "plan":
+        return plan_command(args)
+    if args.command == "versions":
+        return versions_command(args)
+    if args.command == "reproduce":
+        return reproduce_command(args)
     if args.command == "show-tasks":
         return show_tasks(args)
     if args.command == "show-config":
@@ -42,6 +49,7 @@ def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    """The configuration of a command that runs no single TASK: --set keys must name their task."""
     from dbnd_prefect.api import build_config
 
     return build_config(Path.cwd(), args.conf_files, parse_values(args.set_values, "--set"),
@@ -67,16 +75,116 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
         print(text.task_help(prepared.obj, prepared.config))
         return 0
     if args.describe:
-        from dbnd_prefect.config import config_context
-        from dbnd_prefect.planning import plan
-
-        with config_context(prepared.config):
-            planned = plan(prepared.obj)
-        print(text.describe(prepared.obj, prepared.config, planned))
+        print(plan_text(prepared))
         return 0
     result = execute(prepared, command_line=["dbnd", *argv])
     print(text.run_summary(result.run))
     return 0
+
+
+def plan_text(prepared: Any) -> str:
+    """The dry run of a prepared request, as `dbnd plan` and `dbnd run --describe` print it."""
+    from dbnd_prefect.cli import text
+    from dbnd_prefect.config import config_context
+    from dbnd_prefect.planning import plan
+
+    with config_context(prepared.config):
+        planned = plan(prepared.obj)
+    return text.describe(prepared.obj, prepared.config, planned)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    from dbnd_prefect.api import prepare_run
+
+    prepared = prepare_run(args.task, parse_values(args.set_values, "--set"),
+                           parse_values(args.override_values, "--override"), env=args.env,
+                           conf_files=args.conf_files, task_version=args.task_version, modules=args.modules)
+    print(plan_text(prepared))
+    return 0
+
+
+def versions_command(args: argparse.Namespace) -> int:
+    from dbnd_prefect.api import data_root_of
+    from dbnd_prefect.cli import text
+    from dbnd_prefect.config import run_settings
+    from dbnd_prefect.versioning.history import list_versions
+
+    config = _config(args)
+    root, env = data_root_of(config), run_settings(config).env
+    name = args.task
+    versions = list_versions(root, name, env) if _plain_name(name) else []
+    if not versions:  # a dotted path or a task that has not run: the task must at least exist
+        from dbnd_prefect.discovery import find_task
+
+        name = find_task(args.task, [*run_settings(config).modules, *args.modules], Path.cwd()).name
+        versions = list_versions(root, name, env)
+    if args.output is not None:
+        versions = _with_output(versions, name, args.output)
+    print(text.versions_listing(name, args.output, versions, root, env))
+    return 0
+
+
+def _plain_name(name: str) -> bool:
+    return name.replace("_", "a").replace("-", "a").isalnum()
+
+
+def _with_output(versions: list[dict[str, Any]], task: str, output: str) -> list[dict[str, Any]]:
+    """The versions that stored `output`; ParameterError naming the stored outputs when none did."""
+    from dbnd_prefect.config.settings import suggest
+    from dbnd_prefect.errors import ParameterError
+
+    chosen = [v for v in versions if output in v.get("outputs", {})]
+    if versions and not chosen:
+        stored = sorted({name for v in versions for name in v.get("outputs", {})})
+        raise ParameterError(f"task '{task}' has no stored output '{output}'{suggest(output, stored)}",
+                             hint=f"its stored outputs are {', '.join(stored) or 'none'}")
+    return chosen
+
+
+def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
+                  cwd: str | os.PathLike[str] | None = None) -> list[Any]:
+    """Re-run every task recorded for Prefect flow run `run_id` (an id prefix will do) with its recorded
+    inputs and parameters; the outputs with both checksums (`versioning.reproduce.ReproducedOutput`).
+
+    ParameterError when no run, or more than one, matches `run_id`; TaskFailedError when a task fails.
+    """
+    from dbnd_prefect.api import _failed, data_root_of
+    from dbnd_prefect.config import config_context, run_settings
+    from dbnd_prefect.discovery import import_modules, put_on_path
+    from dbnd_prefect.errors import DbndError, ParameterError
+    from dbnd_prefect.versioning.reproduce import reproduce, run_manifests
+
+    text = run_id.strip().lower()
+    if not text or any(c not in "0123456789abcdef-" for c in text):
+        raise ParameterError(f"'{run_id}' is not a Prefect flow run id",
+                             hint="pass the FLOW RUN column of `dbnd versions TASK` (a prefix will do)")
+    root = data_root_of(config)
+    runs = sorted({str(m.get("prefect", {}).get("flow_run_id")) for m in run_manifests(root, text)})
+    if not runs:
+        raise ParameterError(f"no recorded task runs for flow run '{run_id}' under {root}",
+                             hint="see `dbnd versions TASK` for the flow runs that wrote outputs; "
+                                  "a run whose tasks were all reused from earlier runs recorded nothing new")
+    if len(runs) > 1:
+        raise ParameterError(f"flow run id '{run_id}' is ambiguous: it starts {len(runs)} recorded runs "
+                             f"({', '.join(r[:13] for r in runs[:5])})", hint="give more characters of the id")
+    put_on_path(cwd)  # the recorded tasks are imported by module name, as the run that recorded them did
+    import_modules(run_settings(config).modules, "[run] modules")
+    import_modules(modules)
+    with config_context(config):
+        try:
+            return reproduce(text)
+        except DbndError:
+            raise  # names its culprit already (a recorded input that is gone, a secret parameter...)
+        except Exception as exc:
+            raise _failed(None, exc) from exc
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    from dbnd_prefect.cli import text
+
+    results = reproduce_run(args.run_id, _config(args), modules=args.modules, cwd=Path.cwd())
+    print(text.reproduce_report(args.run_id, results))
+    return 0 if all(r.matches for r in results) else 1
 
 
 def _run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -94,16 +94,87 @@ def config_listing(config: Any) -> str:
 
 def describe(obj: Any, config: Any, planned: Sequence[Any]) -> str:
     """`dbnd run TASK --describe`: the task graph with resolved parameters and output targets."""
+    from dbnd_prefect.api import data_root_of
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.discovery import kind_of
     from dbnd_prefect.planning import format_plan
-    from dbnd_prefect.targets import normalize_uri
 
-    settings = run_settings(config)
-    head = (f"{kind_of(obj)} {obj.name}: {len(planned)} task run(s) (env {settings.env}, "
-            f"data root {normalize_uri(settings.data_root)}); nothing was run")
+    head = (f"{kind_of(obj)} {obj.name}: {len(planned)} task run(s) (env {run_settings(config).env}, "
+            f"data root {data_root_of(config)}); nothing was run")
     body = format_plan(list(planned))
-    return f"{head}\n{body}" if body else head
+    return "\n".join(part for part in (head, body, plan_totals(planned)) if part)
+
+
+def plan_totals(planned: Sequence[Any]) -> str:
+    """`would reuse 2 task run(s) and run 2 (1 miss, 1 stale)`."""
+    counts = {status: sum(1 for p in planned if p.status == status) for status in ("hit", "miss", "stale")}
+    reruns = counts["miss"] + counts["stale"]
+    detail = ", ".join(f"{counts[s]} {s}" for s in ("miss", "stale") if counts[s])
+    return f"would reuse {counts['hit']} task run(s) and run {reruns}" + (f" ({detail})" if detail else "")
+
+
+def human_bytes(count: int | None) -> str:
+    """`512 B`, `1.5 KiB`, `2.0 MiB`... ; `?` when unknown."""
+    if count is None:
+        return "?"
+    size, unit = float(count), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _when(manifest: Mapping[str, Any]) -> str:
+    import datetime as dt
+
+    text = str(manifest.get("ended") or manifest.get("started") or "")
+    try:
+        stamp = dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
+    except ValueError:
+        return text or "?"
+    return stamp.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _parameters(manifest: Mapping[str, Any], limit: int = 60) -> str:
+    shown = " ".join(f"{k}={display_value(k, v)}" for k, v in manifest.get("parameters", {}).items())
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def versions_listing(task: str, output: str | None, versions: Sequence[Mapping[str, Any]], data_root: str,
+                     env: str) -> str:
+    """`dbnd versions TASK [OUTPUT]`: one row per stored version, newest first."""
+    what = f"{task}.{output}" if output else task
+    if not versions:
+        return f"no stored versions of {what} under {data_root} (env {env})"
+    rows = [("ENDED (UTC)", "SIGNATURE", "FLOW RUN", "SIZE", "PARAMETERS") + (("URI",) if output else ())]
+    for manifest in versions:
+        outputs = manifest.get("outputs", {})
+        chosen = [outputs[output]] if output else list(outputs.values())
+        sizes = [o.get("bytes") for o in chosen]
+        size = None if any(b is None for b in sizes) else sum(sizes)
+        row = (_when(manifest), str(manifest.get("signature", "?"))[:16],
+               str((manifest.get("prefect") or {}).get("flow_run_id") or "?"), human_bytes(size),
+               _parameters(manifest) or "-")
+        rows.append(row + ((str(outputs[output].get("uri")),) if output else ()))
+    example = f"{task}.{output or next(iter(versions[0].get('outputs', {})), 'OUTPUT')}"
+    return "\n".join([f"{what}: {len(versions)} stored version(s) under {data_root} (env {env}), newest first",
+                      *_table(rows),
+                      f"use one as a data parameter: --set TASK.PARAM={example}@latest or {example}@run:FLOW_RUN"])
+
+
+def reproduce_report(run_id: str, results: Sequence[Any]) -> str:
+    """`dbnd reproduce RUN_ID`: one line per output, `match` or `DIFFERS` with both checksums."""
+    matched = sum(1 for r in results if r.matches)
+    lines = [f"reproduced flow run {run_id}: {matched} of {len(results)} output(s) match their recorded checksum"]
+    rows = []
+    for r in results:
+        if r.matches:
+            rows.append((f"{r.task}.{r.output}", "match", f"checksum {str(r.checksum)[:16]}", r.uri or "-"))
+        else:
+            rows.append((f"{r.task}.{r.output}", "DIFFERS",
+                         f"was {str(r.original_checksum)[:16]}, now {str(r.checksum)[:16]}", r.uri or "(not written)"))
+    return "\n".join(lines + (_table(rows) if rows else []))
 
 
 def api_url() -> str | None:
@@ -126,54 +197,27 @@ def ui_link(url: str, flow_run_id: str) -> str:
     return f"{base}/runs/flow-run/{flow_run_id}"
 
 
-def flow_run_of(run: Any) -> tuple[str, str] | None:
-    """(id, name) of the top-level Prefect flow run of a dbnd run, asked from the API; None if unknown."""
+def flow_run_name(flow_run_id: str) -> str | None:
+    """The name Prefect gave flow run `flow_run_id`, or None when the API cannot tell."""
     try:
         import uuid
 
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            flow_run_id = getattr(run, "flow_run_id", None) or _flow_run_id(run, client)
-            if not flow_run_id:
-                return None
-            flow_run = client.read_flow_run(uuid.UUID(str(flow_run_id)))
-            while flow_run.parent_task_run_id is not None:  # a nested pipeline: go up to the top
-                parent = client.read_task_run(flow_run.parent_task_run_id)
-                flow_run = client.read_flow_run(parent.flow_run_id)
-            return str(flow_run.id), flow_run.name
+            return client.read_flow_run(uuid.UUID(flow_run_id)).name
     except Exception:  # the summary must not fail a run that succeeded
         return None
-
-
-def _flow_run_id(run: Any, client: Any) -> str | None:
-    """The flow run id from a manifest written in this run, else from a task run the API knows."""
-    import time
-    import uuid
-
-    from dbnd_prefect.targets import Target
-
-    for entry in run.task_runs:
-        if entry.get("state") == "Completed" and entry.get("manifest"):
-            found = (Target(entry["manifest"], format="json").load("dict").get("prefect") or {}).get("flow_run_id")
-            if found:
-                return str(found)
-    ids = [e["task_run_id"] for e in run.task_runs if e.get("task_run_id")]
-    for attempt in range(10):  # task runs reach the API through events, a moment after they ran
-        try:
-            return str(client.read_task_run(uuid.UUID(ids[0])).flow_run_id) if ids else None
-        except Exception:
-            time.sleep(0.2)
-    return None
 
 
 def run_summary(run: Any) -> str:
     """The end-of-run summary: run id, Prefect flow run and UI link, each task's state and outputs."""
     lines = [f"run {run.run_uid} finished (env {run.env}, data root {run.data_root})"]
-    url = api_url()
-    flow_run = flow_run_of(run) if url else None
-    if flow_run is not None:
-        lines.append(f"prefect flow run '{flow_run[1]}' ({flow_run[0]}): {ui_link(url or '', flow_run[0])}")
+    url, flow_run_id = api_url(), getattr(run, "flow_run_id", None)
+    if url and flow_run_id:
+        name = flow_run_name(flow_run_id)
+        shown = f"'{name}' ({flow_run_id})" if name else flow_run_id
+        lines.append(f"prefect flow run {shown}: {ui_link(url, flow_run_id)}")
     for entry in run.task_runs:
         lines.append(f"  {entry['task']}: {entry['state']}")
         outputs = entry.get("outputs", {})

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dbnd_prefect.errors import DbndError, FormatError, TargetError
+from dbnd_prefect.redaction import one_line
 from dbnd_prefect.targets.atomic import CHUNK, atomic_write, hash_stream, new_hasher, open_read
-from dbnd_prefect.targets.filesystem import filesystem_for_uri, redact_uri, split_uri
+from dbnd_prefect.targets.filesystem import describe_failure, filesystem_for_uri, redact_uri, split_uri
 from dbnd_prefect.targets.formats import (
     Format,
     as_type_key,
@@ -52,11 +53,16 @@ class Target:
 
     def __init__(
         self,
-        uri: str | os.PathLike,
+        uri: str | os.PathLike | Target,
         format: str | None = None,
         load_options: dict[str, Any] | None = None,
         save_options: dict[str, Any] | None = None,
     ) -> None:
+        if isinstance(uri, Target):  # a remote Target refuses os.fspath; take its URI and options
+            format = uri._forced if format is None else format
+            load_options = uri.load_options if load_options is None else load_options
+            save_options = uri.save_options if save_options is None else save_options
+            uri = uri.uri
         raw = os.fspath(uri)
         if not raw:
             raise TargetError("a target needs a path or URI, got an empty string")
@@ -150,8 +156,12 @@ class Target:
         compression = compression_for_uri(self._uri)
         try:
             return open_read(self.fs, self._path, compression=compression, text=mode != "rb")
-        except FileNotFoundError:
-            raise self._missing() from None
+        except FileNotFoundError as exc:
+            raise self._missing(exc) from None
+        except DbndError:
+            raise
+        except Exception as exc:
+            raise self._error("cannot open", "", exc) from None
 
     def load(self, type_key_or_type: Any = None, **options: Any) -> Any:
         """Read the file as the given type (a type, annotation or type key; default: the format's own)."""
@@ -167,13 +177,16 @@ class Target:
         try:
             with open_read(fs, self._path, compression=compression, text=not fmt.binary) as f:
                 return fmt.load(f, wanted, **{**self.load_options, **options})
-        except FileNotFoundError:
-            raise self._missing() from None
+        except FileNotFoundError as exc:
+            raise self._missing(exc) from None
         except DbndError as exc:
             raise type(exc)(f"cannot read '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
         except Exception as exc:
+            store_failure = self._store_failure("cannot read", exc)
+            if store_failure is not None:
+                raise store_failure from None
             raise TargetError(
-                f"cannot read '{self.shown}' as {fmt.name}: {type(exc).__name__}: {_one_line(exc)}",
+                f"cannot read '{self.shown}' as {fmt.name}: {type(exc).__name__}: {one_line(exc, 500)}",
                 hint="check the file's content, the load options, or force another format with format='NAME'",
             ) from None
 
@@ -192,8 +205,8 @@ class Target:
         try:
             self.fs.get_file(self._path, str(staging))
             os.replace(staging, dest)
-        except FileNotFoundError:
-            raise self._missing() from None
+        except FileNotFoundError as exc:
+            raise self._missing(exc) from None
         except Exception as exc:
             raise self._error("cannot download", "to the local cache", exc) from None
         finally:
@@ -234,8 +247,11 @@ class Target:
         except DbndError as exc:
             raise type(exc)(f"cannot write '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
         except Exception as exc:
+            store_failure = self._store_failure("cannot write", exc)
+            if store_failure is not None:
+                raise store_failure from None
             raise TargetError(
-                f"cannot write '{self.shown}' as {fmt.name}: {type(exc).__name__}: {_one_line(exc)}",
+                f"cannot write '{self.shown}' as {fmt.name}: {type(exc).__name__}: {one_line(exc, 500)}",
                 hint="nothing was written; check the object and the save options",
             ) from None
         return {
@@ -255,12 +271,12 @@ class Target:
             try:
                 st = os.stat(self._path)
             except FileNotFoundError:
-                raise self._missing() from None
+                raise self._missing(None) from None
             return {"uri": self._uri, "size": st.st_size, "mtime": st.st_mtime, "mtime_ns": st.st_mtime_ns}
         try:
             raw = self.fs.info(self._path)
-        except FileNotFoundError:
-            raise self._missing() from None
+        except FileNotFoundError as exc:
+            raise self._missing(exc) from None
         except DbndError:
             raise
         except Exception as exc:
@@ -304,8 +320,8 @@ class Target:
         try:
             with self.fs.open(self._path, "rb", block_size=CHUNK) as f:
                 return hash_stream(f)
-        except FileNotFoundError:
-            raise self._missing() from None
+        except FileNotFoundError as exc:
+            raise self._missing(exc) from None
         except DbndError:
             raise
         except Exception as exc:
@@ -313,15 +329,36 @@ class Target:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _missing(self) -> TargetError:
+    def _missing(self, exc: BaseException | None) -> TargetError:
+        """Not found: the object, or (when the store says so) its whole bucket/container."""
+        if exc is not None:
+            store_failure = self._store_failure("cannot read", exc)
+            if store_failure is not None:
+                return store_failure
         return TargetError(
             f"input '{self.shown}' does not exist",
             hint="check the path, or pass another with --set",
         )
 
+    def _store_failure(self, action: str, exc: BaseException, tail: str = "") -> TargetError | None:
+        """The error for refused credentials, a missing bucket or an unreachable store; None otherwise."""
+        if self.is_local:
+            return None
+        try:
+            fs = self.fs
+        except DbndError:
+            fs = None
+        described = describe_failure(self._protocol, self._path, exc, fs)
+        if described is None:
+            return None
+        return TargetError(f"{action} '{self.shown}'{tail}: {described[0]}", hint=described[1])
+
     def _error(self, action: str, after: str, exc: BaseException) -> TargetError:
         tail = f" {after}" if after else ""
-        return TargetError(f"{action} '{self.shown}'{tail}: {type(exc).__name__}: {_one_line(exc)}")
+        store_failure = self._store_failure(action, exc, tail)
+        if store_failure is not None:
+            return store_failure
+        return TargetError(f"{action} '{self.shown}'{tail}: {type(exc).__name__}: {one_line(exc)}")
 
 
 def _plain(value: Any) -> Any:
@@ -330,8 +367,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return value.strip('"')
     return value
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] + "..." if len(text) > 500 else text

@@ -45,29 +45,50 @@ class SignaturePolicy(CachePolicy):
                 _signatures[task_ctx.task_run.id] = signature
         key = run.storage.record_key(signature.digest) if run is not None else signature.digest
         store = getattr(task_ctx, "result_store", None) if task_ctx is not None else None
-        if store is not None and run is not None and store.exists(key):
-            reason = self.invalid_reason(store, key, signature.digest, run.verify == "full")
-            if reason:
+        if store is not None and run is not None:
+            # One read, kept in the store's memory cache, serves Prefect's own read on a hit.
+            record = read_record(store, key, run.storage.record_uri(signature.digest))
+            reason = reuse_problem(record, signature.digest, run.verify == "full")
+            if reason not in (None, NO_RECORD):
                 logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", self.dbnd_task.name, reason)
+                store.cache.pop(store._resolved_key_path(key), None)
                 _delete_record(run.storage.record_uri(signature.digest))
         return key
 
-    @staticmethod
-    def invalid_reason(store: Any, key: str, digest: str, full: bool) -> str | None:
-        """Why the record under `key` must not be reused, or None when its outputs verify."""
-        try:
-            outputs = store.read(key).result
-        except Exception as exc:
-            return f"its cache record cannot be read ({exc})"
-        manifest_uri = getattr(outputs, "manifest_uri", None)
-        if manifest_uri is None:
-            return "its cache record names no manifest"
-        manifest = read_manifest(manifest_uri)
-        if manifest is None:
-            return f"the manifest {manifest_uri} is missing"
-        if manifest.get("signature") != digest:
-            return f"the manifest {manifest_uri} belongs to another signature"
-        return verify_outputs(manifest, full=full)
+
+NO_RECORD = "no cache record"
+
+
+def read_record(store: Any, key: str, uri: str) -> Any:
+    """The cache record under `key` (stored at `uri`), or None when there is none; an unreadable one is
+    returned as the error. Existence is asked of the file system: block types report a missing key
+    each in their own way."""
+    from dbnd_prefect.targets import get_filesystem, split_uri
+
+    protocol, path = split_uri(uri)
+    try:
+        if not get_filesystem(protocol).exists(path):
+            return None
+        return store.read(key)
+    except Exception as exc:  # e.g. a record whose payload no longer unpickles, or an unreachable store
+        return exc
+
+
+def reuse_problem(record: Any, digest: str, full: bool) -> str | None:
+    """Why a cache record must not be reused (NO_RECORD when there is none), or None when its outputs verify."""
+    if record is None:
+        return NO_RECORD
+    if isinstance(record, Exception):
+        return f"its cache record cannot be read ({record})"
+    manifest_uri = getattr(record.result, "manifest_uri", None)
+    if manifest_uri is None:
+        return "its cache record names no manifest"
+    manifest = read_manifest(manifest_uri)
+    if manifest is None:
+        return f"the manifest {manifest_uri} is missing"
+    if manifest.get("signature") != digest:
+        return f"the manifest {manifest_uri} belongs to another signature"
+    return verify_outputs(manifest, full=full)
 
 
 def _delete_record(uri: str) -> None:
