@@ -321,7 +321,7 @@ def _save_json(obj: Any, f: IO, **o: Any) -> None:
     elif key == SERIES:
         obj.to_json(f, **{"orient": "split", "date_format": "iso", **o})
     else:
-        json.dump(obj, f, **{"ensure_ascii": False, **o})
+        f.write(json.dumps(obj, **{"ensure_ascii": False, **o}))  # one write: json.dump writes piecemeal
 
 
 def _load_jsonl(f: IO, tk: str, **o: Any) -> Any:

@@ -95,6 +95,7 @@ def build_manifest(
     }
 
 
+@functools.lru_cache(maxsize=None)
 def _user() -> str:
     try:
         return getpass.getuser()
