@@ -123,10 +123,11 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
         task_name=task.name,
         signature=signature,
         inputs=_describe_inputs(task, arguments, signature),
-        parameters={n: v for n, v in arguments.items() if not (specs.get(n) and specs[n].is_data)},
+        parameters={n: v for n, v in arguments.items() if not _is_input(specs.get(n), v)},
         outputs=infos,
         flow_run_id=flow_run_id,
         task_run_id=str(task_run_id) if task_run_id else None,
+        root_flow_run_id=run.flow_run_id,
         started=started,
         ended=dt.datetime.now(dt.timezone.utc),
         command_line=run.command_line,
@@ -143,26 +144,29 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
     return outputs
 
 
+def _is_input(spec: ParamSpec | None, value: Any) -> bool:
+    """Data parameters, and any value produced by an upstream task, are inputs; the rest are parameters."""
+    return (spec is not None and spec.is_data) or isinstance(value, (OutputRef, TaskOutputs))
+
+
 def _describe_inputs(task: "DbndTask", arguments: Mapping[str, Any], signature: Any) -> list[dict[str, Any]]:
     from dbnd_prefect.targets import Target
 
     described = []
     for name, value in arguments.items():
-        spec = task.param_map.get(name)
-        if spec is None or not spec.is_data:
+        if not _is_input(task.param_map.get(name), value):
             continue
-        entry: dict[str, Any] = {"name": name, "fingerprint": signature.params.get(name)}
+        entry: dict[str, Any] = {"name": name, "fingerprint": signature.params.get(name), "uri": None}
         if isinstance(value, OutputRef) and isinstance(value.source, TaskOutputs):
             src = value.source
             entry.update(producer_task=src.task_name, producer_signature=src.signature, output=value.name)
-            if value.name in src.stored:
-                entry["uri"] = src.stored[value.name].uri
+            stored = src.stored.get(value.name)
+            if stored is not None:
+                entry.update(uri=stored.uri, format=stored.format, type_key=stored.type_key)
         elif isinstance(value, Target):
             entry["uri"] = value.uri
         elif isinstance(value, (str, pathlib.PurePath)):
             entry["uri"] = str(value)
-        else:
-            entry["uri"] = None
         described.append(entry)
     return described
 

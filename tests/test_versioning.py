@@ -328,3 +328,38 @@ def test_metrics_reach_manifest_and_prefect_artifacts(workdir):
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["profile-input"])))
     assert found and "| x | float64 | 1 |" in found[0].data
+
+
+@task
+def fit(frame: pd.DataFrame):
+    return {"mean": float(frame["x"].mean())}  # an untyped output
+
+
+@task
+def apply_fit(model, frame: pd.DataFrame) -> float:
+    return model["mean"] * len(frame)
+
+
+@pipeline
+def untyped_chain(raw: pd.DataFrame):
+    rows = load_rows(raw)
+    return apply_fit(fit(rows), rows)
+
+
+@pipeline
+def outer_untyped(raw: pd.DataFrame):
+    return untyped_chain(raw)
+
+
+def test_untyped_upstream_input_is_recorded_and_reproduced(raw_csv):
+    from dbnd_prefect.versioning.reproduce import reproduce
+
+    assert outer_untyped("raw.csv") == 6.0
+    run = last_run()
+    manifest = json.loads(Path(next(e for e in run.task_runs if e["task"] == "apply_fit")["manifest"]).read_text())
+    model_input = next(i for i in manifest["inputs"] if i["name"] == "model")
+    assert model_input["producer_task"] == "fit" and model_input["uri"].endswith("result.json")
+    assert "model" not in manifest["parameters"]
+    assert manifest["prefect"]["root_flow_run_id"] == run.flow_run_id != manifest["prefect"]["flow_run_id"]
+    report = reproduce(run.flow_run_id)  # the root run's id reaches tasks of the nested pipeline
+    assert {r.task for r in report} == {"load_rows", "fit", "apply_fit"} and all(r.matches for r in report)

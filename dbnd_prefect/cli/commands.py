@@ -159,7 +159,7 @@ def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
         raise ParameterError(f"'{run_id}' is not a Prefect flow run id",
                              hint="pass the FLOW RUN column of `dbnd versions TASK` (a prefix will do)")
     root = data_root_of(config)
-    runs = sorted({str(m.get("prefect", {}).get("flow_run_id")) for m in run_manifests(root, text)})
+    runs = sorted({_matching_run(m, text) for m in run_manifests(root, text)})
     if not runs:
         raise ParameterError(f"no recorded task runs for flow run '{run_id}' under {root}",
                              hint="see `dbnd versions TASK` for the flow runs that wrote outputs; "
@@ -215,3 +215,10 @@ def show_config(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     print(_config(args).explain(args.key))
     return 0
+
+
+def _matching_run(manifest: dict, prefix: str) -> str:
+    """The recorded run id (the root flow run's, or the task's own flow run's) that `prefix` selects."""
+    ids = manifest.get("prefect", {})
+    root = str(ids.get("root_flow_run_id") or "")
+    return root if root.startswith(prefix) else str(ids.get("flow_run_id"))

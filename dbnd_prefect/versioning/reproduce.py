@@ -31,8 +31,10 @@ def run_manifests(data_root: str, run_id: str) -> list[dict[str, Any]]:
     """Manifests of every task run recorded for Prefect flow run `run_id` (a prefix will do), oldest first."""
     from dbnd_prefect.versioning.history import read_manifests
 
+    run_id = run_id.lower()
     found = [m for m in read_manifests(data_root)
-             if str(m.get("prefect", {}).get("flow_run_id") or "").startswith(run_id.lower())]
+             if any(str(m.get("prefect", {}).get(k) or "").startswith(run_id)
+                    for k in ("flow_run_id", "root_flow_run_id"))]
     found.sort(key=lambda m: m.get("started", ""))
     return found
 
@@ -84,7 +86,14 @@ def reproduce(run_id: str) -> list[ReproducedOutput]:
             if entry.get("uri") is None:
                 raise ParameterError(f"task '{task.name}' input '{entry['name']}' was given in memory, not by URI; "
                                      "it cannot be reproduced")
-            arguments[entry["name"]] = entry["uri"]
+            spec = task.param_map.get(entry["name"])
+            if spec is not None and spec.is_data:
+                arguments[entry["name"]] = entry["uri"]
+            else:  # an untyped input produced upstream (a model, say): hand over the value itself
+                from dbnd_prefect.targets import Target
+
+                arguments[entry["name"]] = Target(entry["uri"], format=entry.get("format")).load(
+                    entry.get("type_key"))
         with config_context({f"{task.name}.task_version": version}):
             task.as_pipeline()(**{k: v for k, v in arguments.items() if k in task.param_map})
         entry = next(e for e in last_run().task_runs if e["task"] == task.name)

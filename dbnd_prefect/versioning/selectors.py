@@ -28,7 +28,8 @@ def resolve_selector(value: str, data_root: str, env: str) -> str:
     versions = list_versions(data_root, task, env)
     if selector.startswith("run:"):
         run_id = selector[4:].lower()
-        versions = [v for v in versions if str(v.get("prefect", {}).get("flow_run_id") or "").startswith(run_id)]
+        versions = [v for v in versions if any(str(v.get("prefect", {}).get(k) or "").startswith(run_id)
+                                               for k in ("flow_run_id", "root_flow_run_id"))]
     if not versions:
         where = f"flow run {selector[4:]}" if selector.startswith("run:") else f"environment '{env}'"
         raise ParameterError(
