@@ -118,6 +118,7 @@ class DbndTask(_Callable):
         task_version: str | None = None,
         output_formats: Mapping[str, str] | str | None = None,
         non_significant: Sequence[str] = (),
+        versioned: bool = True,
         **prefect_options: Any,
     ) -> None:
         self._init_specs(func, prefect_options.pop("name", None))
@@ -144,9 +145,17 @@ class DbndTask(_Callable):
         body.__signature__ = loose  # type: ignore[attr-defined]
         for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
             setattr(body, attr, getattr(func, attr, None))
-        self.prefect_task = prefect.Task(
-            fn=body, name=self.name, cache_policy=SignaturePolicy(self), persist_result=True, **prefect_options
-        )
+        self.versioned = versioned
+        if versioned:
+            self.prefect_task = prefect.Task(
+                fn=body, name=self.name, cache_policy=SignaturePolicy(self), persist_result=True, **prefect_options
+            )
+        else:
+            from prefect.cache_policies import NO_CACHE
+
+            self.prefect_task = prefect.Task(
+                fn=body, name=self.name, cache_policy=NO_CACHE, persist_result=False, **prefect_options
+            )
         functools.update_wrapper(self, func)
         registry.register(self)
 
@@ -184,6 +193,8 @@ class DbndTask(_Callable):
 
     def prefect_for(self, run: RunContext) -> prefect.Task:
         """The Prefect task that keeps its cache records beside this run's data."""
+        if not self.versioned:
+            return self.prefect_task
         key = id(run.storage.result_storage)
         variant = self._variants.get(key)
         if variant is None:

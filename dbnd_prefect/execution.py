@@ -112,6 +112,9 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
     loaded = {name: load_input(task.name, specs.get(name), value) for name, value in arguments.items()}
     returned = task.call_function(loaded)
     values = split_outputs(task.name, task.outputs, returned)
+    names = [s.name for s in task.outputs]
+    if not task.versioned:  # outputs stay in memory; the signature still chains downstream tasks
+        return TaskOutputs(task.name, signature.digest, names, {}, None, values)
     infos = write_outputs(task, run, signature, values)
 
     folder = output_dir(run, task.name, signature)
@@ -140,8 +143,7 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
                            bytes=i.get("bytes"))
         for name, i in infos.items()
     }
-    outputs = TaskOutputs(task.name, signature.digest, [s.name for s in task.outputs], stored, manifest_uri, values)
-    return outputs
+    return TaskOutputs(task.name, signature.digest, names, stored, manifest_uri, values)
 
 
 def _is_input(spec: ParamSpec | None, value: Any) -> bool:

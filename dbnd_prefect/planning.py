@@ -73,11 +73,14 @@ class PlanScope(PipelineScope):
         from dbnd_prefect.targets import default_format_for, get_format
 
         signature = task.signature_for(arguments, run)
-        status, reason, stored = task_status(task, signature, run)
+        if task.versioned:
+            status, reason, stored = task_status(task, signature, run)
+        else:
+            status, reason, stored = "miss", "not versioned (versioned=False): always runs, stores nothing", None
         folder = output_dir(run, task.name, signature)
         if stored is None:
             predicted = {}
-            for spec in task.outputs:
+            for spec in task.outputs if task.versioned else ():
                 fmt = spec.format or run.config.get("formats", spec.type_key) or default_format_for(spec.type_key)
                 uri = f"{folder}/{spec.name}{get_format(fmt).extensions[0]}"
                 predicted[spec.name] = StoredOutput(uri=uri, format=fmt, type_key=spec.type_key)

@@ -363,3 +363,27 @@ def test_untyped_upstream_input_is_recorded_and_reproduced(raw_csv):
     assert manifest["prefect"]["root_flow_run_id"] == run.flow_run_id != manifest["prefect"]["flow_run_id"]
     report = reproduce(run.flow_run_id)  # the root run's id reaches tasks of the nested pipeline
     assert {r.task for r in report} == {"load_rows", "fit", "apply_fit"} and all(r.matches for r in report)
+
+
+@task(versioned=False)
+def offset(frame: pd.DataFrame, by: int = 1) -> pd.DataFrame:
+    _count("offset")
+    return frame.assign(x=frame["x"] + by)
+
+
+@pipeline
+def with_glue(raw: pd.DataFrame):
+    return summarize(offset(load_rows(raw)))
+
+
+def test_unversioned_task_always_runs_stores_nothing_and_still_chains(raw_csv, workdir):
+    assert with_glue("raw.csv") == {"rows": 3, "total": 9.0}
+    entry = next(e for e in last_run().task_runs if e["task"] == "offset")
+    assert entry["state"] == "Completed" and entry["outputs"] == {}
+    assert not list((workdir / "data").rglob("offset*")), "an unversioned task wrote files"
+    assert with_glue("raw.csv") == {"rows": 3, "total": 9.0}
+    assert calls == {"load_rows": 1, "offset": 2, "summarize": 1}, "downstream reuse broke"
+    with config_context({"offset.by": "2"}):
+        assert with_glue("raw.csv") == {"rows": 3, "total": 12.0}
+    assert calls["summarize"] == 2
+    assert {p.task.name: p.status for p in plan(with_glue, "raw.csv")}["offset"] == "miss"
