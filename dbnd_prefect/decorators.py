@@ -38,7 +38,7 @@ def _loose_signature(func: Callable[..., Any], specs: Sequence[ParamSpec]) -> in
     Prefect builds a flow's parameter schema (UI forms, deployment overrides) from this, and a data
     parameter arrives from there as a location.
     """
-    sig = inspect.signature(func)
+    sig = _relaxed(inspect.signature(func))
     by_name = {s.name: s for s in specs}
     params = []
     for p in sig.parameters.values():
@@ -49,6 +49,26 @@ def _loose_signature(func: Callable[..., Any], specs: Sequence[ParamSpec]) -> in
             p = p.replace(annotation=spec.annotation)
         params.append(p)
     return sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
+def _relaxed(sig: inspect.Signature) -> inspect.Signature:
+    """`sig` with positional-only parameters made positional-or-keyword, so values can be given by name
+    (from configuration, `--set`, Prefect's parameter binding)."""
+    return sig.replace(parameters=[
+        p.replace(kind=p.POSITIONAL_OR_KEYWORD) if p.kind == p.POSITIONAL_ONLY else p
+        for p in sig.parameters.values()
+    ])
+
+
+def _check_supported(name: str, func: Callable[..., Any], sig: inspect.Signature) -> None:
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        raise ParameterError(f"{name}: async functions are not supported as dbnd tasks or pipelines yet",
+                             hint="make it a plain `def`; independent tasks in a pipeline already run concurrently")
+    variadic = [p for p in sig.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if variadic:
+        shown = ", ".join(("*" if p.kind == p.VAR_POSITIONAL else "**") + p.name for p in variadic)
+        raise ParameterError(f"{name}: {shown} cannot be configured, fingerprinted or stored",
+                             hint="use a list or dict parameter instead")
 
 
 class _Callable:
@@ -64,7 +84,9 @@ class _Callable:
         self.params = param_specs(func)
         self.param_map = {p.name: p for p in self.params}
         self.task_id = f"{func.__module__}.{func.__qualname__}"
-        self._signature = inspect.signature(func)
+        self._func_signature = inspect.signature(func)
+        self._signature = _relaxed(self._func_signature)
+        _check_supported(self.name, func, self._func_signature)
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], run: RunContext | None) -> dict[str, Any]:
         """Parameter values for one call: --override > call site > configuration > default."""
@@ -98,7 +120,7 @@ class _Callable:
         """Call the undecorated function, honouring positional-only parameters."""
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        for p in self._signature.parameters.values():
+        for p in self._func_signature.parameters.values():
             if p.name in arguments:
                 if p.kind == p.POSITIONAL_ONLY:
                     args.append(arguments[p.name])
@@ -127,6 +149,8 @@ class DbndTask(_Callable):
             output_formats = {n: output_formats for n in names}
         self.outputs = output_specs(func, result, output_formats)
         self.task_version = None if task_version is None else str(task_version)
+        if isinstance(non_significant, str):
+            non_significant = [n.strip() for n in non_significant.split(",") if n.strip()]
         unknown = set(non_significant) - set(self.param_map)
         if unknown:
             raise ParameterError(f"@task {self.name}: non_significant names unknown parameters {sorted(unknown)}")
@@ -171,10 +195,11 @@ class DbndTask(_Callable):
         if run is None:
             return self.task_version
         configured = run.task_section(self.name).get("task_version")
-        if configured is not None:
+        global_value = run.config.get_value("run", "task_version")
+        if configured is not None and (global_value is None or configured.rank >= global_value.rank):
             from dbnd_prefect.runtime import _resolve_version
 
-            return _resolve_version(configured.value)
+            return _resolve_version(configured.value)  # the task's own, unless a higher layer set run's
         return run.task_version or self.task_version
 
     def signature_for(self, inputs: Mapping[str, Any], run: RunContext | None) -> Any:
@@ -299,7 +324,9 @@ class DbndPipeline(_Callable, prefect.Flow):
         if scope is not None and scope.dry:
             return self.call_function(self.bind(args, kwargs, current_run()))
         if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
-            arguments = {k: resolve_refs(v) for k, v in self._signature.bind_partial(*args, **kwargs).arguments.items()}
+            # Output references pass unresolved (handed off in process), so the nested pipeline's tasks
+            # wait on them, fingerprint them by their producer's signature and record their lineage.
+            arguments = self._signature.bind_partial(*args, **kwargs).arguments
             with handed_off(_locations(arguments)) as passed:
                 return prefect.Flow.__call__(self, **passed)
         with ensure_run() as run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Mapping
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from dbnd_prefect.errors import DbndError, ParameterError
 from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
 from dbnd_prefect.params import ParamSpec, split_outputs
+
+logger = logging.getLogger("dbnd_prefect")
 
 if TYPE_CHECKING:
     from dbnd_prefect.decorators import DbndTask
@@ -24,6 +27,10 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         value = value.result()
     elif isinstance(value, TaskOutputs):
         value = value.value()
+    elif isinstance(value, (list, tuple, dict)):
+        from dbnd_prefect.wiring import resolve_refs
+
+        value = resolve_refs(value)  # fan-in: a list or dict of upstream outputs
     if spec is None or not spec.is_data:
         return value
     if spec.type_key == "dbnd_prefect.Target":
@@ -48,17 +55,24 @@ def _target_options(spec: ParamSpec) -> dict[str, Any]:
     return {"format": spec.data.format, "load_options": dict(spec.data.load_options) or None}
 
 
+def folder_name(task_name: str) -> str:
+    """The task's name as used in folder names (file names have a length limit)."""
+    return task_name[:100]
+
+
 def output_dir(run: "RunContext", task_name: str, signature: Any) -> str:
     """`{root}/{env}/{date}/{task}/{task}_{signature}`: readable, and unique per signature."""
-    return "/".join([run.data_root.rstrip("/"), run.env, run.run_date.isoformat(), task_name,
-                     f"{task_name}_{signature.short}"])
+    name = folder_name(task_name)
+    return "/".join([run.data_root.rstrip("/"), run.env, run.run_date.isoformat(), name,
+                     f"{name}_{signature.short}"])
 
 
 def write_outputs(
     task: "DbndTask", run: "RunContext", signature: Any, values: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Write each non-None output to its typed target; on any failure remove what this call wrote."""
-    from dbnd_prefect.targets import Target, default_format_for, type_key
+    from dbnd_prefect.targets import Target, default_format_for, get_format, type_key
+    from dbnd_prefect.targets.formats import json_faithful
 
     folder = output_dir(run, task.name, signature)
     written: list[Any] = []
@@ -70,7 +84,10 @@ def write_outputs(
                 continue
             key = type_key(value)
             fmt = spec.format or run.config.get("formats", key) or default_format_for(key)
-            from dbnd_prefect.targets import get_format
+            if fmt == "json" and not spec.format and key in ("dict", "list") and not json_faithful(value):
+                logger.warning("Task '%s': output '%s' does not survive JSON (tuples, non-string keys, dates...); "
+                               "storing it as a pickle.", task.name, spec.name)
+                fmt = "pickle"
 
             ext = get_format(fmt).extensions[0]
             target = Target(f"{folder}/{spec.name}{ext}", format=fmt)

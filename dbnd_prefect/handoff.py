@@ -18,6 +18,10 @@ _lock = threading.Lock()
 
 
 def _needs_handoff(value: Any) -> bool:
+    from dbnd_prefect.outputs import OutputRef, TaskOutputs
+
+    if isinstance(value, (OutputRef, TaskOutputs)):
+        return True
     return type(value).__module__.split(".")[0] in ("pandas", "numpy", "pyarrow", "pyspark", "polars")
 
 

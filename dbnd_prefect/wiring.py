@@ -51,8 +51,11 @@ class PipelineScope:
     def summaries(self) -> list[dict[str, Any]]:
         """One line of facts per task run: name, Prefect state, signature and output locations."""
         out = []
+        from dbnd_prefect.versioning.policy import take_signature
+
         for task, future in self.calls:
             future.wait()
+            take_signature(future.task_run_id)  # left behind by runs whose body did not run (cache hits)
             state = future.state
             entry: dict[str, Any] = {"task": task.name, "state": state.name, "task_run_id": str(future.task_run_id)}
             if state.is_completed():

@@ -314,14 +314,31 @@ def _is_split_layout(text: str) -> bool:
     return isinstance(data, dict) and set(data) == {"name", "index", "data"}
 
 
+def json_default(value: Any) -> Any:
+    """JSON for values json does not know: numpy scalars as numbers, dates as ISO strings."""
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_faithful(value: Any) -> bool:
+    """True when `value` reads back from JSON equal to itself (no tuples, int keys, dates...)."""
+    try:
+        return json.loads(json.dumps(value, default=json_default)) == value
+    except (TypeError, ValueError):
+        return False
+
+
 def _save_json(obj: Any, f: IO, **o: Any) -> None:
     key = type_key(type(obj))
     if key == DATAFRAME:
         obj.to_json(f, **{"orient": "records", "date_format": "iso", **o})
     elif key == SERIES:
         obj.to_json(f, **{"orient": "split", "date_format": "iso", **o})
-    else:
-        f.write(json.dumps(obj, **{"ensure_ascii": False, **o}))  # one write: json.dump writes piecemeal
+    else:  # one write: json.dump writes piecemeal
+        f.write(json.dumps(obj, **{"ensure_ascii": False, "default": json_default, **o}))
 
 
 def _load_jsonl(f: IO, tk: str, **o: Any) -> Any:

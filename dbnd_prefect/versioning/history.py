@@ -29,7 +29,9 @@ def read_manifests(data_root: str, env: str = "*", task_name: str = "*") -> list
 
 def list_versions(data_root: str, task_name: str, env: str | None = None) -> list[dict[str, Any]]:
     """Every complete stored run of `task_name` under `data_root`, newest first (manifests, with `uri`)."""
-    found = read_manifests(data_root, env or "*", task_name)
+    from dbnd_prefect.execution import folder_name
+
+    found = [m for m in read_manifests(data_root, env or "*", folder_name(task_name)) if m.get("task") == task_name]
     found.sort(key=lambda m: m.get("ended", ""), reverse=True)
     return found
 
