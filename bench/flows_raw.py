@@ -31,6 +31,14 @@ def many_tasks(n: int, start: int = 0) -> None:
 
 
 @flow
+def many_tasks_submitted(n: int, start: int = 0) -> None:
+    """`n` trivial tasks submitted to the default thread-pool task runner, then waited for."""
+    futures = [trivial.submit(i) for i in range(start, start + n)]
+    for future in futures:
+        future.wait()
+
+
+@flow
 def mapped_tasks(n: int, start: int = 0) -> list[int]:
     """`n` trivial tasks as one `.map`, results gathered."""
     return trivial.map(range(start, start + n)).result()

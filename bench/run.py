@@ -48,7 +48,7 @@ class Plan:
 def plans(quick: bool) -> list[Plan]:
     if quick:
         return [
-            Plan("tasks", ("raw", "raw_persist", "dbnd"), {"n": 10}, 20),
+            Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd"), {"n": 10}, 20),
             Plan("empty", ("raw", "dbnd"), {"calls": 2}),
             Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 0.2}, 8),
             Plan("fanout", ("raw", "dbnd"), {"n": 50}, 55),
@@ -57,7 +57,7 @@ def plans(quick: bool) -> list[Plan]:
             Plan("rerun", ("raw", "dbnd"), {"n": 4, "work": 0.05, "rows": 1_000}, 5),
         ]
     return [
-        Plan("tasks", ("raw", "raw_persist", "dbnd"), {"n": 200}, 210),
+        Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd"), {"n": 200}, 210),
         Plan("empty", ("raw", "dbnd"), {"calls": 5}),
         Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 1.0}, 8),
         Plan("fanout", ("raw", "dbnd"), {"n": 2000}, 2005),
@@ -80,6 +80,7 @@ class Suite:
             "PREFECT_API_URL": api_url,
             "PREFECT_HOME": str(home / "client-home"),
             "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+            "BENCH_SETTLE": str(pause),
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         }
         for name in [k for k in self.env if k.startswith("DBND__")]:

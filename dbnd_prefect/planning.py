@@ -56,7 +56,10 @@ def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, T
     previous = list_versions(run.data_root, task.name, run.env)
     if not previous:
         return "miss", "never ran in this environment", None
-    reasons = explain_difference(previous[0].get("signature_parts", {}), signature.parts())
+    # Compare with the stored version that differs least (a task called several times, or a reproduce
+    # run, would otherwise explain the difference to the wrong neighbour).
+    reasons = min((explain_difference(v.get("signature_parts", {}), signature.parts()) for v in previous[:50]),
+                  key=len)
     return "miss", "; ".join(reasons) or "no stored outputs for this signature", None
 
 
