@@ -10,14 +10,15 @@ the URI, with no credential text. All servers are real and listen on 127.0.0.1 (
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ INPUTS = {"json": FRAME.to_json().encode(), "csv": FRAME.to_csv(index=False).enc
 CHANGED_CSV = wine_quality_frame(rows=ROWS + 8, seed=11).to_csv(index=False).encode()
 TOML = '[run]\ndata_root = "data"\nmodules = ["flows.prepare_data"]\n'
 VERSION_KEY = {"s3": "etag", "az": "etag", "gs": "generation"}
-# Set only in the environment of tests that use them, so that they must never be printed.
+# A raw OAuth access token kept in a storage block's settings: it must never be printed.
 RAW_GCS_TOKEN = "ya29.dbnd-e2e-RawAccessToken-0123456789"
 
 
@@ -123,16 +124,15 @@ def project(workdir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def fresh_registry() -> Iterator[None]:
-    """Storage options registered by a run (a block's credentials) do not leak into the next test."""
-    yield
-    from dbnd_prefect import storage
-    from dbnd_prefect.cloud import CLOUD_PROTOCOLS
-    from dbnd_prefect.targets import clear_filesystem_cache, register_storage_options
+def cloud_options() -> Iterator[None]:
+    """Options from the environment, as a run registers them; a block's options registered by one test's run
+    (they replace the environment's for the block's protocol) do not leak into the next test."""
+    from dbnd_prefect.cloud import register_cloud_options
+    from dbnd_prefect.targets import clear_filesystem_cache
 
-    for protocol in CLOUD_PROTOCOLS:
-        register_storage_options(protocol, {})
-    storage._cloud_registered = False  # the next run registers the environment's options again
+    register_cloud_options()
+    yield
+    register_cloud_options()
     clear_filesystem_cache()
 
 
@@ -307,6 +307,12 @@ def test_s3_wrong_credentials(project: Path, monkeypatch: pytest.MonkeyPatch) ->
                                      "refused the credentials", "AWS_SECRET_ACCESS_KEY", secrets=(secret, wrong))
         assert "file's content" not in line
 
+        # outputs refused: first known when the task writes them
+        (project / "file.csv").write_bytes(INPUTS["csv"])
+        result = dbnd("--set", "prepare_data.raw_data=file.csv", "--set", "run.data_root=s3://guarded/root")
+        assert_one_line_error(result, 1, "task 'prepare_data' failed", "'s3://guarded/root/",
+                              "refused the credentials", secrets=(secret, wrong))
+
 
 def test_azure_wrong_account_key(az_container: str, azurite_server: Server, project: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,5 +323,194 @@ def test_azure_wrong_account_key(az_container: str, azurite_server: Server, proj
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
     servers.clear_filesystem_caches()
     uri = store.uri("in/file.csv")
-    assert_one_line_error(dbnd("--set", f"prepare_data.raw_data={uri}"), 2, f"'{uri}'", "refused the credentials",
-                          "AZURE_STORAGE_CONNECTION_STRING", secrets=(wrong_key, servers.AZURITE_KEY, wrong))
+    line = assert_one_line_error(dbnd("--set", f"prepare_data.raw_data={uri}"), 2, f"'{uri}'",
+                                 "refused the credentials", "AZURE_STORAGE_CONNECTION_STRING",
+                                 secrets=(wrong_key, servers.AZURITE_KEY, wrong))
+    assert "file's content" not in line
+
+
+def test_gcs_raw_access_token_is_never_echoed(gcs_bucket: str, gcs_server: Server, project: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # fake-gcs-server accepts any caller: "wrong credentials" on GCS is a token gcsfs cannot use. It asks
+    # Google's tokeninfo endpoint about it (here through a proxy port nobody listens on, so nothing leaves
+    # the machine), and the failure it raises repeats the token in the URL.
+    from prefect.filesystems import RemoteFileSystem
+
+    store = Store("gs", gcs_bucket, gcs_server, ())
+    store.put("in/file.csv", INPUTS["csv"])
+    name = servers.unique_name("raw-token")
+    RemoteFileSystem(basepath=store.uri("root"), settings={"token": RAW_GCS_TOKEN, "endpoint_url": gcs_server.url}
+                     ).save(name)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{servers.free_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    uri = store.uri("in/file.csv")
+    result = dbnd("--set", f"prepare_data.raw_data={uri}", "--set", f"run.storage_block=remote-file-system/{name}")
+    line = assert_one_line_error(result, 2, f"'{uri}'", f"remote-file-system/{name}",
+                                 secrets=(RAW_GCS_TOKEN, RAW_GCS_TOKEN.split(".", 1)[1]))
+    assert "access_token=***" in line  # the backend's own words are kept, minus the secret
+
+
+# --- a saved Prefect storage block as the data root ---------------------------------------------------------
+
+
+class _TokenEndpoint(http.server.BaseHTTPRequestHandler):
+    """An OAuth2 token endpoint that grants every request (what Google's does for a valid service account)."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"access_token": "dbnd-e2e-granted", "expires_in": 3600, "token_type": "Bearer"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def google_service_account(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Iterator[None]:
+    """GOOGLE_APPLICATION_CREDENTIALS: a service account whose tokens come from a token endpoint on 127.0.0.1.
+
+    prefect-gcp's GcsBucket always authenticates (google.auth.default()); an authorized-user file would
+    refresh at oauth2.googleapis.com whatever it says, a service account honours its own token_uri.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenEndpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        account = folder / "service-account.json"
+        account.write_text(json.dumps({
+            "type": "service_account", "project_id": servers.GCS_PROJECT, "private_key_id": "dbnd-e2e",
+            "private_key": key, "client_email": f"dbnd@{servers.GCS_PROJECT}.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": f"http://127.0.0.1:{server.server_address[1]}/token",
+        }))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(account))
+        yield
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+
+
+def save_block(store: Store, folder: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Save the Prefect storage block a user would keep for this store; its slug. Credentials for
+    S3 and Azure then live only in the block (removed from the environment)."""
+    name = servers.unique_name("e2e")
+    if store.protocol == "s3":
+        from prefect_aws import AwsCredentials, S3Bucket
+        from prefect_aws.client_parameters import AwsClientParameters
+
+        S3Bucket(bucket_name=store.bucket, bucket_folder=folder, credentials=AwsCredentials(
+            aws_access_key_id=servers.AWS_ACCESS_KEY_ID, aws_secret_access_key=servers.AWS_SECRET_ACCESS_KEY,
+            region_name=servers.AWS_REGION,
+            aws_client_parameters=AwsClientParameters(endpoint_url=store.server.url))).save(name)
+        for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(var)
+        return f"s3-bucket/{name}"
+    if store.protocol == "az":
+        from prefect_azure import AzureBlobStorageCredentials
+        from prefect_azure.blob_storage import AzureBlobStorageContainer
+
+        connection_string = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
+        AzureBlobStorageContainer(container_name=store.bucket, base_folder=folder, credentials=(
+            AzureBlobStorageCredentials(connection_string=connection_string))).save(name)
+        monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+        return f"azure-blob-storage-container/{name}"
+    from prefect_gcp import GcpCredentials
+    from prefect_gcp.cloud_storage import GcsBucket
+
+    GcsBucket(bucket=store.bucket, bucket_folder=folder,
+              gcp_credentials=GcpCredentials(project=servers.GCS_PROJECT)).save(name)
+    return f"gcs-bucket/{name}"
+
+
+def test_storage_block_as_data_root(store: Store, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                    local_outputs) -> None:
+    store.put("in/file.csv", INPUTS["csv"])
+    with contextlib.ExitStack() as stack:
+        if store.protocol == "gs":
+            stack.enter_context(google_service_account(monkeypatch, project))
+        slug = save_block(store, "block-root", monkeypatch)
+        servers.clear_filesystem_caches()
+        args = ("--set", f"prepare_data.raw_data={store.uri('in/file.csv')}", "--set", f"run.storage_block={slug}")
+        first = dbnd(*args)
+        assert first.exit_code == 0, first.stderr
+        assert first.run.task_runs[0]["state"] == "Completed"
+        assert first.run.data_root == store.uri("block-root")
+        assert_same_frames(outputs_of(first), local_outputs["csv"])
+        written = store.listing("block-root/")
+        digest = first.run.task_runs[0]["signature"]
+        # outputs through the typed targets, cache records through the block itself (Prefect's write_path)
+        assert f"block-root/.dbnd/prefect-records/{digest}" in written, written
+        assert sum(k.endswith(".parquet") for k in written) == 2
+
+        again = dbnd(*args)
+        assert again.exit_code == 0, again.stderr
+        assert again.run.task_runs[0]["state"] == "Cached"
+        assert store.listing("block-root/") == written
+    assert not any(path.is_file() for path in project.glob("data/**/*"))
+
+
+# --- a stopped server ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [
+    "s3",  # ~8 s of botocore retries
+    pytest.param("az", marks=pytest.mark.slow),  # ~85 s: the Azure SDK's retry policy, not settable via adlfs
+    pytest.param("gs", marks=pytest.mark.slow),  # ~35 s: gcsfs retries 6 times with backoff, fixed
+])
+def test_stopped_server_is_one_line_naming_the_uri(protocol: str, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    bucket = servers.unique_name("stopped")
+    if protocol == "s3":
+        with servers.moto_s3() as server:
+            servers.set_s3_env(monkeypatch, server.url)
+            servers.create_s3_bucket(server.url, bucket)
+            Store("s3", bucket, server, ()).put("in/file.csv", INPUTS["csv"])
+        secrets: tuple[str, ...] = (servers.AWS_SECRET_ACCESS_KEY,)
+    elif protocol == "az":
+        with servers.azurite() as server:
+            conn = servers.azurite_connection_string(server.url)
+            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+            servers.create_az_container(conn, bucket)
+            Store("az", bucket, server, ()).put("in/file.csv", INPUTS["csv"])
+        secrets = (servers.AZURITE_KEY, conn)
+    else:
+        with servers.fake_gcs() as server:
+            servers.set_gcs_env(monkeypatch, server.url, tmp_path)
+            servers.create_gcs_bucket(server.url, bucket)
+            Store("gs", bucket, server, ()).put("in/file.csv", INPUTS["csv"])
+        secrets = ()
+    servers.clear_filesystem_caches()
+    uri = f"{protocol}://{bucket}/in/file.csv"
+    started = time.monotonic()
+    result = dbnd("--set", f"prepare_data.raw_data={uri}")
+    line = assert_one_line_error(result, 2, f"'{uri}'", "cannot reach the store", secrets=secrets)
+    assert f"127.0.0.1:{server.port}" in line  # which endpoint was tried
+    assert time.monotonic() - started < 150  # the store is asked once, not once per step
+
+
+# --- the real console script ----------------------------------------------------------------------------------
+
+
+def test_console_script_on_s3(s3_bucket: str, s3_server: Server, project: Path, local_outputs) -> None:
+    store = Store("s3", s3_bucket, s3_server, (servers.AWS_SECRET_ACCESS_KEY,))
+    store.put("in/file.json", INPUTS["json"])
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dbnd"), "run", "prepare_data",
+         "--set", f"prepare_data.raw_data={store.uri('in/file.json')}"],
+        cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "  prepare_data: Completed" in proc.stdout.splitlines()
+    written = {line.split()[0]: Path(line.split()[1]) for line in proc.stdout.splitlines()
+               if line.startswith("    result_")}
+    assert_same_frames((pd.read_parquet(written["result_1"]), pd.read_parquet(written["result_2"])),
+                       local_outputs["json"])
+    assert servers.AWS_SECRET_ACCESS_KEY not in proc.stdout + proc.stderr
