@@ -20,12 +20,10 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from dbnd_prefect import registry
 from dbnd_prefect.errors import ParameterError
-from dbnd_prefect.execution import check_required, run_task_body
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
 from dbnd_prefect.runtime import RunContext, current_run, ensure_run, interactive_settings
-from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
 from dbnd_prefect.wiring import PipelineScope, current_scope, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,9 +108,14 @@ class _Callable:
                 value = spec.default
             else:
                 continue
-            if spec.is_data and run is not None and is_selector(value):
-                value = resolve_selector(value, run.data_root, run.env)
+            if spec.is_data and run is not None and isinstance(value, str) and "@" in value:
+                from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
+
+                if is_selector(value):
+                    value = resolve_selector(value, run.data_root, run.env)
             values[spec.name] = coerce(self.name, spec, value)
+        from dbnd_prefect.execution import check_required
+
         check_required(self.name, self.params, values)
         return values
 
@@ -164,6 +167,8 @@ class DbndTask(_Callable):
         loose = _loose_signature(func, self.params)
 
         def body(*args: Any, **kwargs: Any) -> TaskOutputs:
+            from dbnd_prefect.execution import run_task_body  # the data stack loads with the first run
+
             return run_task_body(self, dict(loose.bind(*args, **kwargs).arguments))
 
         body.__signature__ = loose  # type: ignore[attr-defined]

@@ -15,7 +15,6 @@ import os
 import uuid
 from typing import Any, Iterator
 
-from dbnd_prefect.storage import resolve_storage
 
 
 @dataclasses.dataclass
@@ -84,6 +83,8 @@ def _resolve_version(value: Any) -> str | None:
 def make_run_context(config: Any = None, command_line: list[str] | None = None) -> RunContext:
     """Build the context of a new run from configuration (the current one by default)."""
     from dbnd_prefect.config import current_config, run_settings
+
+    from dbnd_prefect.storage import resolve_storage
 
     config = config if config is not None else current_config()
     settings = run_settings(config)

@@ -20,6 +20,7 @@ class PipelineScope:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, Any]] = []
+        self._by_key: dict[Any, Any] = {}
 
     @classmethod
     @contextlib.contextmanager
@@ -34,9 +35,18 @@ class PipelineScope:
     dry = False
 
     def submit(self, task: Any, arguments: dict[str, Any], run: Any) -> Any:
-        """Start a task run on the pipeline's task runner; its future."""
+        """Start a task run on the pipeline's task runner; its future.
+
+        A versioned task called again with the same arguments in the same pipeline gets the first
+        call's future: the two would share a signature and an output folder, so one run serves both.
+        """
+        key = _call_key(task, arguments) if task.versioned else None
+        if key is not None and key in self._by_key:
+            return self._by_key[key]
         future = task.prefect_for(run).submit(**arguments)
         self.calls.append((task, future))
+        if key is not None:
+            self._by_key[key] = future
         return future
 
     def wait_all(self) -> None:
@@ -66,6 +76,22 @@ class PipelineScope:
                     entry["manifest"] = outputs.manifest_uri
             out.append(entry)
         return out
+
+
+_SIMPLE = (str, int, float, bool, bytes, type(None))
+
+
+def _call_key(task: Any, arguments: dict[str, Any]) -> Any:
+    """A hashable key equal for calls with the same arguments (by value for simple ones, by identity else)."""
+    parts = []
+    for name, value in sorted(arguments.items()):
+        if isinstance(value, OutputRef):
+            parts.append((name, "ref", id(value.source), value.name))
+        elif isinstance(value, _SIMPLE):
+            parts.append((name, type(value).__name__, value))
+        else:
+            parts.append((name, "id", id(value)))
+    return (id(task), tuple(parts))
 
 
 def resolve_refs(value: Any) -> Any:

@@ -14,7 +14,6 @@ import threading
 from typing import Any
 
 from prefect.cache_policies import CachePolicy
-from prefect.locking.memory import MemoryLockManager
 
 from dbnd_prefect.versioning.manifest import read_manifest, verify_outputs
 
@@ -31,16 +30,8 @@ def take_signature(task_run_id: Any) -> Any:
         return _signatures.pop(task_run_id, None)
 
 
-_LOCKS = MemoryLockManager()
-
-
 class SignaturePolicy(CachePolicy):
     """Cache key = the task run's signature; a hit only when its outputs verify."""
-
-    # Two runs with the same signature at once: the second waits for the first and reuses its outputs
-    # (within one process; runs in separate processes may both compute, each writing atomically).
-    isolation_level = "SERIALIZABLE"
-    lock_manager = _LOCKS
 
     def __init__(self, dbnd_task: Any) -> None:
         self.dbnd_task = dbnd_task
