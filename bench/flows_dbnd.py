@@ -40,3 +40,15 @@ def d_fan_out(n: int, start: int = 0) -> list:
 def d_four_sleepers(seconds: float) -> list:
     """Four independent sleeping tasks."""
     return [d_sleepy(seconds, k) for k in range(4)]
+
+
+@task(versioned=False)
+def d_trivial_glue(i: int) -> int:
+    return i + 1
+
+
+@pipeline
+def d_many_glue(n: int, start: int = 0) -> None:
+    """`n` trivial unversioned tasks (`versioned=False`: in-memory outputs, no files, no cache record)."""
+    for i in range(start, start + n):
+        d_trivial_glue(i)

@@ -10,7 +10,7 @@ Results = dict[str, dict[str, list[dict[str, Any]]]]
 
 # Every row key the full and quick suites print, in order (the smoke test checks them all).
 ROW_KEYS = (
-    "tasks", "tasks_persist", "tasks_submit_persist", "tasks_cpu", "empty", "import", "parallel", "parallel_submit",
+    "tasks", "tasks_persist", "tasks_submit_persist", "tasks_cpu", "tasks_block", "tasks_unversioned", "empty", "import", "parallel", "parallel_submit",
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
     "fingerprint_memory", "fingerprint_strings", "fingerprint_objects",
@@ -44,6 +44,11 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
             m("tasks", "raw_submit_persist", "per_task_ms"), m("tasks", "dbnd", "per_task_ms"), "ms"),
         Row("tasks_cpu", "client CPU per task, same flows (raw: direct calls) (context)",
             m("tasks", "raw", "cpu_per_task_ms"), m("tasks", "dbnd", "cpu_per_task_ms"), "ms"),
+        Row("tasks_block", "per-task time, dbnd with a LocalFileSystem block as data root vs raw persisting to a Path",
+            m("tasks", "raw_persist", "per_task_ms"), m("tasks", "dbnd_block", "per_task_ms"), "ms", "≤ 1.1×",
+            lambda r: r.ratio <= 1.1),
+        Row("tasks_unversioned", "per-task time, dbnd `versioned=False` tasks vs raw direct calls (context)",
+            m("tasks", "raw", "per_task_ms"), m("tasks", "dbnd_unversioned", "per_task_ms"), "ms"),
         Row("empty", "empty sync pipeline call vs raw sync flow (heartbeat on)", m("empty", "raw"), m("empty", "dbnd"),
             "s", "dbnd ≤ 0.15 s", lambda r: r.dbnd <= 0.15),
         Row("import", "import, whole process (`from prefect import flow, task` / `from dbnd_prefect import "

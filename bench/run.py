@@ -48,7 +48,8 @@ class Plan:
 def plans(quick: bool) -> list[Plan]:
     if quick:
         return [
-            Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd"), {"n": 10}, 20),
+            Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd", "dbnd_block", "dbnd_unversioned"),
+             {"n": 10}, 20),
             Plan("empty", ("raw", "dbnd"), {"calls": 2}),
             Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 0.2}, 8),
             Plan("fanout", ("raw", "dbnd"), {"n": 50}, 55),
@@ -57,7 +58,8 @@ def plans(quick: bool) -> list[Plan]:
             Plan("rerun", ("raw", "dbnd"), {"n": 4, "work": 0.05, "rows": 1_000}, 5),
         ]
     return [
-        Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd"), {"n": 200}, 210),
+        Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd", "dbnd_block", "dbnd_unversioned"),
+             {"n": 200}, 210),
         Plan("empty", ("raw", "dbnd"), {"calls": 5}),
         Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 1.0}, 8),
         Plan("fanout", ("raw", "dbnd"), {"n": 2000}, 2005),

@@ -79,14 +79,23 @@ def many_tasks(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     """A flow of `n` trivial tasks; per-task time = (its wall - an empty flow's wall) / n, CPU likewise.
 
     raw: direct calls; raw_persist: direct calls persisting results to a Path; raw_submit_persist:
-    `.submit()` to the thread pool and persisted to a Path (what dbnd does with every task call).
+    `.submit()` to the thread pool and persisted to a Path (what dbnd does with every task call);
+    dbnd_block: dbnd with a saved LocalFileSystem block as data root; dbnd_unversioned: `versioned=False`.
     """
     n = p["n"]
-    if variant == "dbnd":
+    if variant.startswith("dbnd"):
         import flows_dbnd as f
 
-        run_many, run_empty = f.d_many_tasks, f.d_empty
+        run_many = f.d_many_glue if variant == "dbnd_unversioned" else f.d_many_tasks
+        run_empty = f.d_empty
         context: Any = contextlib.nullcontext()
+        if variant == "dbnd_block":  # a saved LocalFileSystem block as the data root, loaded once per run
+            from prefect.filesystems import LocalFileSystem
+
+            from dbnd_prefect.config import config_context
+
+            LocalFileSystem(basepath=str(scratch() / "block-root")).save("dbnd-bench-root", overwrite=True)
+            context = config_context({"run.storage_block": "local-file-system/dbnd-bench-root"})
     else:
         import flows_raw as f
 
