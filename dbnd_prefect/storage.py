@@ -57,9 +57,7 @@ def resolve_storage(data_root: str, storage_block: str | None = None) -> RunStor
     root = normalize_uri(data_root)
     protocol, _ = split_uri(root)
     if protocol == "file":
-        store = pathlib.Path(root) / STORE_DIR
-        store.mkdir(parents=True, exist_ok=True)
-        return RunStorage(root, store, f"{RECORDS_DIR}/")
+        (pathlib.Path(root) / STORE_DIR).mkdir(parents=True, exist_ok=True)
     return RunStorage(root, _records_block(root), f"{RECORDS_DIR}/")
 
 
@@ -87,15 +85,22 @@ _saved_blocks: dict[str, Any] = {}
 
 
 def _records_block(root: str) -> Any:
-    from prefect.filesystems import RemoteFileSystem
+    """A saved block for the records folder, made once per process and root.
+
+    Saved even for a local root: Prefect resolves and re-checks a plain Path's location on every
+    record it reads or writes (about 1 ms per task), but trusts a saved block's.
+    """
+    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
     basepath = f"{root.rstrip('/')}/{STORE_DIR}"
     block = _saved_blocks.get(basepath)
     if block is None:
-        block = RemoteFileSystem(basepath=basepath)
+        local = split_uri(root)[0] == "file"
+        block = LocalFileSystem(basepath=basepath) if local else RemoteFileSystem(basepath=basepath)
         block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True)
         _saved_blocks[basepath] = block
     # Prefect reaches the records through the targets' file system, with its endpoint and credentials (which a
     # bare fsspec.filesystem(protocol) would not find for, e.g., a GCS emulator); none are saved in the block.
-    block._filesystem = filesystem_for_uri(basepath)[0]
+    if isinstance(block, RemoteFileSystem):
+        block._filesystem = filesystem_for_uri(basepath)[0]
     return block
