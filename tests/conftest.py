@@ -6,6 +6,7 @@ subprocess a test starts, talks to it through PREFECT_API_URL.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -48,6 +49,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
 def pytest_configure(config: pytest.Config) -> None:
     global _server, _home
     _home = tempfile.mkdtemp(prefix="dbnd-test-prefect-home-")
+    atexit.register(_stop_server)
     os.environ.update(
         PREFECT_HOME=_home,
         DO_NOT_TRACK="1",
@@ -73,7 +75,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_API_URL"] = url
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def _stop_server() -> None:
+    """Registered with atexit before Prefect is imported, so it runs after Prefect's own exit handlers
+    have flushed their events and logs to the server (stopping it earlier floods the output with
+    reconnect errors)."""
     if _server is not None:
         _server.terminate()
         try:
