@@ -3,8 +3,8 @@
 The data root is a local path, a URI (s3://, gs://, az://, memory://...) or a saved Prefect storage
 block named by `run.storage_block`. Cache records always live in `.dbnd/` under the data root, so
 reuse follows the data, never the user's Prefect home. Prefect accepts only saved blocks (or local
-paths) as result storage, so a plain remote URI gets a RemoteFileSystem block saved once per run,
-holding no credentials (those come from the environment or the storage block).
+paths) as result storage, so a data root gets a RecordStore block saved once per process, holding
+no credentials (the records are reached through the targets' file systems and their options).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import xxhash
 
 from dbnd_prefect.errors import ConfigError
 from dbnd_prefect.targets import normalize_uri, split_uri
-from dbnd_prefect.targets.filesystem import filesystem_for_uri
 
 STORE_DIR = ".dbnd"
 RECORDS_DIR = "prefect-records"
@@ -85,22 +84,17 @@ _saved_blocks: dict[str, Any] = {}
 
 
 def _records_block(root: str) -> Any:
-    """A saved block for the records folder, made once per process and root.
+    """The saved RecordStore block of a root's records folder, made once per process and root.
 
-    Saved even for a local root: Prefect resolves and re-checks a plain Path's location on every
-    record it reads or writes (about 1 ms per task), but trusts a saved block's.
+    Saved rather than passed as a path: Prefect re-resolves an unsaved location on every record it
+    reads or writes, but trusts a saved block's keys as they are.
     """
-    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+    from dbnd_prefect.record_store import RecordStore
 
     basepath = f"{root.rstrip('/')}/{STORE_DIR}"
     block = _saved_blocks.get(basepath)
     if block is None:
-        local = split_uri(root)[0] == "file"
-        block = LocalFileSystem(basepath=basepath) if local else RemoteFileSystem(basepath=basepath)
+        block = RecordStore(basepath=basepath)
         block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True)
         _saved_blocks[basepath] = block
-    # Prefect reaches the records through the targets' file system, with its endpoint and credentials (which a
-    # bare fsspec.filesystem(protocol) would not find for, e.g., a GCS emulator); none are saved in the block.
-    if isinstance(block, RemoteFileSystem):
-        block._filesystem = filesystem_for_uri(basepath)[0]
     return block
