@@ -23,7 +23,7 @@ from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
-from dbnd_prefect.runtime import RunContext, current_run, ensure_run, interactive_settings
+from dbnd_prefect.runtime import RunContext, current_run, default_task_runner, ensure_run, interactive_settings
 from dbnd_prefect.wiring import PipelineScope, current_scope, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -295,6 +295,8 @@ class DbndPipeline(_Callable, prefect.Flow):
         prefect_options.setdefault("name", self.name)
         prefect_options.setdefault("validate_parameters", False)
         prefect_options.setdefault("persist_result", False)
+        if prefect_options.get("task_runner") is None:
+            prefect_options["task_runner"] = default_task_runner()
         prefect.Flow.__init__(self, fn=body, **prefect_options)
         functools.update_wrapper(self, func, updated=())
         if _register:

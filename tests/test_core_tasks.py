@@ -190,3 +190,44 @@ def test_pipeline_called_with_in_memory_frame(workdir):
     frame = pd.DataFrame({"x": np.arange(300_000)})
     assert remember_identity(frame) == 300_000
     assert _seen_ids["frame"] == id(frame), "the in-memory frame was copied through the flow parameters"
+
+
+_threads: set[str] = set()
+
+
+@task(versioned=False)
+def note_thread(i: int, seconds: float = 0.02) -> int:
+    time.sleep(seconds)
+    with _lock:
+        _threads.add(threading.current_thread().name)
+    return i
+
+
+def _wide(n: int):
+    return [note_thread(i) for i in range(n)]
+
+
+def test_a_wide_pipeline_runs_on_a_bounded_thread_pool(workdir):
+    import os
+
+    wide = pipeline(_wide, name="wide")
+    _threads.clear()
+    assert wide(40) == list(range(40))
+    bound = min(32, (os.cpu_count() or 1) + 4)
+    assert 2 <= len(_threads) <= bound, f"{len(_threads)} threads for 40 tasks (bound {bound})"
+
+
+def test_the_thread_pool_follows_prefects_setting_and_an_explicit_task_runner(workdir):
+    from prefect.settings import PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS, temporary_settings
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    with temporary_settings({PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS: 2}):
+        wide = pipeline(_wide, name="wide_by_setting")
+    _threads.clear()
+    assert wide(12) == list(range(12))
+    assert len(_threads) == 2
+
+    wide = pipeline(_wide, name="wide_by_runner", task_runner=ThreadPoolTaskRunner(max_workers=3))
+    _threads.clear()
+    assert wide(12) == list(range(12))
+    assert len(_threads) == 3
