@@ -94,14 +94,13 @@ def atomic_write(
     """Yield a writable file; on a clean exit its content appears at `path` at once, else not at all."""
     if local:
         parent = os.path.dirname(path)
-        os.makedirs(parent, exist_ok=True)
         staging = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-        # os.open honours the umask (NamedTemporaryFile would leave the file 0600)
-        raw: IO[bytes] = os.fdopen(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+        raw: IO[bytes] = os.fdopen(_create_exclusive(staging, parent), "wb")
     else:
         fd, staging = tempfile.mkstemp(prefix="dbnd-upload-", suffix=".tmp")
         raw = os.fdopen(fd, "wb")
     stream: IO | None = None
+    moved = False
     try:
         hashing = HashingWriter(raw)
         stream = layered_writer(hashing, compression, text)
@@ -119,14 +118,25 @@ def atomic_write(
             # size/checksum verification its manifest allows, so it is recomputed, never reused.
             raw.close()
             os.replace(staging, path)
+            moved = True
         else:
             raw.close()
             _upload(fs, staging, path, result.bytes)
     finally:
         if not raw.closed:
             raw.close()
-        if os.path.exists(staging):
+        if not moved and os.path.exists(staging):
             os.unlink(staging)
+
+
+def _create_exclusive(staging: str, parent: str) -> int:
+    """Open a new file for writing, creating its folder only when missing (one system call when it exists)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(staging, flags, 0o666)  # os.open honours the umask; NamedTemporaryFile would not
+    except FileNotFoundError:
+        os.makedirs(parent, exist_ok=True)
+        return os.open(staging, flags, 0o666)
 
 
 def layered_writer(raw: IO[bytes], compression: str | None, text: bool) -> IO:
