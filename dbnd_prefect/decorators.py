@@ -222,9 +222,11 @@ class DbndTask(_Callable):
         )
 
     def prefect_for(self, run: RunContext) -> prefect.Task:
-        """The Prefect task that keeps its cache records beside this run's data."""
-        if not self.versioned:
-            return self.prefect_task
+        """The Prefect task that keeps its cache records beside this run's data.
+
+        Unversioned tasks persist nothing, but get the same saved storage block: Prefect resolves an
+        unsaved default storage's path on every result it creates.
+        """
         key = id(run.storage.result_storage)
         variant = self._variants.get(key)
         if variant is None:

@@ -64,3 +64,15 @@ def test_memory_root_records_go_through_the_targets_file_system() -> None:
     store.write_path("prefect-records/k1", b"payload")
     assert fsspec.filesystem("memory").cat_file("/dbnd-record-store-test/.dbnd/prefect-records/k1") == b"payload"
     assert store.read_path("prefect-records/k1") == b"payload"
+
+
+def test_another_process_finds_the_block_type_through_prefect_collections(workdir: Path) -> None:
+    from tests.conftest import run_python
+
+    assert doubled(5) == 10
+    name = last_run().storage.result_storage._block_document_name
+    code = ("from prefect.blocks.core import Block; "
+            f"b = Block.load('dbnd-record-store/{name}'); print(type(b).__name__, b.basepath)")
+    result = run_python("-c", code, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["RecordStore", str(workdir / "data" / ".dbnd")]
