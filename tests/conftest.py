@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,17 +18,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers"] if (Path(__file__).parent / "servers.py").exists() else []
+pytest_plugins = ["tests.servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 _server: subprocess.Popen | None = None
 _home: str | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -62,7 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("DBND_TEST_PREFECT_API_URL"):  # reuse a running server while developing
         os.environ["PREFECT_API_URL"] = os.environ["DBND_TEST_PREFECT_API_URL"]
         return
-    port = _free_port()
+    from tests.servers import free_port  # imported by pytest as a plugin first, so its asserts are rewritten
+
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = Path(_home) / "server.log"
     prefect_bin = str(Path(sys.executable).parent / "prefect")

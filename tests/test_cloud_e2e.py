@@ -17,10 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +27,7 @@ from dbnd_prefect.pytest_plugin import CmdResult, run_cmd
 from flows.sample_data import wine_quality_frame
 from tests import servers
 from tests.conftest import REPO
-from tests.servers import Server
+from tests.servers import Server, Store
 
 ROWS = 40
 FRAME = wine_quality_frame(rows=ROWS)
@@ -41,66 +38,6 @@ TOML = '[run]\ndata_root = "data"\nmodules = ["flows.prepare_data"]\n'
 VERSION_KEY = {"s3": "etag", "az": "etag", "gs": "generation"}
 # A raw OAuth access token kept in a storage block's settings: it must never be printed.
 RAW_GCS_TOKEN = "ya29.dbnd-e2e-RawAccessToken-0123456789"
-
-
-@dataclass
-class Store:
-    """One bucket/container on one emulator, reached with the store's own client (not the code under test)."""
-
-    protocol: str
-    bucket: str
-    server: Server
-    secrets: tuple[str, ...]
-
-    def uri(self, key: str) -> str:
-        return f"{self.protocol}://{self.bucket}/{key}"
-
-    def put(self, key: str, data: bytes) -> None:
-        if self.protocol == "s3":
-            self._s3().put_object(Bucket=self.bucket, Key=key, Body=data)
-        elif self.protocol == "az":
-            with self._az() as container:
-                container.upload_blob(key, data, overwrite=True)
-        else:
-            url = (f"{self.server.url}/upload/storage/v1/b/{self.bucket}/o?uploadType=media&"
-                   f"name={urllib.parse.quote(key, safe='')}")
-            request = urllib.request.Request(url, data=data, method="POST",
-                                             headers={"Content-Type": "application/octet-stream"})
-            with urllib.request.urlopen(request, timeout=10) as response:
-                assert response.status == 200
-
-    def version(self, key: str) -> str:
-        """The object's ETag (S3, Azure) or generation (GCS)."""
-        return self.listing(key)[key][0]
-
-    def listing(self, prefix: str) -> dict[str, tuple[str, str]]:
-        """key -> (ETag or generation, last modified) of every object under `prefix`."""
-        if self.protocol == "s3":
-            pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            return {o["Key"]: (o["ETag"].strip('"'), str(o["LastModified"]))
-                    for page in pages for o in page.get("Contents", [])}
-        if self.protocol == "az":
-            with self._az() as container:
-                return {b.name: (b.etag.strip('"'), str(b.last_modified))
-                        for b in container.list_blobs(name_starts_with=prefix)}
-        url = f"{self.server.url}/storage/v1/b/{self.bucket}/o?prefix={urllib.parse.quote(prefix, safe='')}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            items = json.load(response).get("items", [])
-        return {i["name"]: (str(i["generation"]), i["updated"]) for i in items}
-
-    def _s3(self):
-        import boto3
-
-        # a new session: boto3's default one keeps the first credentials it ever saw
-        return boto3.session.Session().client(
-            "s3", endpoint_url=self.server.url, region_name=servers.AWS_REGION,
-            aws_access_key_id=servers.AWS_ACCESS_KEY_ID, aws_secret_access_key=servers.AWS_SECRET_ACCESS_KEY)
-
-    def _az(self):
-        from azure.storage.blob import ContainerClient
-
-        return ContainerClient.from_connection_string(
-            servers.azurite_connection_string(self.server.url), self.bucket)
 
 
 @pytest.fixture(params=["s3", "az", "gs"])

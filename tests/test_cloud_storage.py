@@ -13,7 +13,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,39 +28,9 @@ from dbnd_prefect.cloud import (
 from dbnd_prefect.errors import TargetError
 from dbnd_prefect.targets import Target, clear_filesystem_cache, register_storage_options
 from tests import servers
-from tests.servers import Server
+from tests.servers import Server, Store
 
 FRAME = pd.DataFrame({"id": [1, 2, 3], "name": ["ada", "grace", "linus"], "score": [0.5, 1.25, -3.0]})
-
-
-@dataclass
-class Store:
-    """One bucket/container on one emulator, and the credential text that must never reach a message."""
-
-    protocol: str
-    bucket: str
-    server: Server
-    secrets: tuple[str, ...]
-
-    def uri(self, key: str) -> str:
-        return f"{self.protocol}://{self.bucket}/{key}"
-
-    def native_version(self, key: str) -> str:
-        """The object's ETag (S3, Azure) or generation (GCS), asked of the store with its own client."""
-        if self.protocol == "s3":
-            import boto3
-
-            # a new session: boto3's default one keeps the first credentials it ever saw
-            client = boto3.session.Session().client("s3", endpoint_url=self.server.url)
-            head = client.head_object(Bucket=self.bucket, Key=key)
-            return head["ETag"].strip('"')
-        if self.protocol == "az":
-            from azure.storage.blob import BlobClient
-
-            conn = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
-            with BlobClient.from_connection_string(conn, self.bucket, key) as blob:
-                return blob.get_blob_properties().etag.strip('"')
-        return str(gcs_object(self.server, self.bucket, key)["generation"])
 
 
 def gcs_object(server: Server, bucket: str, key: str) -> dict:
@@ -137,13 +106,13 @@ def test_fingerprint_is_the_stores_version_and_changes_on_overwrite(store: Store
     key = "versioned/data.parquet"
     target = Target(store.uri(key))
     target.save(FRAME)
-    first = store.native_version(key)
+    first = store.version(key)
     info = target.info()
     assert info[{"s3": "etag", "az": "etag", "gs": "generation"}[store.protocol]] == first
     assert first in target.fingerprint()
 
     target.save(FRAME.assign(score=FRAME.score * 2))
-    second = store.native_version(key)
+    second = store.version(key)
     assert second != first
     assert second in target.fingerprint()
     assert first not in target.fingerprint()
