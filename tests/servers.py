@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -450,3 +450,30 @@ class Store:
 
         return ContainerClient.from_connection_string(
             azurite_connection_string(self.server.url), self.bucket)
+
+
+def stopped_store(protocol: str, monkeypatch: pytest.MonkeyPatch, workdir: Path,
+                  fill: Callable[[Store], None]) -> Store:
+    """A bucket on an emulator that was started, filled by `fill`, then stopped; the environment still points
+    at it, as a user's does when the store goes away."""
+    bucket = unique_name("stopped")
+    if protocol == "s3":
+        with moto_s3() as server:
+            set_s3_env(monkeypatch, server.url)
+            create_s3_bucket(server.url, bucket)
+            store = Store("s3", bucket, server, (AWS_SECRET_ACCESS_KEY,))
+            fill(store)
+    elif protocol == "az":
+        with azurite() as server:
+            conn = azurite_connection_string(server.url)
+            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+            create_az_container(conn, bucket)
+            store = Store("az", bucket, server, (AZURITE_KEY, conn))
+            fill(store)
+    else:
+        with fake_gcs() as server:
+            set_gcs_env(monkeypatch, server.url, workdir)
+            create_gcs_bucket(server.url, bucket)
+            store = Store("gs", bucket, server, ())
+            fill(store)
+    return store

@@ -405,32 +405,13 @@ def test_storage_block_as_data_root(store: Store, project: Path, monkeypatch: py
 ])
 def test_stopped_server_is_one_line_naming_the_uri(protocol: str, project: Path, monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path) -> None:
-    bucket = servers.unique_name("stopped")
-    if protocol == "s3":
-        with servers.moto_s3() as server:
-            servers.set_s3_env(monkeypatch, server.url)
-            servers.create_s3_bucket(server.url, bucket)
-            Store("s3", bucket, server, ()).put("in/file.csv", INPUTS["csv"])
-        secrets: tuple[str, ...] = (servers.AWS_SECRET_ACCESS_KEY,)
-    elif protocol == "az":
-        with servers.azurite() as server:
-            conn = servers.azurite_connection_string(server.url)
-            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
-            servers.create_az_container(conn, bucket)
-            Store("az", bucket, server, ()).put("in/file.csv", INPUTS["csv"])
-        secrets = (servers.AZURITE_KEY, conn)
-    else:
-        with servers.fake_gcs() as server:
-            servers.set_gcs_env(monkeypatch, server.url, tmp_path)
-            servers.create_gcs_bucket(server.url, bucket)
-            Store("gs", bucket, server, ()).put("in/file.csv", INPUTS["csv"])
-        secrets = ()
+    store = servers.stopped_store(protocol, monkeypatch, tmp_path, lambda s: s.put("in/file.csv", INPUTS["csv"]))
     servers.clear_filesystem_caches()
-    uri = f"{protocol}://{bucket}/in/file.csv"
+    uri = store.uri("in/file.csv")
     started = time.monotonic()
     result = dbnd("--set", f"prepare_data.raw_data={uri}")
-    line = assert_one_line_error(result, 2, f"'{uri}'", "cannot reach the store", secrets=secrets)
-    assert f"127.0.0.1:{server.port}" in line  # which endpoint was tried
+    line = assert_one_line_error(result, 2, f"'{uri}'", "cannot reach the store", secrets=store.secrets)
+    assert f"127.0.0.1:{store.server.port}" in line  # which endpoint was tried
     assert time.monotonic() - started < 150  # the store is asked once, not once per step
 
 

@@ -201,30 +201,12 @@ def test_gcs_broken_service_account_is_a_clean_target_error(gcs_bucket: str, gcs
 def test_stopped_server_is_a_target_error_naming_the_uri(
     protocol: str, env_options: None, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
-    bucket = servers.unique_name("stopped")
-    uri = f"{protocol}://{bucket}/data.parquet"
-    if protocol == "s3":
-        with servers.moto_s3() as server:
-            servers.set_s3_env(monkeypatch, server.url)
-            servers.create_s3_bucket(server.url, bucket)
-            Target(uri).save(FRAME)
-        secrets: tuple[str, ...] = (servers.AWS_SECRET_ACCESS_KEY,)
-    elif protocol == "az":
-        with servers.azurite() as server:
-            conn = servers.azurite_connection_string(server.url)
-            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
-            servers.create_az_container(conn, bucket)
-            Target(uri).save(FRAME)
-        secrets = (servers.AZURITE_KEY, conn)
-    else:
-        with servers.fake_gcs() as server:
-            servers.set_gcs_env(monkeypatch, server.url, tmp_path)
-            servers.create_gcs_bucket(server.url, bucket)
-            Target(uri).save(FRAME)
-        secrets = ()
+    store = servers.stopped_store(protocol, monkeypatch, tmp_path,
+                                  lambda s: Target(s.uri("data.parquet")).save(FRAME))
+    uri = store.uri("data.parquet")
     with pytest.raises(TargetError) as error:
         Target(uri).load(pd.DataFrame)
-    assert_clean_error(error.value, uri, secrets)
+    assert_clean_error(error.value, uri, store.secrets)
 
 
 # --- environment -> options -------------------------------------------------------------------------------
