@@ -32,6 +32,7 @@ class RunContext:
     command_line: list[str] | None = None
     flow_run_id: str | None = None
     task_runs: list[Any] = dataclasses.field(default_factory=list)
+    record_uri: str | None = None  # the run record, once the root pipeline has ended
 
     def task_section(self, task_name: str) -> dict[str, Any]:
         """Configured values for a task's parameters: its own section over `[task]`, by layer."""

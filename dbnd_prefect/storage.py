@@ -20,6 +20,7 @@ from dbnd_prefect.targets import normalize_uri, split_uri
 
 STORE_DIR = ".dbnd"
 RECORDS_DIR = "prefect-records"
+RUNS_DIR = "runs"
 _cloud_registered = False
 
 
@@ -37,6 +38,14 @@ class RunStorage:
 
     def record_uri(self, digest: str) -> str:
         return f"{self.data_root.rstrip('/')}/{STORE_DIR}/{RECORDS_DIR}/{digest}"
+
+    def run_record_uri(self, flow_run_id: str) -> str:
+        """Where the record of the pipeline run `flow_run_id` goes (see versioning/run_record.py)."""
+        return f"{run_records_folder(self.data_root)}/{flow_run_id}.json"
+
+
+def run_records_folder(data_root: str) -> str:
+    return f"{data_root.rstrip('/')}/{STORE_DIR}/{RUNS_DIR}"
 
 
 def _register_cloud_options() -> None:

@@ -387,3 +387,54 @@ def test_unversioned_task_always_runs_stores_nothing_and_still_chains(raw_csv, w
         assert with_glue("raw.csv") == {"rows": 3, "total": 12.0}
     assert calls["summarize"] == 2
     assert {p.task.name: p.status for p in plan(with_glue, "raw.csv")}["offset"] == "miss"
+
+
+def test_every_pipeline_run_leaves_a_run_record(raw_csv, workdir):
+    chain("raw.csv")
+    run = last_run()
+    record = json.loads(Path(run.record_uri).read_text())
+    assert Path(run.record_uri) == workdir / "data" / ".dbnd" / "runs" / f"{run.flow_run_id}.json"
+    assert record["pipeline"] == "chain" and record["state"] == "Completed"
+    assert record["parameters"]["raw"].endswith("raw.csv")
+    by_task = {e["task"]: e for e in record["task_runs"]}
+    assert set(by_task) == {"load_rows", "scale", "summarize"}
+    for entry in by_task.values():
+        assert entry["state"] == "Completed" and Path(entry["manifest"]).is_file()
+
+
+def test_a_fully_cached_run_is_recorded_and_reproducible(raw_csv):
+    from dbnd_prefect.versioning.reproduce import reproduce
+
+    chain("raw.csv")
+    first = last_run()
+    chain("raw.csv")
+    second = last_run()
+    record = json.loads(Path(second.record_uri).read_text())
+    assert {e["state"] for e in record["task_runs"]} == {"Cached"}
+    # the reused outputs' manifests are the first run's: the record is what ties them to this run
+    assert {e["manifest"] for e in record["task_runs"]} == {e["manifest"] for e in first.task_runs}
+    report = reproduce(second.flow_run_id[:8])
+    assert {(r.task, r.output) for r in report} == {("load_rows", "result"), ("scale", "result"),
+                                                    ("summarize", "result")}
+    assert all(r.matches for r in report)
+
+
+@task
+def explode(frame: pd.DataFrame) -> int:
+    raise ValueError("boom")
+
+
+@pipeline
+def broken(raw: pd.DataFrame, password: str = "hunter2-secret"):
+    return explode(load_rows(raw))
+
+
+def test_a_failed_run_is_recorded_with_the_failing_task_and_no_secrets(raw_csv):
+    with pytest.raises(Exception, match="boom"):
+        broken("raw.csv")
+    run = last_run()
+    text = Path(run.record_uri).read_text()
+    record = json.loads(text)
+    assert record["state"] == "Failed"
+    assert {e["task"]: e["state"] for e in record["task_runs"]} == {"load_rows": "Completed", "explode": "Failed"}
+    assert "hunter2" not in text and record["parameters"]["password"] == "****"

@@ -223,4 +223,6 @@ def run_summary(run: Any) -> str:
         outputs = entry.get("outputs", {})
         if outputs:
             lines += _table([(name, uri) for name, uri in outputs.items()], indent="    ")
+    if getattr(run, "record_uri", None):
+        lines.append(f"run record: {run.record_uri}")
     return "\n".join(lines)

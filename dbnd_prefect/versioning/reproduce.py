@@ -28,10 +28,25 @@ class ReproducedOutput:
 
 
 def run_manifests(data_root: str, run_id: str) -> list[dict[str, Any]]:
-    """Manifests of every task run recorded for Prefect flow run `run_id` (a prefix will do), oldest first."""
+    """Manifests of every task run Prefect flow run `run_id` (a prefix will do) made or reused, in run order.
+
+    The run record lists them all, reused outputs included; a run without one (it was killed, or it
+    is a nested pipeline's flow run) is found by scanning the manifests its task runs wrote.
+    """
     from dbnd_prefect.versioning.history import read_manifests
+    from dbnd_prefect.versioning.manifest import read_manifest
+    from dbnd_prefect.versioning.run_record import find_run_records
 
     run_id = run_id.lower()
+    listed: dict[str, dict[str, Any]] = {}
+    for record in find_run_records(data_root, run_id):
+        for entry in record.get("task_runs", []):
+            uri = entry.get("manifest")
+            manifest = read_manifest(uri) if uri and uri not in listed else None
+            if manifest is not None:
+                listed[uri] = {**manifest, "uri": uri}
+    if listed:
+        return list(listed.values())
     found = [m for m in read_manifests(data_root)
              if any(str(m.get("prefect", {}).get(k) or "").startswith(run_id)
                     for k in ("flow_run_id", "root_flow_run_id"))]
