@@ -264,6 +264,49 @@ class DbndTask(_Callable):
                 return self.prefect_for(run)(**arguments).value()
         return self.as_pipeline()(*args, **kwargs)
 
+    def map(self, *args: Any, **kwargs: Any) -> list[Any]:
+        """One call of this task per element, inside a pipeline: Prefect's `Task.map` for dbnd tasks.
+
+        Iterable arguments are zipped (all of the same length); strings, bytes, mappings, other
+        values and `prefect.unmapped(x)` go whole to every call. An upstream output is waited for and
+        mapped over like any other value. Returns what each call returns (output references), in order.
+        """
+        from prefect.utilities.annotations import unmapped
+
+        if current_scope() is None or TaskRunContext.get() is not None:
+            raise ParameterError(f"{self.name}.map() works inside a @pipeline body only",
+                                 hint=f"call it from a pipeline, or loop: [{self.name}(x) for x in items]")
+        try:
+            bound = self._signature.bind_partial(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise ParameterError(f"{self.name}.map(): {exc}",
+                                 hint=f"parameters are {[p.name for p in self.params]}") from None
+        mapped: dict[str, list[Any]] = {}
+        fixed: dict[str, Any] = {}
+        scope = current_scope()
+        for name, value in bound.items():
+            if isinstance(value, OutputRef):
+                if scope is not None and scope.dry:
+                    raise ParameterError(f"{self.name}.map() over {value!r} cannot be planned: its length is "
+                                         "known only once it has run", hint="run the pipeline instead of planning it")
+                value = value.result()
+            if isinstance(value, unmapped):
+                fixed[name] = value.unwrap()
+            elif isinstance(value, (str, bytes, Mapping)) or not _is_iterable(value):
+                fixed[name] = value
+            else:
+                mapped[name] = list(value)
+        if not mapped:
+            raise ParameterError(f"{self.name}.map() got no iterable argument to map over",
+                                 hint=f"pass a list, e.g. {self.name}.map([...]); or call {self.name}(...) once")
+        lengths = {name: len(items) for name, items in mapped.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{name}={n}" for name, n in lengths.items())
+            raise ParameterError(f"{self.name}.map(): iterable arguments differ in length ({shown})",
+                                 hint="give them the same length, or wrap the fixed ones in prefect.unmapped(...)")
+        count = next(iter(lengths.values()))
+        return [self(**fixed, **{name: items[i] for name, items in mapped.items()}) for i in range(count)]
+
     @functools.cached_property
     def _single_task_pipeline(self) -> "DbndPipeline":
         task = self
@@ -362,6 +405,14 @@ class DbndPipeline(_Callable, prefect.Flow):
 
     def __repr__(self) -> str:
         return f"<dbnd pipeline {self.name}>"
+
+
+def _is_iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _locations(arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -231,3 +231,64 @@ def test_the_thread_pool_follows_prefects_setting_and_an_explicit_task_runner(wo
     _threads.clear()
     assert wide(12) == list(range(12))
     assert len(_threads) == 3
+
+
+@task
+def scale_by(x: int, factor: int, label: str = "n") -> str:
+    return f"{label}{x * factor}"
+
+
+@task
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@pipeline
+def mapped(xs: list, factor: int = 10):
+    from prefect import unmapped
+
+    direct = scale_by.map(xs, factor=unmapped(factor), label="a")  # a str is passed whole, like Prefect does
+    over_upstream = scale_by.map(numbers(3), [1, 2, 3])
+    return direct, over_upstream
+
+
+def test_map_calls_the_task_once_per_element(workdir):
+    direct, over_upstream = mapped([1, 2, 3])
+    assert direct == ["a10", "a20", "a30"]
+    assert over_upstream == ["n0", "n2", "n6"]  # the upstream list, zipped with the literal one
+    states = [e["state"] for e in last_run().task_runs if e["task"] == "scale_by"]
+    assert states == ["Completed"] * 6
+
+
+@pipeline
+def mismatched():
+    return scale_by.map([1, 2, 3], [1, 2])
+
+
+@pipeline
+def nothing_to_map():
+    return scale_by.map(2, 3)
+
+
+def test_map_mistakes_are_clear_errors(workdir):
+    from dbnd_prefect.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"scale_by.map\(\): iterable arguments differ in length \(x=3, factor=2\)"):
+        mismatched()
+    with pytest.raises(ParameterError, match=r"scale_by.map\(\) got no iterable argument"):
+        nothing_to_map()
+    with pytest.raises(ParameterError, match=r"scale_by.map\(\) works inside a @pipeline body only"):
+        scale_by.map([1, 2], 3)
+
+
+def test_plan_maps_over_known_lists_and_refuses_upstream_ones(workdir):
+    from dbnd_prefect.errors import ParameterError
+    from dbnd_prefect.planning import plan
+
+    @pipeline
+    def literal_only(xs: list):
+        return scale_by.map(xs, 2)
+
+    assert [p.task.name for p in plan(literal_only, [1, 2, 3])] == ["scale_by"] * 3
+    with pytest.raises(ParameterError, match=r"scale_by.map\(\) over <output 'result' of 'numbers'> cannot be planned"):
+        plan(mapped, [1, 2, 3])
