@@ -170,7 +170,8 @@ def test_data_root_on_the_store_reuses_until_the_input_is_overwritten(store: Sto
     assert entry["state"] == "Completed"
     assert first.run.data_root == store.uri("root")
     assert_same_frames(outputs_of(first), local_outputs["csv"])
-    written = store.listing("root/")
+    written = data_objects(store, "root/")
+    assert f"root/.dbnd/runs/{first.run.flow_run_id}.json" in store.listing("root/")
     folder = entry["manifest"].rsplit("/", 1)[0].removeprefix(f"{store.protocol}://{store.bucket}/")
     assert {f"{folder}/result_1.parquet", f"{folder}/result_2.parquet", f"{folder}/_manifest.json"} <= set(written)
     assert any(k.startswith("root/.dbnd/prefect-records/") for k in written), written  # reuse follows the data
@@ -180,7 +181,8 @@ def test_data_root_on_the_store_reuses_until_the_input_is_overwritten(store: Sto
     assert again.exit_code == 0, again.stderr
     assert again.run.task_runs[0]["state"] == "Cached"
     assert again.run.task_runs[0]["signature"] == entry["signature"]
-    assert store.listing("root/") == written  # nothing rewritten: the task body did not run
+    assert data_objects(store, "root/") == written  # nothing rewritten: the task body did not run
+    assert f"root/.dbnd/runs/{again.run.flow_run_id}.json" in store.listing("root/")  # only the run's record
     assert manifest_of(again)["prefect"]["task_run_id"] == entry["task_run_id"]
     assert_same_frames(outputs_of(again), local_outputs["csv"])
 
@@ -193,6 +195,11 @@ def test_data_root_on_the_store_reuses_until_the_input_is_overwritten(store: Sto
     assert changed.run.task_runs[0]["signature"] != entry["signature"]
     train, validation = outputs_of(changed)
     assert len(train) + len(validation) == ROWS + 8
+
+
+def data_objects(store: Store, prefix: str) -> dict[str, tuple[str, str]]:
+    """The objects under `prefix` but the run records, which every run adds (see versioning/run_record.py)."""
+    return {k: v for k, v in store.listing(prefix).items() if not k.startswith(f"{prefix}.dbnd/runs/")}
 
 
 # --- errors a user can act on ---------------------------------------------------------------------------------
@@ -382,7 +389,7 @@ def test_storage_block_as_data_root(store: Store, project: Path, monkeypatch: py
         assert first.run.task_runs[0]["state"] == "Completed"
         assert first.run.data_root == store.uri("block-root")
         assert_same_frames(outputs_of(first), local_outputs["csv"])
-        written = store.listing("block-root/")
+        written = data_objects(store, "block-root/")
         digest = first.run.task_runs[0]["signature"]
         # outputs through the typed targets, cache records through the block itself (Prefect's write_path)
         assert f"block-root/.dbnd/prefect-records/{digest}" in written, written
@@ -391,7 +398,7 @@ def test_storage_block_as_data_root(store: Store, project: Path, monkeypatch: py
         again = dbnd(*args)
         assert again.exit_code == 0, again.stderr
         assert again.run.task_runs[0]["state"] == "Cached"
-        assert store.listing("block-root/") == written
+        assert data_objects(store, "block-root/") == written
     assert not any(path.is_file() for path in project.glob("data/**/*"))
 
 
