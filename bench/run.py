@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not only or plan.measure in only:
                     suite.run_plan(plan, plan.reps if (plan.reps and not args.reps and not args.quick) else reps)
             if not only or "import" in only:
-                suite.run_imports(reps if args.quick else max(reps, 10))
+                suite.run_imports(reps if args.quick else max(reps, 30))  # start-up wall drifts ±3%: many pairs
             if not only or "fingerprint" in only:
                 suite.run_fingerprint(args.quick)
 
