@@ -306,6 +306,10 @@ def main() -> None:
     result = MEASURES[name](variant, params)
     result["peak_rss_mb"] = peak_rss_mb()
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+    sys.stderr.flush()
+    # The measurement is complete: skip interpreter teardown, where pyarrow's thread pool now and then
+    # aborts the process ("terminate called without an active exception", apache/arrow#34314).
+    os._exit(0)
 
 
 if __name__ == "__main__":
