@@ -25,7 +25,7 @@ from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
 from dbnd_prefect.runtime import RunContext, current_run, default_task_runner, ensure_run, interactive_settings
-from dbnd_prefect.wiring import PipelineScope, current_scope, resolve_refs
+from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
 RESERVED_KEYS = frozenset({"task_version"})
@@ -271,8 +271,6 @@ class DbndTask(_Callable):
         values and `prefect.unmapped(x)` go whole to every call. An upstream output is waited for and
         mapped over like any other value. Returns what each call returns (output references), in order.
         """
-        from prefect.utilities.annotations import unmapped
-
         if current_scope() is None or TaskRunContext.get() is not None:
             raise ParameterError(f"{self.name}.map() works inside a @pipeline body only",
                                  hint=f"call it from a pipeline, or loop: [{self.name}(x) for x in items]")
@@ -281,31 +279,7 @@ class DbndTask(_Callable):
         except TypeError as exc:
             raise ParameterError(f"{self.name}.map(): {exc}",
                                  hint=f"parameters are {[p.name for p in self.params]}") from None
-        mapped: dict[str, list[Any]] = {}
-        fixed: dict[str, Any] = {}
-        scope = current_scope()
-        for name, value in bound.items():
-            if isinstance(value, OutputRef):
-                if scope is not None and scope.dry:
-                    raise ParameterError(f"{self.name}.map() over {value!r} cannot be planned: its length is "
-                                         "known only once it has run", hint="run the pipeline instead of planning it")
-                value = value.result()
-            if isinstance(value, unmapped):
-                fixed[name] = value.unwrap()
-            elif isinstance(value, (str, bytes, Mapping)) or not _is_iterable(value):
-                fixed[name] = value
-            else:
-                mapped[name] = list(value)
-        if not mapped:
-            raise ParameterError(f"{self.name}.map() got no iterable argument to map over",
-                                 hint=f"pass a list, e.g. {self.name}.map([...]); or call {self.name}(...) once")
-        lengths = {name: len(items) for name, items in mapped.items()}
-        if len(set(lengths.values())) > 1:
-            shown = ", ".join(f"{name}={n}" for name, n in lengths.items())
-            raise ParameterError(f"{self.name}.map(): iterable arguments differ in length ({shown})",
-                                 hint="give them the same length, or wrap the fixed ones in prefect.unmapped(...)")
-        count = next(iter(lengths.values()))
-        return [self(**fixed, **{name: items[i] for name, items in mapped.items()}) for i in range(count)]
+        return [self(**arguments) for arguments in map_arguments(self.name, bound)]
 
     @functools.cached_property
     def _single_task_pipeline(self) -> "DbndPipeline":
@@ -405,14 +379,6 @@ class DbndPipeline(_Callable, prefect.Flow):
 
     def __repr__(self) -> str:
         return f"<dbnd pipeline {self.name}>"
-
-
-def _is_iterable(value: Any) -> bool:
-    try:
-        iter(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _locations(arguments: Mapping[str, Any]) -> dict[str, Any]:

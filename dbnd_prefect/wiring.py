@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 
@@ -76,6 +76,47 @@ class PipelineScope:
                     entry["manifest"] = outputs.manifest_uri
             out.append(entry)
         return out
+
+
+def map_arguments(task_name: str, bound: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The arguments of each call a `.map` makes: iterables zipped, the rest (and `unmapped(x)`) whole."""
+    from prefect.utilities.annotations import unmapped
+
+    from dbnd_prefect.errors import ParameterError
+
+    scope = current_scope()
+    mapped: dict[str, list[Any]] = {}
+    fixed: dict[str, Any] = {}
+    for name, value in bound.items():
+        if isinstance(value, OutputRef):
+            if scope is not None and scope.dry:
+                raise ParameterError(f"{task_name}.map() over {value!r} cannot be planned: its length is "
+                                     "known only once it has run", hint="run the pipeline instead of planning it")
+            value = value.result()
+        if isinstance(value, unmapped):
+            fixed[name] = value.unwrap()
+        elif isinstance(value, (str, bytes, Mapping)) or not _is_iterable(value):
+            fixed[name] = value
+        else:
+            mapped[name] = list(value)
+    if not mapped:
+        raise ParameterError(f"{task_name}.map() got no iterable argument to map over",
+                             hint=f"pass a list, e.g. {task_name}.map([...]); or call {task_name}(...) once")
+    lengths = {name: len(items) for name, items in mapped.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name}={n}" for name, n in lengths.items())
+        raise ParameterError(f"{task_name}.map(): iterable arguments differ in length ({shown})",
+                             hint="give them the same length, or wrap the fixed ones in prefect.unmapped(...)")
+    count = next(iter(lengths.values()))
+    return [{**fixed, **{name: items[i] for name, items in mapped.items()}} for i in range(count)]
+
+
+def _is_iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
 
 
 _SIMPLE = (str, int, float, bool, bytes, type(None))

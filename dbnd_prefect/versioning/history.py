@@ -10,20 +10,24 @@ from dbnd_prefect.versioning.manifest import MANIFEST_NAME
 
 def read_manifests(data_root: str, env: str = "*", task_name: str = "*") -> list[dict[str, Any]]:
     """Every readable manifest under `data_root` (optionally one env's or one task's), each with its `uri`."""
+    return read_json_glob(f"{data_root.rstrip('/')}/{env}/*/{task_name}/{task_name}_*/{MANIFEST_NAME}")
+
+
+def read_json_glob(pattern_uri: str) -> list[dict[str, Any]]:
+    """Every readable JSON document matching a glob pattern (local path or URI), each with its `uri`."""
     from dbnd_prefect.targets import get_filesystem, split_uri
 
-    protocol, root = split_uri(data_root)
+    protocol, pattern = split_uri(pattern_uri)
     fs = get_filesystem(protocol)
-    pattern = f"{root.rstrip('/')}/{env}/*/{task_name}/{task_name}_*/{MANIFEST_NAME}"
     found = []
     for path in fs.glob(pattern):
         try:
             with fs.open(path, "rb") as f:
-                manifest = json.loads(f.read())
+                document = json.loads(f.read())
         except (OSError, ValueError):
             continue
-        manifest["uri"] = path if protocol == "file" else f"{protocol}://{path}"
-        found.append(manifest)
+        document["uri"] = path if protocol == "file" else f"{protocol}://{path}"
+        found.append(document)
     return found
 
 

@@ -10,7 +10,6 @@ finds it with one listing, also on object stores.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Mapping
@@ -78,22 +77,9 @@ def write_run_record(
 def find_run_records(data_root: str, run_id: str) -> list[dict[str, Any]]:
     """The run records whose flow run id starts with `run_id`, each with its `uri`."""
     from dbnd_prefect.storage import run_records_folder
-    from dbnd_prefect.targets import get_filesystem, split_uri
+    from dbnd_prefect.versioning.history import read_json_glob
 
-    folder = run_records_folder(data_root)
-    protocol, path = split_uri(folder)
-    fs = get_filesystem(protocol)
-    found = []
     try:
-        paths = fs.glob(f"{path}/{run_id.lower()}*.json")
-    except (OSError, ValueError):
+        return read_json_glob(f"{run_records_folder(data_root)}/{run_id.lower()}*.json")
+    except (OSError, ValueError):  # no records folder on the store yet: the caller falls back to the manifests
         return []
-    for match in paths:
-        try:
-            with fs.open(match, "rb") as f:
-                record = json.loads(f.read())
-        except (OSError, ValueError):
-            continue
-        record["uri"] = match if protocol == "file" else f"{protocol}://{match}"
-        found.append(record)
-    return found
