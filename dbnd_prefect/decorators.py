@@ -331,7 +331,8 @@ class DbndPipeline(_Callable, prefect.Flow):
         with ensure_run() as run:
             arguments = self.bind((), arguments, run)
             arguments = {name: self._as_target(name, value) for name, value in arguments.items()}
-            flow_run_id = str(FlowRunContext.get().flow_run.id) if FlowRunContext.get() else None
+            flow_ctx = FlowRunContext.get()
+            flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx else None
             # nested pipelines add their task runs to the root's record; a retried root writes it again
             is_root = run.flow_run_id in (None, flow_run_id)
             if is_root:
