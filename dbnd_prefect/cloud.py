@@ -99,7 +99,7 @@ def load_block_storage(slug: str) -> tuple[str, str, dict[str, Any]]:
             hint="write it as BLOCK-TYPE/NAME, e.g. s3-bucket/my-data (see `prefect block ls`)",
         )
     try:
-        block = Block.load(slug)
+        block = Block.load(slug, _sync=True)  # a sync call, also from a thread with a running event loop
     except (ValueError, KeyError) as exc:
         raise ConfigError(
             f"storage block '{slug}' could not be loaded: {one_line(exc)}",

@@ -78,7 +78,7 @@ def _from_block(slug: str) -> RunStorage:
         raise ConfigError(f"run.storage_block '{slug}' is not a block slug",
                           hint="write it as BLOCK-TYPE/NAME, e.g. s3-bucket/my-data (see `prefect block ls`)")
     try:
-        block = Block.load(slug)  # once per run: a slug given to Prefect is looked up on every task run
+        block = Block.load(slug, _sync=True)  # once per run: a slug given to Prefect is looked up on every task run
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"storage block '{slug}' could not be loaded: {redact(str(exc))}",
                           hint="check the name with `prefect block ls`; install its integration "
@@ -104,6 +104,7 @@ def _records_block(root: str) -> Any:
     block = _saved_blocks.get(basepath)
     if block is None:
         block = RecordStore(basepath=basepath)
-        block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True)
+        # _sync: with an event loop running in this thread (Jupyter, asyncio), Prefect would return a coroutine
+        block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True, _sync=True)
         _saved_blocks[basepath] = block
     return block

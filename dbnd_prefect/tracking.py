@@ -1,6 +1,8 @@
 """Metrics and data profiles from inside a task, shown in the Prefect UI as artifacts.
 
-Metrics logged in a task run are also recorded in its manifest under `metrics`.
+Metrics logged in a task run are also recorded in its manifest under `metrics`. Both functions are
+plain sync calls wherever they are made: in a task, in a notebook cell, or in a thread with a running
+event loop (where Prefect's artifact functions would otherwise return a coroutine).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def log_metric(key: str, value: Any) -> None:
     with _lock:
         _metrics.setdefault(run_id, {})[key] = value
     create_table_artifact(table=[{"metric": key, "value": value}], key=_artifact_key(f"metric-{key}"),
-                          description=f"metric {key}")
+                          description=f"metric {key}", _sync=True)
 
 
 def log_dataframe(name: str, frame: Any) -> dict[str, Any]:
@@ -53,7 +55,8 @@ def log_dataframe(name: str, frame: Any) -> dict[str, Any]:
         lines += ["", "| column | mean | std | min | max |", "|---|---|---|---|---|"]
         lines += [f"| {c} | {r['mean']:.4g} | {r['std']:.4g} | {r['min']:.4g} | {r['max']:.4g} |"
                   for c, r in summary.iterrows()]
-    create_markdown_artifact("\n".join(lines), key=_artifact_key(f"profile-{name}"), description=f"profile of {name}")
+    create_markdown_artifact("\n".join(lines), key=_artifact_key(f"profile-{name}"), description=f"profile of {name}",
+                             _sync=True)
     return profile
 
 
