@@ -70,6 +70,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
     ]
     for row in rows:
         raw = fmt(row.raw, row.unit) + (f" ({row.raw_note})" if row.raw_note else "")
+        if row.raw is None and row.raw_note:  # a side left out on purpose says why instead of "error"
+            raw = row.raw_note
         dbnd = fmt(row.dbnd, row.unit) + (f" ({row.dbnd_note})" if row.dbnd_note else "")
         ratio = "error" if row.ratio is None else f"{row.ratio:.3g}×"
         met = {True: "yes", False: "**no**", None: "—"}[row.met]

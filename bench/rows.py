@@ -13,7 +13,7 @@ ROW_KEYS = (
     "tasks", "tasks_persist", "tasks_submit_persist", "tasks_cpu", "tasks_block", "tasks_unversioned", "empty", "import", "parallel", "parallel_submit",
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
-    "fingerprint_memory", "fingerprint_strings", "fingerprint_objects",
+    "fingerprint_memory", "fingerprint_strings", "fingerprint_objects", "cli_run", "cli_run_rss", "cli_plan",
 )
 
 
@@ -92,6 +92,26 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
             m("fingerprint_strings", "raw"), m("fingerprint_strings", "dbnd"), "s", "≤ 1×", lambda r: r.ratio <= 1),
         Row("fingerprint_objects", f"fingerprint {_n(size['fp_strings'])}-row object column (raw: hash_pandas_object)",
             m("fingerprint_objects", "raw"), m("fingerprint_objects", "dbnd"), "s", "≤ 1×", lambda r: r.ratio <= 1),
+        *cli_rows(results, size["cli_chain"]),
+    ]
+
+
+def cli_rows(results: Results, n: int) -> list[Row]:
+    """`dbnd run` / `dbnd plan` whole processes; the baseline column is the original DBND 1.0.34."""
+    m = lambda *a, **k: _med(results, *a, **k)  # noqa: E731
+    skipped = (results.get("cli_run", {}).get("skipped") or [{}])[0].get("reason")
+    original = f"skipped: {skipped}" if skipped else "DBND 1.0.34"
+    hits = _joined(results, "cli_plan", "dbnd", "hits")
+    return [
+        Row("cli_run", f"`dbnd run` of a {n}-task chain, `--task-version now`, whole process wall (baseline: "
+            "original DBND 1.0.34, local executor; dbnd_prefect on a running local server)",
+            m("cli_run", "dbnd_original"), m("cli_run", "dbnd"), "s", "≤ 1.0×", lambda r: r.ratio <= 1.0,
+            raw_note=original),
+        Row("cli_run_rss", "same, whole process peak RSS", m("cli_run", "dbnd_original", "peak_rss_mb"),
+            m("cli_run", "dbnd", "peak_rss_mb"), "MB", "≤ 1.0×", lambda r: r.ratio <= 1.0, raw_note=original),
+        Row("cli_plan", f"`dbnd plan` of the same chain, no Prefect API, whole process wall (baseline: original "
+            "DBND's `dbnd run --describe`)", m("cli_plan", "dbnd_original"), m("cli_plan", "dbnd"), "s",
+            "dbnd ≤ 1.5 s", lambda r: r.dbnd <= 1.5, raw_note=original, dbnd_note=f"hits: {hits}"),
     ]
 
 
@@ -109,9 +129,9 @@ def _rate(nbytes: float | None, seconds: float | None) -> float:
 def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {"tasks": 10, "sleep": 0.2, "fanout": 50, "frame": 1e4, "record": 1e4, "chain": 4,
-                "fp_floats": 1e4, "fp_strings": 1e4}
+                "fp_floats": 1e4, "fp_strings": 1e4, "cli_chain": 10}
     return {"tasks": 200, "sleep": 1.0, "fanout": 2000, "frame": 1e6, "record": 1e7, "chain": 20,
-            "fp_floats": 1e7, "fp_strings": 1e6}
+            "fp_floats": 1e7, "fp_strings": 1e6, "cli_chain": 100}
 
 
 def notes(results: Results, quick: bool) -> str:
@@ -144,6 +164,13 @@ def notes(results: Results, quick: bool) -> str:
         f"dbnd {fmt(m('fanout', 'dbnd', 'rss_rise_mb'), 'MB')}. Write+read split: raw "
         f"{fmt(m('record', 'raw', 'write_s'), 's')} + {fmt(m('record', 'raw', 'read_s'), 's')}, dbnd "
         f"{fmt(m('record', 'dbnd', 'write_s'), 's')} + {fmt(m('record', 'dbnd', 'read_s'), 's')}.",
+        "- `dbnd run` / `dbnd plan` rows: whole `dbnd` processes (wall and peak RSS from `wait4`), a chain where each "
+        "task takes the previous task's output, alternating with the original DBND 1.0.34 installed by the bench in "
+        "`.cache/bench-dbnd-venv` (its local in-process executor, DBND_HOME as project); one untimed warm-up run "
+        "each. dbnd_prefect runs against the suite's running Prefect server; `dbnd plan` runs with no "
+        "PREFECT_API_URL (it must start no server) on a project where the chain is stored (every step a hit). "
+        f"dbnd run peak RSS per run: dbnd_prefect {_joined(results, 'cli_run', 'dbnd', 'peak_rss_mb')} MB, "
+        f"original {_joined(results, 'cli_run', 'dbnd_original', 'peak_rss_mb')} MB.",
         "- Fingerprint rows come from bench/bench_fingerprint.py's worker, one process per variant (best of "
         f"{1 if quick else 3} timed runs); extra peak RSS is the rise over the RSS with the frame loaded.",
         "",
@@ -151,7 +178,7 @@ def notes(results: Results, quick: bool) -> str:
     ]
     for measure, variants in results.items():
         for variant, runs in variants.items():
-            if measure == "import" and variant == "heavy":
+            if (measure, variant) in (("import", "heavy"), ("cli_run", "skipped")):
                 continue
             field = "per_task_ms" if measure in ("tasks", "fanout") else "seconds"
             values = ", ".join(fmt(r.get(field)) for r in runs)

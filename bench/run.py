@@ -7,7 +7,9 @@
 Starts one `prefect server` on a free 127.0.0.1 port with a temporary PREFECT_HOME (or uses --api-url),
 runs every measurement in a fresh subprocess (`bench/worker.py`), raw and dbnd variants alternating,
 with a pause between runs so the server digests its events, then prints a markdown table and writes it
-to bench/results/latest.md (and the per-run numbers to latest.json).
+to bench/results/latest.md (and the per-run numbers to latest.json). The `cli` rows (bench/cli_rows.py) time
+whole `dbnd run` / `dbnd plan` processes against the original DBND 1.0.34, which the suite installs once into
+`.cache/bench-dbnd-venv` (bench/dbnd_venv.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from report import REPO, load_average, machine_info, machine_lines, markdown_table  # noqa: E402
+from cli_rows import CliBench  # noqa: E402
 from rows import build_rows, notes  # noqa: E402
 from server import QUIET_ENV, prefect_server, temporary_home  # noqa: E402
 
@@ -168,6 +171,19 @@ class Suite:
                  f"print({RESULT_PREFIX!r} + json.dumps({{'modules': loaded}}))\n")
         self._run([sys.executable, "-c", probe], cwd, self.env, "import/heavy-modules", "import", "heavy")
 
+    def run_cli(self, reps: int) -> None:
+        """Whole-process `dbnd run` / `dbnd plan` of a task chain vs the original DBND (bench/cli_rows.py)."""
+
+        def record(measure: str, variant: str, result: dict[str, Any]) -> None:
+            self.results.setdefault(measure, {}).setdefault(variant, []).append(result)
+            if self.verbose:
+                self.log(f"  {measure}/{variant}: {result}")
+
+        cli = CliBench(self.home, self.env, self.quick, record, self.errors.append, self.log, self.pause)
+        cli.run(reps)
+        if cli.skipped:
+            self.results.setdefault("cli_run", {})["skipped"] = [{"reason": cli.skipped}]
+
     def run_fingerprint(self, quick: bool) -> None:
         """Delegates to bench/bench_fingerprint.py's per-variant worker (one fresh process per variant)."""
         script = str(BENCH / "bench_fingerprint.py")
@@ -204,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measure (default 5; quick 1)")
     parser.add_argument("--only", default="", help="comma-separated measures: tasks, empty, import, parallel, "
-                                                   "fanout, frame_input, record, rerun, fingerprint")
+                                                   "fanout, frame_input, record, rerun, fingerprint, cli")
     parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; quick 0.2)")
     parser.add_argument("--out", default=str(BENCH / "results" / "latest.md"), help="markdown file to write")
@@ -231,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 suite.run_imports(reps if args.quick else max(reps, 30))  # start-up wall drifts ±3%: many pairs
             if not only or "fingerprint" in only:
                 suite.run_fingerprint(args.quick)
+            if not only or "cli" in only:
+                suite.run_cli(reps)
 
     info["load_end"] = load_average()
     rows = build_rows(suite.results, args.quick)

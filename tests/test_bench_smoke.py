@@ -21,7 +21,7 @@ ROW_KEYS = (
     "parallel", "parallel_submit",
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
-    "fingerprint_memory", "fingerprint_strings", "fingerprint_objects",
+    "fingerprint_memory", "fingerprint_strings", "fingerprint_objects", "cli_run", "cli_run_rss", "cli_plan",
 )
 
 
@@ -37,6 +37,8 @@ def test_quick_benchmark_prints_every_measure_with_a_ratio(tmp_path: Path) -> No
     assert len(table) == len(ROW_KEYS), "\n".join(table)
     for line in table:
         cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[1].startswith("skipped: "):  # the original DBND's venv could not be installed: the reason shows
+            continue
         assert re.fullmatch(r"[0-9][0-9.e+-]*×", cells[3]), f"no ratio in: {line}"
         assert "error" not in cells[1] and "error" not in cells[2], line
     assert out_file.read_text().count("\n| ") == len(ROW_KEYS) + 1  # header + rows, as printed
@@ -44,7 +46,9 @@ def test_quick_benchmark_prints_every_measure_with_a_ratio(tmp_path: Path) -> No
     report = json.loads(out_file.with_suffix(".json").read_text())
     rows = {row["key"]: row for row in report["rows"]}
     assert list(rows) == list(ROW_KEYS)
-    assert all(isinstance(row["ratio"], float) for row in rows.values()), rows
+    skipped = report["results"].get("cli_run", {}).get("skipped")
+    assert all(isinstance(row["ratio"], float) for key, row in rows.items()
+               if not (skipped and key.startswith("cli_"))), rows
     assert report["machine"]["cores"] and report["machine"]["prefect"].startswith("3.")
     rerun = report["results"]["rerun"]["dbnd_rerun"][0]
     assert rerun["bodies_run"] == 0 and set(rerun["states"]) == {"Cached"}, rerun
