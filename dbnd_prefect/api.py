@@ -196,7 +196,7 @@ def validate(obj: Any, config: DbndConfig) -> None:
     from dbnd_prefect.versioning.selectors import is_selector
 
     items = registry.all_items()
-    items.setdefault(obj.name, obj)
+    items[obj.name] = obj  # the one being run, also when other modules define its name
     _check_sections(config, items)
     for name, item in items.items():
         _check_task_keys(config, name, [p.name for p in item.params])

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar, overload
 import prefect
 from prefect.context import FlowRunContext, TaskRunContext
 
-from dbnd_prefect import registry
+from dbnd_prefect import identity, registry
 from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
@@ -82,7 +82,7 @@ class _Callable:
         self.name = name or func.__name__
         self.params = param_specs(func)
         self.param_map = {p.name: p for p in self.params}
-        self.task_id = f"{func.__module__}.{func.__qualname__}"
+        self.task_id = identity.identity_of(func)  # the same wherever the module was imported from
         self._func_signature = inspect.signature(func)
         self._signature = _relaxed(self._func_signature)
         _check_supported(self.name, func, self._func_signature)

@@ -117,18 +117,58 @@ def find_task(name: str, modules: Sequence[str] = (), cwd: str | os.PathLike[str
         try:
             module = import_module(module_name, name)
         except ConfigError as exc:
-            if not _looks_like_module(module_name):  # e.g. `prepare_data.raw_data` typed as TASK
+            if name.partition(".")[0] in registry.all_items():  # e.g. `prepare_data.raw_data` typed as TASK
                 raise _not_found(name, modules) from None
             raise TaskNotFoundError(exc.message, hint=exc.hint) from exc
         return _attribute(module, attr, name)
-    try:
-        return registry.get(name)
-    except TaskNotFoundError:
-        raise _not_found(name, modules) from None
+    if registry.definitions(name):
+        return registry.get(name)  # raises, naming each, when several modules define `name`
+    raise _not_found(name, modules)
 
 
-def _looks_like_module(name: str) -> bool:
-    return importlib.util.find_spec(name.split(".")[0]) is not None
+def find_by_identity(task_id: str, cwd: str | os.PathLike[str] | None = None) -> Any:
+    """The task or pipeline whose identity is `task_id` (`flows/x.py:func`, as recorded in manifests),
+    loading its file from the project of the working directory when it is not defined yet."""
+    from dbnd_prefect.identity import EXEC, NOTEBOOK, project_root
+
+    found = registry.by_identity(task_id)
+    if found is not None:
+        return found
+    path, _, _ = task_id.partition(":")
+    if path in (NOTEBOOK, EXEC):
+        raise TaskNotFoundError(f"task '{task_id}' was defined in a notebook or exec'd code, not in a file",
+                                hint="define it in this process first (run its cell), then reproduce from there")
+    root = project_root(cwd or Path.cwd())
+    file = root / path
+    if not file.is_file():
+        raise TaskNotFoundError(f"task '{task_id}': {path} is not in the project at {root}",
+                                hint="run this from the project that recorded the run")
+    put_on_path(cwd)
+    load_file(file, cwd)
+    found = registry.by_identity(task_id)
+    if found is None:
+        raise TaskNotFoundError(f"task '{task_id}' no longer exists in {path}",
+                                hint="it was renamed or removed since the run was recorded")
+    return found
+
+
+def recorded_versions(name: str, versions: list[dict[str, Any]], obj: Any = None) -> list[dict[str, Any]]:
+    """The stored versions (manifests) of task `obj`, or of the one task called `name` when `obj` is None.
+
+    TaskNotFoundError naming each when versions of several tasks called `name` (in different files) are
+    stored. Manifests written before identities were file based count as `name`'s, never as ambiguous.
+    """
+    from dbnd_prefect.identity import is_identity
+
+    def recorded_as(manifest: dict[str, Any]) -> str:
+        return str(manifest.get("signature_parts", {}).get("task") or "")
+
+    if obj is not None:
+        return [v for v in versions if recorded_as(v) == obj.task_id or not is_identity(recorded_as(v))]
+    identities = sorted({recorded_as(v) for v in versions if is_identity(recorded_as(v))})
+    if len(identities) > 1:
+        raise registry.ambiguous(name, identities)
+    return versions
 
 
 def _attribute(module: Any, attr: str, shown: str) -> Any:
@@ -156,6 +196,8 @@ def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
         close = close or difflib.get_close_matches(candidate, known, n=3)
     if close:
         hint = f"did you mean {', '.join(close)}?"
+    elif name.isidentifier() and importlib.util.find_spec(name) is not None:
+        hint = f"'{name}' is a module, not a task: give -m {name} TASK or {name}.TASK (see `dbnd show-tasks -m {name}`)"
     elif not modules:
         hint = ("no modules were searched: give -m MODULE, list them in [run] modules of dbnd.toml, "
                 "or use pkg.module.function / path/to/file.py:function")
@@ -165,10 +207,16 @@ def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
 
 
 def discover(modules: Sequence[str] = (), cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Every task and pipeline known after importing `modules`, by name."""
+    """Every task and pipeline known after importing `modules`, by name (by full name where several
+    modules define one name)."""
     put_on_path(cwd)
     import_modules(modules)
-    return dict(sorted(registry.all_items().items()))
+    found: dict[str, Any] = {}
+    for name in registry.all_items():
+        defined = registry.definitions(name)
+        for obj in defined:
+            found[name if len(defined) == 1 else registry.dotted_path(obj)] = obj
+    return dict(sorted(found.items()))
 
 
 def signature_text(obj: Any) -> str:

@@ -1,4 +1,10 @@
-"""Every decorated task and pipeline in this process, by name (for the CLI and `--set` checks)."""
+"""Every decorated task and pipeline in this process, by name and identity (for the CLI and `--set` checks).
+
+A name may belong to several definitions with different identities (two files each defining `clean`):
+all are kept, and asking for that name alone is an error naming them. The same identity registered again
+(the module imported a second time under another name, such as `__main__` and `flows.x`; a notebook cell
+run again) replaces the earlier definition.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,59 @@ from typing import Any
 
 from dbnd_prefect.errors import TaskNotFoundError
 
-_by_name: dict[str, Any] = {}
+_by_name: dict[str, dict[str, Any]] = {}  # name -> {identity: definition}, latest last
 
 
 def register(obj: Any) -> None:
-    """Record a task or pipeline; a later definition with the same name replaces the earlier one."""
-    _by_name[obj.name] = obj
+    """Record a task or pipeline; one with the same name and identity replaces the earlier one."""
+    defined = _by_name.setdefault(obj.name, {})
+    defined.pop(obj.task_id, None)
+    defined[obj.task_id] = obj
 
 
 def get(name: str) -> Any:
-    """The task or pipeline called `name`, or TaskNotFoundError suggesting close names."""
-    try:
-        return _by_name[name]
-    except KeyError:
+    """The task or pipeline called `name`; TaskNotFoundError suggesting close names, or naming every
+    definition when several modules define one with that name."""
+    found = definitions(name)
+    if not found:
         close = difflib.get_close_matches(name, list(_by_name), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see `dbnd show-tasks`"
-        raise TaskNotFoundError(f"unknown task or pipeline '{name}'", hint=hint) from None
+        raise TaskNotFoundError(f"unknown task or pipeline '{name}'", hint=hint)
+    if len(found) > 1:
+        raise ambiguous(name, [dotted_path(obj) for obj in found])
+    return found[0]
+
+
+def definitions(name: str) -> list[Any]:
+    """Every registered definition called `name` (of distinct identities), oldest first."""
+    return list(_by_name.get(name, {}).values())
+
+
+def by_identity(task_id: str) -> Any | None:
+    """The registered task or pipeline with identity `task_id` (`flows/x.py:func`), if any."""
+    for defined in _by_name.values():
+        if task_id in defined:
+            return defined[task_id]
+    return None
 
 
 def all_items() -> dict[str, Any]:
-    return dict(_by_name)
+    """Name -> definition; for a name with several definitions, the latest (see `definitions`)."""
+    return {name: list(defined.values())[-1] for name, defined in _by_name.items() if defined}
+
+
+def dotted_path(obj: Any) -> str:
+    """How to name `obj` alone on the command line: `module.qualname`, or its identity (`path.py:qualname`)
+    when its module has no importable name (a script's `__main__`, a notebook)."""
+    module = getattr(obj.func, "__module__", None) or ""
+    qualname = obj.func.__qualname__
+    if module and module != "__main__" and not module.startswith("__") and "<locals>" not in qualname:
+        return f"{module}.{qualname}"
+    return obj.task_id
+
+
+def ambiguous(name: str, choices: list[str]) -> TaskNotFoundError:
+    """The error for a name that several definitions share: names them all and how to pick one."""
+    shown = ", ".join(choices)
+    return TaskNotFoundError(f"task or pipeline name '{name}' is ambiguous: {len(choices)} definitions ({shown})",
+                             hint=f"pick one by its full name, e.g. {choices[0]}")

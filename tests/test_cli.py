@@ -197,7 +197,7 @@ def test_task_help_lists_parameters_with_type_default_and_configured_value(workd
     assert result.exit_code == 0, result.stderr
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert lines[0].startswith("usage: dbnd run cli_scale [--set cli_scale.PARAM=VALUE]...")
-    assert "task cli_scale (tests.test_cli.cli_scale)" in lines
+    assert "task cli_scale (tests/test_cli.py:cli_scale)" in lines
     assert "Multiply a value by a factor and label it." in lines
     assert "NAME TYPE DEFAULT VALUE NOW FROM" in lines
     assert "value int (required) (none: required) not configured" in lines

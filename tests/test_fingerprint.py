@@ -293,7 +293,7 @@ def test_editing_a_helper_two_levels_down_changes_the_task_fingerprint(project):
     after = describe_code(project.load("deep", "helpers", "tasks").my_task)
     assert after["fingerprint"] != before["fingerprint"]
     changed = {name for name in after["functions"] if after["functions"][name] != before["functions"].get(name)}
-    assert changed == {f"{project.name}.deep.scale"}
+    assert changed == {f"{project.name}/deep.py:scale"}
 
 
 def test_editing_an_unrelated_function_keeps_the_task_fingerprint(project):
@@ -313,10 +313,10 @@ def test_editing_a_constant_the_task_reads_changes_its_fingerprint(project):
 def test_library_functions_are_not_followed(project):
     functions = describe_code(project.load("deep", "helpers", "tasks").my_task)["functions"]
     assert set(functions) == {
-        f"{project.name}.tasks.my_task",
-        f"{project.name}.helpers.prepare",
-        f"{project.name}.helpers.THRESHOLD",
-        f"{project.name}.deep.scale",
+        f"{project.name}/tasks.py:my_task",
+        f"{project.name}/helpers.py:prepare",
+        f"{project.name}/helpers.py:THRESHOLD",
+        f"{project.name}/deep.py:scale",
     }
 
 
@@ -332,7 +332,7 @@ def test_mutual_recursion_between_helpers_terminates(project):
         """,
     )
     functions = describe_code(project.load("recursive").ping)["functions"]
-    assert set(functions) == {f"{project.name}.recursive.ping", f"{project.name}.recursive.pong"}
+    assert set(functions) == {f"{project.name}/recursive.py:ping", f"{project.name}/recursive.py:pong"}
 
 
 def test_classes_used_by_a_task_are_part_of_its_fingerprint(project):

@@ -111,13 +111,15 @@ def versions_command(args: argparse.Namespace) -> int:
 
     config = _config(args)
     root, env = data_root_of(config), run_settings(config).env
-    name = args.task
-    versions = list_versions(root, name, env) if _plain_name(name) else []
-    if not versions:  # a dotted path or a task that has not run: the task must at least exist
-        from dbnd_prefect.discovery import find_task
+    from dbnd_prefect.discovery import find_task, recorded_versions
 
-        name = find_task(args.task, [*run_settings(config).modules, *args.modules], Path.cwd()).name
+    name, obj = args.task, None
+    versions = list_versions(root, name, env) if _plain_name(name) else []
+    if not versions or args.modules:  # a dotted path, a task that has not run, or -m: the task must exist
+        obj = find_task(args.task, [*run_settings(config).modules, *args.modules], Path.cwd())
+        name = obj.name
         versions = list_versions(root, name, env)
+    versions = recorded_versions(name, versions, obj)  # only obj's; an error when two files' tasks share name
     if args.output is not None:
         versions = _with_output(versions, name, args.output)
     print(text.versions_listing(name, args.output, versions, root, env))

@@ -19,6 +19,7 @@ from typing import Any
 
 import xxhash
 
+from dbnd_prefect.identity import identity_of, module_source, source_of
 from dbnd_prefect.versioning.fingerprint_data import fingerprint_value
 
 DEFAULT_MAX_DEPTH = 10
@@ -34,8 +35,10 @@ def fingerprint_code(func: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
 def describe_code(func: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any]:
     """`{"fingerprint": digest, "functions": {name: digest}}` for `func` and everything it reaches.
 
-    Names are "module.qualname" for functions and classes and "module.NAME" for module-level constants
-    (numbers, strings, bytes and tuples/frozensets of them) the code reads, so a caller can say what changed.
+    Names are identities, "path/in/project.py:qualname" for functions and classes and "path.py:NAME" for
+    module-level constants (numbers, strings, bytes and tuples/frozensets of them) the code reads, so a caller
+    can say what changed, and so that the digest does not depend on the name a module was imported under
+    (`__main__` for a script, `flows.x` for `dbnd run`).
     """
     root = unwrap(func)
     if not (inspect.isfunction(root) or inspect.isclass(root)):
@@ -159,8 +162,8 @@ class _Collector:
             elif (inspect.isfunction(target) or inspect.isclass(target)) and is_project_code(target):
                 self.visit(target, depth + 1)  # defined elsewhere and attached to the class
 
-    def record_constant(self, module_name: str, name: str, value: Any) -> None:
-        self._record(f"{module_name}.{name}", fingerprint_value(value))
+    def record_constant(self, source: str, name: str, value: Any) -> None:
+        self._record(f"{source}:{name}", fingerprint_value(value))
 
     def _record(self, name: str, digest: str) -> None:
         key, n = name, 1
@@ -171,6 +174,9 @@ class _Collector:
 
 
 def _qualified_name(obj: Any) -> str:
+    """Project code by its identity (`path.py:qualname`); library code (a base class) by `module.qualname`."""
+    if is_project_code(obj):
+        return identity_of(obj)
     return f"{getattr(obj, '__module__', None) or '?'}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
 
 
@@ -187,12 +193,12 @@ def _references(fn: types.FunctionType, collector: _Collector) -> list[Any]:
     names = _code_names(fn.__code__)
     found: list[Any] = []
     candidates: list[Any] = []
-    module_name = fn.__module__ or "?"
+    source = source_of(fn)
     for name in names:
         if name in fn.__globals__:
             value = fn.__globals__[name]
             if _is_constant(value):
-                collector.record_constant(module_name, name, value)
+                collector.record_constant(source, name, value)
             else:
                 candidates.append(value)
     for cell in fn.__closure__ or ():
@@ -214,7 +220,7 @@ def _references(fn: types.FunctionType, collector: _Collector) -> list[Any]:
                 if name in vars(value):
                     attr = vars(value)[name]
                     if _is_constant(attr):
-                        collector.record_constant(value.__name__, name, attr)
+                        collector.record_constant(module_source(value), name, attr)
                     else:
                         candidates.append(attr)
             continue

@@ -55,7 +55,13 @@ def run_manifests(data_root: str, run_id: str) -> list[dict[str, Any]]:
 
 
 def _import_task(task_id: str) -> Any:
-    module_name, _, attr = task_id.rpartition(".")
+    from dbnd_prefect.identity import is_identity
+
+    if is_identity(task_id):  # `flows/x.py:func`: found by its file in the project
+        from dbnd_prefect.discovery import find_by_identity
+
+        return find_by_identity(task_id)
+    module_name, _, attr = task_id.rpartition(".")  # a manifest from before identities were file based
     while module_name:
         try:
             module = importlib.import_module(module_name)
