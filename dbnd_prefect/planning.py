@@ -35,7 +35,7 @@ def _result_store(run: RunContext) -> Any:
     from prefect.filesystems import LocalFileSystem
     from prefect.results import ResultStore
 
-    storage = run.storage.result_storage
+    storage = run.storage.records_reader()
     if isinstance(storage, Path):
         storage = LocalFileSystem(basepath=str(storage))
     return ResultStore(result_storage=storage)

@@ -90,7 +90,7 @@ def make_run_context(config: Any = None, command_line: list[str] | None = None) 
     config = config if config is not None else current_config()
     settings = run_settings(config)
     env = settings.env
-    storage = resolve_storage(settings.data_root, settings.storage_block)
+    storage = resolve_storage(settings.data_root, settings.storage_block, settings.api)
     return RunContext(
         config=config,
         env=env,
@@ -131,45 +131,6 @@ def use_run(run: RunContext) -> Iterator[RunContext]:
         yield run
     finally:
         _current.reset(token)
-
-
-def is_deployed_run() -> bool:
-    """True inside a flow run started by a worker or runner from a deployment."""
-    return bool(os.environ.get("PREFECT__FLOW_RUN_ID"))
-
-
-@contextlib.contextmanager
-def interactive_settings() -> Iterator[None]:
-    """Prefect settings for a flow called from a script, notebook or `dbnd run`.
-
-    A sync flow joins its heartbeat thread on exit, which costs up to a second per call.
-    Heartbeats detect crashed runs of deployments; a process that calls the flow itself sees the
-    crash directly, so they are dropped there and kept for deployed runs.
-    """
-    if is_deployed_run():
-        yield
-        return
-    import prefect.context
-
-    context = prefect.context.get_settings_context()
-    if context.settings.flows.heartbeat_frequency is None:
-        yield
-        return
-    with prefect.context.SettingsContext(profile=context.profile, settings=_without_heartbeat(context.settings)):
-        yield
-
-
-_settings_cache: tuple[Any, Any] | None = None
-
-
-def _without_heartbeat(settings: Any) -> Any:
-    """`settings` with heartbeats off, built once per settings object (building costs ~40 ms)."""
-    global _settings_cache
-    if _settings_cache is None or _settings_cache[0] is not settings:
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-
-        _settings_cache = (settings, settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
-    return _settings_cache[1]
 
 
 def default_task_runner() -> Any:

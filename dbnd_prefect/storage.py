@@ -9,14 +9,12 @@ no credentials (the records are reached through the targets' file systems and th
 
 from __future__ import annotations
 
-import dataclasses
-import pathlib
 from typing import Any
 
 import xxhash
 
 from dbnd_prefect.errors import ConfigError
-from dbnd_prefect.targets import normalize_uri, split_uri
+from dbnd_prefect.targets import normalize_uri
 
 STORE_DIR = ".dbnd"
 RECORDS_DIR = "prefect-records"
@@ -24,13 +22,30 @@ RUNS_DIR = "runs"
 _cloud_registered = False
 
 
-@dataclasses.dataclass(frozen=True)
 class RunStorage:
-    """A data root and how Prefect reaches its records folder."""
+    """A data root and how Prefect reaches its records folder.
 
-    data_root: str
-    result_storage: Any
-    record_prefix: str
+    The Prefect block of a plain root is saved (which needs the Prefect API) only when a task run
+    first asks for it, so `dbnd plan` and the other read-only commands start no server.
+    """
+
+    def __init__(self, data_root: str, record_prefix: str, block: Any = None) -> None:
+        self.data_root = data_root
+        self.record_prefix = record_prefix
+        self._block = block
+
+    @property
+    def result_storage(self) -> Any:
+        """The saved block Prefect keeps this root's cache records in."""
+        if self._block is None:
+            self._block = _records_block(self.data_root)
+        return self._block
+
+    def records_reader(self) -> Any:
+        """A block that reads this root's records, saved or not (for reading without the Prefect API)."""
+        from dbnd_prefect.record_store import RecordStore
+
+        return self._block or RecordStore(basepath=_records_basepath(self.data_root))
 
     def record_key(self, digest: str) -> str:
         """The Prefect cache key (a path inside `result_storage`) of a signature's record."""
@@ -57,16 +72,16 @@ def _register_cloud_options() -> None:
         _cloud_registered = True
 
 
-def resolve_storage(data_root: str, storage_block: str | None = None) -> RunStorage:
-    """The storage of a run: from a saved block when one is named, else from the data root URI."""
+def resolve_storage(data_root: str, storage_block: str | None = None, api: str | None = None) -> RunStorage:
+    """The storage of a run: from a saved block when one is named (loaded through the Prefect API that
+    `api`, the `run.api` setting, chooses), else from the data root URI."""
     _register_cloud_options()
     if storage_block:
+        from dbnd_prefect.prefect_api import choose_api, use_api
+
+        use_api(choose_api(api))
         return _from_block(storage_block)
-    root = normalize_uri(data_root)
-    protocol, _ = split_uri(root)
-    if protocol == "file":
-        (pathlib.Path(root) / STORE_DIR).mkdir(parents=True, exist_ok=True)
-    return RunStorage(root, _records_block(root), f"{RECORDS_DIR}/")
+    return RunStorage(normalize_uri(data_root), f"{RECORDS_DIR}/")
 
 
 def _from_block(slug: str) -> RunStorage:
@@ -84,12 +99,14 @@ def _from_block(slug: str) -> RunStorage:
                           hint="check the name with `prefect block ls`; install its integration "
                                "(pip install 'dbnd-prefect[aws]', [gcp] or [azure])") from None
     base = normalize_uri(register_block_options(block))
-    if split_uri(base)[0] == "file":
-        pathlib.Path(base, STORE_DIR).mkdir(parents=True, exist_ok=True)
-    return RunStorage(base, block, f"{STORE_DIR}/{RECORDS_DIR}/")
+    return RunStorage(base, f"{STORE_DIR}/{RECORDS_DIR}/", block)
 
 
 _saved_blocks: dict[str, Any] = {}
+
+
+def _records_basepath(root: str) -> str:
+    return f"{root.rstrip('/')}/{STORE_DIR}"
 
 
 def _records_block(root: str) -> Any:
@@ -100,7 +117,7 @@ def _records_block(root: str) -> Any:
     """
     from dbnd_prefect.record_store import RecordStore
 
-    basepath = f"{root.rstrip('/')}/{STORE_DIR}"
+    basepath = _records_basepath(root)
     block = _saved_blocks.get(basepath)
     if block is None:
         block = RecordStore(basepath=basepath)

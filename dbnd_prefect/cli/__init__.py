@@ -9,6 +9,7 @@
     dbnd show-tasks               discoverable tasks and pipelines with their signatures
     dbnd show-config              every configured value with the layer and file/line that set it
     dbnd config explain KEY       one value, where it came from and what it overrode
+    dbnd server [status|start|stop]  the local Prefect server that runs share (see run.api)
 
 TASK is a name from the modules listed in `[run] modules` or given with `-m`, a dotted path
 `pkg.mod.func`, or `path/to/file.py:func`. `--set task.param=value` (or JSON:
@@ -112,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(show_tasks)
     show_config = commands.add_parser("show-config", help="print the configuration with its sources")
     _config_options(show_config)
+
+    server = commands.add_parser("server", help="the local Prefect server that runs share: status, start, stop",
+                                 description="With run.api unset (or 'local') and no PREFECT_API_URL, the first run "
+                                             "starts a Prefect server in the background for PREFECT_HOME on "
+                                             "127.0.0.1 and later runs reuse it (and its UI).")
+    server.add_argument("action", nargs="?", choices=("status", "start", "stop"), default="status")
+    server.add_argument("--verbose", action="store_true", help="tracebacks and debug logs")
 
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=_Parser)

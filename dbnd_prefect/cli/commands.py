@@ -24,6 +24,10 @@ def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Se
         return show_tasks(args)
     if args.command == "show-config":
         return show_config(args)
+    if args.command == "server":
+        from dbnd_prefect.cli.server import server_command
+
+        return server_command(args.action)
     if args.command == "config" and args.config_command == "explain":
         return explain(args)
     if args.command == "config":

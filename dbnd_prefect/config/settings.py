@@ -25,6 +25,14 @@ class RunSettings(BaseModel):
     task_version: str | None = None
     verify: Literal["fast", "full"] = "fast"
     input_fingerprint: Literal["fast", "content"] = "fast"
+    api: str | None = None  # Prefect API: unset (Prefect's setting, else "local"), "local", "temporary" or a URL
+
+    @field_validator("api")
+    @classmethod
+    def _api_choice(cls, value: str | None) -> str | None:
+        from dbnd_prefect.prefect_api import check_api_value
+
+        return None if value is None else check_api_value(value)
 
     @field_validator("modules", mode="before")
     @classmethod

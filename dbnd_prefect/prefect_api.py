@@ -1,0 +1,128 @@
+"""Which Prefect API a run talks to, and the Prefect settings a run is made with.
+
+`run.api` chooses:
+- unset (the default): Prefect's own setting when one is configured (PREFECT_API_URL, a Prefect
+  profile, a worker's deployed run), else `local`;
+- `local`: the shared background server of PREFECT_HOME (see local_server.py), started on first use;
+- `temporary`: Prefect's per-process temporary server (slow: it starts and stops with each process);
+- an `http(s)://.../api` URL: that server.
+
+The choice is applied once per process, before the first flow runs, by pointing Prefect's process-wide
+settings at the URL, so every thread and service of Prefect (events, logs) and every subprocess uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Any, Iterator
+
+LOCAL = "local"
+TEMPORARY = "temporary"
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiChoice:
+    """The API a run uses: mode `url`, `local`, `temporary` or `prefect` (Prefect's own setting)."""
+
+    mode: str
+    url: str | None
+    source: str
+
+
+def check_api_value(value: str) -> str:
+    """`value` when it is a valid `run.api`, else ValueError (for the settings model)."""
+    text = value.strip()
+    if text in (LOCAL, TEMPORARY) or text.startswith(("http://", "https://")):
+        return text.rstrip("/")
+    raise ValueError("must be 'local', 'temporary' or an http(s):// Prefect API URL ending in /api")
+
+
+def is_deployed_run() -> bool:
+    """True inside a flow run started by a worker or runner from a deployment."""
+    return bool(os.environ.get("PREFECT__FLOW_RUN_ID"))
+
+
+def choose_api(configured: str | None, source: str = "run.api") -> ApiChoice:
+    """The API for `run.api` = `configured` (None when unset); starts nothing."""
+    from prefect.settings import get_current_settings
+
+    prefect_url = get_current_settings().api.url
+    if is_deployed_run() or (configured is None and prefect_url):
+        return ApiChoice("prefect", prefect_url, "Prefect settings (PREFECT_API_URL or profile)")
+    if configured in (None, LOCAL):
+        return ApiChoice(LOCAL, None, source if configured else "default")
+    if configured == TEMPORARY:
+        return ApiChoice(TEMPORARY, None, source)
+    return ApiChoice("url", configured, source)
+
+
+_applied: tuple[str, str | None] | None = None
+
+
+def use_api(choice: ApiChoice) -> str | None:
+    """Point this process's Prefect at `choice` (starting the local server if needed); the API URL."""
+    global _applied
+    if choice.mode == "prefect":
+        return choice.url
+    key = (choice.mode, choice.url)
+    if _applied == key:
+        return os.environ.get("PREFECT_API_URL")
+    if choice.mode == LOCAL:
+        from dbnd_prefect.local_server import ensure_running
+
+        url: str | None = ensure_running()
+    else:
+        url = choice.url
+    _set_process_api(url)
+    _applied = key
+    return url
+
+
+def _set_process_api(url: str | None) -> None:
+    from prefect.context import refresh_global_settings_context
+
+    if url is None:
+        os.environ.pop("PREFECT_API_URL", None)
+    else:
+        os.environ["PREFECT_API_URL"] = url
+    refresh_global_settings_context()
+
+
+@contextlib.contextmanager
+def prefect_session(config: Any) -> Iterator[None]:
+    """Prefect settings for a flow called from a script, notebook or `dbnd run`.
+
+    The API is chosen by `run.api`. A sync flow also joins its heartbeat thread on exit, which costs up to
+    a second per call; heartbeats detect crashed runs of deployments, while a process that calls the
+    flow itself sees the crash directly, so they are dropped there and kept for deployed runs.
+    """
+    from dbnd_prefect.config import run_settings
+
+    use_api(choose_api(run_settings(config).api))
+    if is_deployed_run():
+        yield
+        return
+    import prefect.context
+
+    context = prefect.context.get_settings_context()
+    if context.settings.flows.heartbeat_frequency is None:
+        yield
+        return
+    with prefect.context.SettingsContext(profile=context.profile, settings=_without_heartbeat(context.settings)):
+        yield
+
+
+_settings_cache: tuple[Any, Any] | None = None
+
+
+def _without_heartbeat(settings: Any) -> Any:
+    """`settings` with heartbeats off, built once per settings object (building costs ~40 ms)."""
+    global _settings_cache
+    if _settings_cache is None or _settings_cache[0] is not settings:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+        _settings_cache = (settings, settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    return _settings_cache[1]
+
