@@ -167,7 +167,7 @@ def data_root_of(config: DbndConfig) -> str:
 
     settings = run_settings(config)
     if settings.storage_block:
-        return resolve_storage(settings.data_root, settings.storage_block).data_root
+        return resolve_storage(settings.data_root, settings.storage_block, settings.api).data_root
     return normalize_uri(settings.data_root)
 
 

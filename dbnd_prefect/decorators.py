@@ -24,7 +24,8 @@ from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
-from dbnd_prefect.runtime import RunContext, current_run, default_task_runner, ensure_run, interactive_settings
+from dbnd_prefect.prefect_api import prefect_session
+from dbnd_prefect.runtime import RunContext, current_run, default_task_runner, ensure_run
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -375,7 +376,7 @@ class DbndPipeline(_Callable, prefect.Flow):
                 return prefect.Flow.__call__(self, **passed)
         with ensure_run() as run:
             arguments = self.bind(args, kwargs, run)
-            with handed_off(_locations(arguments)) as passed, interactive_settings():
+            with handed_off(_locations(arguments)) as passed, prefect_session(run.config):
                 return prefect.Flow.__call__(self, **passed)
 
     def __repr__(self) -> str:
