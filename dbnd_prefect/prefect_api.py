@@ -31,14 +31,6 @@ class ApiChoice:
     source: str
 
 
-def check_api_value(value: str) -> str:
-    """`value` when it is a valid `run.api`, else ValueError (for the settings model)."""
-    text = value.strip()
-    if text in (LOCAL, TEMPORARY) or text.startswith(("http://", "https://")):
-        return text.rstrip("/")
-    raise ValueError("must be 'local', 'temporary' or an http(s):// Prefect API URL ending in /api")
-
-
 def is_deployed_run() -> bool:
     """True inside a flow run started by a worker or runner from a deployment."""
     return bool(os.environ.get("PREFECT__FLOW_RUN_ID"))

@@ -30,9 +30,12 @@ class RunSettings(BaseModel):
     @field_validator("api")
     @classmethod
     def _api_choice(cls, value: str | None) -> str | None:
-        from dbnd_prefect.prefect_api import check_api_value
-
-        return None if value is None else check_api_value(value)
+        if value is None:
+            return None
+        text = value.strip().rstrip("/")
+        if text in ("local", "temporary") or text.startswith(("http://", "https://")):
+            return text
+        raise ValueError("must be 'local', 'temporary' or an http(s):// Prefect API URL ending in /api")
 
     @field_validator("modules", mode="before")
     @classmethod
