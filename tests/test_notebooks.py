@@ -114,3 +114,27 @@ def test_notebook_tasks_run_versioned_and_reused(notebook_dir: Path) -> None:
     stored = {p.parent.parent.name for p in (notebook_dir / "nb-data" / "local").glob("*/*/*/_manifest.json")}
     assert stored == {"double", "add"}
     assert not (notebook_dir / "data").exists()
+
+
+def test_notebook_reopened_in_a_new_kernel_reuses_stored_outputs(notebook_dir: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    def execute_in_new_kernel() -> dict[str, Any]:
+        nb = nbformat.read(notebook_dir / NOTEBOOK.name, as_version=4)
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebook_dir)}}).execute()  # starts and stops a kernel
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                _assert_clean(cell)
+        return {cell.id: cell for cell in nb.cells}
+
+    first = execute_in_new_kernel()
+    assert _printed(first["call-double"]) == "double(21) = 42; bodies run: 1\n"
+    assert _printed(first["call-pipeline"]) == "double_and_add(5, 1) = 11; bodies run: 2\n"
+
+    reopened = execute_in_new_kernel()
+    assert _printed(reopened["call-double"]) == "double(21) = 42; bodies run: 0\n"
+    assert _task_states(reopened["call-double"]) == {"double": "Cached"}
+    assert _printed(reopened["call-pipeline"]) == "double_and_add(5, 1) = 11; bodies run: 0\n"
+    assert _task_states(reopened["call-pipeline"]) == {"double": "Cached", "add": "Cached"}
