@@ -28,12 +28,16 @@ def _task_run_id() -> Any:
 
 
 def log_metric(key: str, value: Any) -> None:
-    """Record a metric of the current task run: a Prefect table artifact and a manifest entry."""
+    """Record a metric of the current task run: a Prefect table artifact and a manifest entry.
+
+    Outside a task run (a notebook cell, a script) there is no manifest: only the artifact is made.
+    """
     from prefect.artifacts import create_table_artifact
 
     run_id = _task_run_id()
-    with _lock:
-        _metrics.setdefault(run_id, {})[key] = value
+    if run_id is not None:
+        with _lock:
+            _metrics.setdefault(run_id, {})[key] = value
     create_table_artifact(table=[{"metric": key, "value": value}], key=_artifact_key(f"metric-{key}"),
                           description=f"metric {key}", _sync=True)
 
