@@ -29,7 +29,7 @@ from dbnd_prefect.config import (
 )
 from dbnd_prefect.config.model import RESERVED_SECTIONS
 from dbnd_prefect.config.settings import suggest
-from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TargetError, TaskFailedError
+from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TargetError, TaskFailedError, is_input_error
 
 RESERVED_TASK_KEYS = ("task_version",)
 
@@ -246,7 +246,9 @@ def _resolved(value: Any, view: ConfigView, where: str, source: str) -> Any:
     try:
         return resolve_selector(value, view.data_root, view.env)
     except ParameterError as exc:
-        raise ParameterError(f"{where} (from {source}): {exc.message}", hint=exc.hint) from None
+        exc.__suppress_context__ = True
+        task, _, parameter = where.partition(".")
+        raise exc.add_context(f"{where} (from {source})", task=task, parameter=parameter, uri=str(value))
 
 
 def _coerce_checked(item: Any, spec: Any, found: Any) -> Any:
@@ -280,18 +282,30 @@ def _check_input(item: Any, spec: Any, value: Any, source: str) -> None:
         format_for_uri(text, forced)
         Target(text, format=forced)
     except DbndError as exc:
-        raise type(exc)(f"{where} = {text!r} (from {source}): {exc.message}", hint=exc.hint) from None
+        exc.__suppress_context__ = True
+        raise exc.add_context(f"{where} = {text!r} (from {source})", task=item.name, parameter=spec.name, uri=text)
     protocol, path = split_uri(text)
     if protocol == "file" and not Path(path).exists():
         raise TargetError(
             f"input file not found: {where} = {text!r} (from {source}; looked at {path})",
             hint=f"check the path, or pass another with --set {where}=PATH",
         )
+    if protocol == "file" and Path(path).is_dir():
+        raise TargetError(
+            f"input is a directory, not a file: {where} = {text!r} (from {source}; looked at {path})",
+            hint=f"pass the path of a file with --set {where}=PATH",
+        )
 
 
 def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> RunResult:
-    """Run a prepared request on Prefect; TaskFailedError (exit code 1) names the task that failed."""
+    """Run a prepared request on Prefect; TaskFailedError (exit code 1) names the task that failed.
+
+    Bad input data found only when a task loads it stays the DbndError that names the task, the
+    parameter and the URI (exit code 2): an input error, not a failing task.
+    """
     from dbnd_prefect.runtime import ensure_run
+
+    from dbnd_prefect.prefect_quiet import finish_run
 
     obj = prepared.obj
     with config_context(prepared.config), ensure_run(prepared.config) as current:
@@ -300,11 +314,13 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
         try:
             values = obj()
         except DbndError as exc:
-            if isinstance(exc, TaskFailedError):
-                raise
+            if isinstance(exc, TaskFailedError) or is_input_error(exc):
+                raise  # bad input data found while a task loaded it: an input error, not a failing task
             raise _failed(obj, exc) from exc
         except Exception as exc:
             raise _failed(obj, exc) from exc
+        finally:
+            finish_run(current)
     return RunResult(values, current)
 
 
@@ -327,8 +343,9 @@ def check_remote_inputs(obj: Any, run: Any) -> None:
         try:
             Target(text).info()
         except DbndError as exc:
+            exc.__suppress_context__ = True
             where = f"{obj.name}.{key} = {text!r} (from {_source_of(run.config, obj.name, key)})"
-            raise type(exc)(f"{where}: {exc.message}", hint=exc.hint) from None
+            raise exc.add_context(where, task=obj.name, parameter=key, uri=text)
 
 
 def _failed(obj: Any, exc: BaseException) -> TaskFailedError:

@@ -3,9 +3,16 @@
 Every error a user can fix by changing input, configuration or code is a `DbndError`:
 its message names the culprit (task, parameter, URI, key) and says what to do. The CLI
 prints `str(error)` on one line and exits with `exit_code`; nothing else is caught there.
+
+Code that knows where an error happened adds that to the error itself (`add_context`) rather
+than raising a new one, so the class, the hint, the traceback and the cause stay intact.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
+
+E = TypeVar("E", bound="DbndError")
 
 
 class DbndError(Exception):
@@ -16,7 +23,26 @@ class DbndError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
-        super().__init__(f"{message} ({hint})" if hint else message)
+        self.task: str | None = None
+        self.parameter: str | None = None
+        self.uri: str | None = None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def add_context(self: E, where: str, *, task: str | None = None, parameter: str | None = None,
+                    uri: str | None = None) -> E:
+        """Put `where` (e.g. "task 'train', parameter 'data'") in front of the message; returns the error.
+
+        `task`, `parameter` and `uri` are kept as attributes for code that reports the error.
+        """
+        self.message = f"{where}: {self.message}"
+        self.args = (self.message,)
+        self.task = self.task or task
+        self.parameter = self.parameter or parameter
+        self.uri = self.uri or uri
+        return self
 
 
 class ConfigError(DbndError):
@@ -47,3 +73,12 @@ class TaskFailedError(DbndError):
     """A task body raised; the run failed."""
 
     exit_code = 1
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """True for an error in a task's input data (found while loading it): bad input, exit code 2.
+
+    Such an error carries the task and parameter it was found in; an error raised by a task's own
+    code does not, and is a task failure (exit code 1).
+    """
+    return isinstance(exc, DbndError) and exc.exit_code == 2 and exc.parameter is not None

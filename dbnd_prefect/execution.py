@@ -41,12 +41,35 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         target = Target(value, **_target_options(spec))
     else:
         return value
-    if spec.type_key == "pathlib.Path":
-        return target.local_path()
     try:
+        if spec.type_key == "pathlib.Path":
+            return target.local_path()
         return target.load(spec.type_key)
     except DbndError as exc:
-        raise type(exc)(f"task '{task_name}', parameter '{spec.name}': {exc.message}", hint=exc.hint) from None
+        if target.is_local and os.path.isdir(target.path):
+            exc.hint = f"'{target.shown}' is a directory; pass the path of a file"
+        exc.add_context(f"task '{task_name}', parameter '{spec.name}'", task=task_name, parameter=spec.name,
+                        uri=target.shown)
+        _fail_as_input_error()
+        raise
+
+
+def _fail_as_input_error() -> None:
+    """Let the task run that is failing on bad input leave nothing behind and log no traceback.
+
+    Prefect pickles the exception of a failed task run into the result storage (the data root's
+    `.dbnd/`) when the run persists results; for bad input that record is of no use to anyone, so
+    this run attempt stops persisting. Prefect also logs the exception with its traceback: the
+    input-error filter reduces that to Prefect's one-line message.
+    """
+    from prefect.context import TaskRunContext
+
+    from dbnd_prefect.prefect_quiet import hide_input_error_tracebacks
+
+    hide_input_error_tracebacks()
+    context = TaskRunContext.get()
+    if context is not None:
+        context.persist_result = False  # read by Prefect's failure handling of this attempt only
 
 
 def _target_options(spec: ParamSpec) -> dict[str, Any]:

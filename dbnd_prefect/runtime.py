@@ -60,7 +60,7 @@ def last_run_summary(run: RunContext | None = None) -> str:
     run = run or _last
     if run is None:
         return "no run yet"
-    lines = [f"run {run.run_uid} (env {run.env}, data root {run.data_root})"]
+    lines = [f"run {run.flow_run_id or run.run_uid} (env {run.env}, data root {run.data_root})"]
     for entry in run.task_runs:
         lines.append(f"  {entry['task']}: {entry['state']}")
         for name, uri in entry.get("outputs", {}).items():

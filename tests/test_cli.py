@@ -119,7 +119,7 @@ def test_values_reach_the_task_in_a_real_run(workdir):
     assert (manifest_folder / "result.json").read_text().replace(" ", "") == '{"value":12,"label":"run"}'
     assert "cli_scale: Completed" in result.stdout
     assert str(manifest_folder / "result.json") in result.stdout
-    assert result.stdout.startswith(f"run {result.run.run_uid} finished (env local, data root {workdir / 'data'})")
+    assert result.stdout.startswith(f"run {result.run.flow_run_id} finished (env local, data root {workdir / 'data'})")
     record = workdir / "data" / ".dbnd" / "runs" / f"{result.run.flow_run_id}.json"
     assert result.stdout.rstrip().endswith(f"run record: {record}") and record.is_file()
 

@@ -30,7 +30,10 @@ Where a parameter's value comes from — the precedence rule, highest first:
 So `--set` is a default you give from outside (the DBND rule: explicit code wins), and
 `--override` is how you force a value the code passes. `dbnd config explain TASK.PARAM` shows
 which layer won. Input mistakes exit with code 2 and one line on stderr before anything runs;
-a task failing at run time exits with code 1 and names the task.
+bad input data found only when a task loads it (a file that does not parse, an empty file, a
+directory) also exits with code 2, naming the task, the parameter and the URI; a task whose own
+code fails exits with code 1 and names the task. `--verbose` adds tracebacks and Prefect's own
+failure reports.
 """
 
 from __future__ import annotations
@@ -137,9 +140,12 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `dbnd` with `argv` (default: the process arguments); the exit code."""
+    from dbnd_prefect.prefect_quiet import quiet_server_settings
+
     argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
+    quiet_server_settings()  # before any Prefect server this process may start
     try:
         parser = build_parser()
         try:

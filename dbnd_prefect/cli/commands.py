@@ -81,9 +81,21 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
     if args.describe:
         print(plan_text(prepared))
         return 0
-    result = execute(prepared, command_line=["dbnd", *argv])
+    with _quiet_failures(args.verbose):
+        result = execute(prepared, command_line=["dbnd", *argv])
     print(text.run_summary(result.run))
     return 0
+
+
+def _quiet_failures(verbose: bool) -> Any:
+    """Prefect's console does not repeat a failure that `dbnd` reports in one line (unless --verbose)."""
+    import contextlib
+
+    if verbose:
+        return contextlib.nullcontext()
+    from dbnd_prefect.prefect_quiet import quiet_failure_reports
+
+    return quiet_failure_reports()
 
 
 def plan_text(prepared: Any) -> str:
@@ -158,14 +170,14 @@ def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
     from dbnd_prefect.config import config_context, run_settings
     from dbnd_prefect.discovery import import_modules, put_on_path
     from dbnd_prefect.errors import DbndError, ParameterError
-    from dbnd_prefect.versioning.reproduce import reproduce, run_manifests
+    from dbnd_prefect.versioning.reproduce import reproduce
 
     text = run_id.strip().lower()
     if not text or any(c not in "0123456789abcdef-" for c in text):
         raise ParameterError(f"'{run_id}' is not a Prefect flow run id",
                              hint="pass the FLOW RUN column of `dbnd versions TASK` (a prefix will do)")
     root = data_root_of(config)
-    runs = sorted({_matching_run(m, text) for m in run_manifests(root, text)})
+    runs = _recorded_runs(root, text)
     if not runs:
         raise ParameterError(f"no recorded task runs for flow run '{run_id}' under {root}",
                              hint="see `dbnd versions TASK` for the flow runs that wrote outputs; "
@@ -188,7 +200,8 @@ def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
 def reproduce_command(args: argparse.Namespace) -> int:
     from dbnd_prefect.cli import text
 
-    results = reproduce_run(args.run_id, _config(args), modules=args.modules, cwd=Path.cwd())
+    with _quiet_failures(args.verbose):
+        results = reproduce_run(args.run_id, _config(args), modules=args.modules, cwd=Path.cwd())
     print(text.reproduce_report(args.run_id, results))
     return 0 if all(r.matches for r in results) else 1
 
@@ -221,6 +234,16 @@ def show_config(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     print(_config(args).explain(args.key))
     return 0
+
+
+def _recorded_runs(root: str, prefix: str) -> list[str]:
+    """The ids of the recorded runs that `prefix` selects: by their run records first (a run whose tasks were
+    all reused has no manifests of its own), else by the manifests their task runs wrote."""
+    from dbnd_prefect.versioning.reproduce import run_manifests
+    from dbnd_prefect.versioning.run_record import find_run_records
+
+    recorded = sorted({str(r["flow_run_id"]) for r in find_run_records(root, prefix) if r.get("flow_run_id")})
+    return recorded or sorted({_matching_run(m, prefix) for m in run_manifests(root, prefix)})
 
 
 def _matching_run(manifest: dict, prefix: str) -> str:

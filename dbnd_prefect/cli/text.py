@@ -153,14 +153,19 @@ def versions_listing(task: str, output: str | None, versions: Sequence[Mapping[s
         chosen = [outputs[output]] if output else list(outputs.values())
         sizes = [o.get("bytes") for o in chosen]
         size = None if any(b is None for b in sizes) else sum(sizes)
-        row = (_when(manifest), str(manifest.get("signature", "?"))[:16],
-               str((manifest.get("prefect") or {}).get("flow_run_id") or "?"), human_bytes(size),
+        row = (_when(manifest), str(manifest.get("signature", "?"))[:16], run_id_of(manifest), human_bytes(size),
                _parameters(manifest) or "-")
         rows.append(row + ((str(outputs[output].get("uri")),) if output else ()))
     example = f"{task}.{output or next(iter(versions[0].get('outputs', {})), 'OUTPUT')}"
     return "\n".join([f"{what}: {len(versions)} stored version(s) under {data_root} (env {env}), newest first",
                       *_table(rows),
                       f"use one as a data parameter: --set TASK.PARAM={example}@latest or {example}@run:FLOW_RUN"])
+
+
+def run_id_of(manifest: Mapping[str, Any]) -> str:
+    """The id of the run that wrote `manifest`, as `dbnd run` printed it (its top-level flow run)."""
+    ids = manifest.get("prefect") or {}
+    return str(ids.get("root_flow_run_id") or ids.get("flow_run_id") or "?")
 
 
 def reproduce_report(run_id: str, results: Sequence[Any]) -> str:
@@ -211,8 +216,12 @@ def flow_run_name(flow_run_id: str) -> str | None:
 
 
 def run_summary(run: Any) -> str:
-    """The end-of-run summary: run id, Prefect flow run and UI link, each task's state and outputs."""
-    lines = [f"run {run.run_uid} finished (env {run.env}, data root {run.data_root})"]
+    """The end-of-run summary: run id, Prefect flow run and UI link, each task's state and outputs.
+
+    The run id is the Prefect flow run id: what `dbnd reproduce`, `TASK.OUTPUT@run:ID` and the FLOW RUN
+    column of `dbnd versions` take.
+    """
+    lines = [f"run {run.flow_run_id or run.run_uid} finished (env {run.env}, data root {run.data_root})"]
     url, flow_run_id = api_url(), getattr(run, "flow_run_id", None)
     if url and flow_run_id:
         name = flow_run_name(flow_run_id)

@@ -28,8 +28,9 @@ def resolve_selector(value: str, data_root: str, env: str) -> str:
     versions = list_versions(data_root, task, env)
     if selector.startswith("run:"):
         run_id = selector[4:].lower()
-        versions = [v for v in versions if any(str(v.get("prefect", {}).get(k) or "").startswith(run_id)
-                                               for k in ("flow_run_id", "root_flow_run_id"))]
+        by_id = [v for v in versions if any(str(v.get("prefect", {}).get(k) or "").startswith(run_id)
+                                            for k in ("flow_run_id", "root_flow_run_id"))]
+        versions = by_id or _used_by_run(versions, data_root, run_id, task)
     if not versions:
         where = f"flow run {selector[4:]}" if selector.startswith("run:") else f"environment '{env}'"
         raise ParameterError(
@@ -42,3 +43,12 @@ def resolve_selector(value: str, data_root: str, env: str) -> str:
             f"{value}: task '{task}' has no stored output '{output}'", hint=f"stored outputs are {sorted(outputs)}"
         )
     return str(outputs[output]["uri"])
+
+
+def _used_by_run(versions: list[dict[str, Any]], data_root: str, run_id: str, task: str) -> list[dict[str, Any]]:
+    """The versions of `task` that run `run_id` reused (no manifest of its own names it; its run record does)."""
+    from dbnd_prefect.versioning.run_record import find_run_records
+
+    used = {entry.get("manifest") for record in find_run_records(data_root, run_id)
+            for entry in record.get("task_runs", []) if entry.get("task") == task}
+    return [v for v in versions if v.get("uri") in used]
