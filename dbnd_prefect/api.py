@@ -278,22 +278,22 @@ def _check_input(item: Any, spec: Any, value: Any, source: str) -> None:
 
     where = f"{item.name}.{spec.name}"
     forced = spec.data.format if spec.data else None
+    protocol, path = split_uri(text)
+    if protocol == "file" and Path(path).is_dir():
+        raise TargetError(
+            f"input is a directory, not a file: {where} = {text!r} (from {source}; looked at {path})",
+            hint=f"pass the path of a file with --set {where}=PATH",
+        )
     try:
         format_for_uri(text, forced)
         Target(text, format=forced)
     except DbndError as exc:
         exc.__suppress_context__ = True
         raise exc.add_context(f"{where} = {text!r} (from {source})", task=item.name, parameter=spec.name, uri=text)
-    protocol, path = split_uri(text)
     if protocol == "file" and not Path(path).exists():
         raise TargetError(
             f"input file not found: {where} = {text!r} (from {source}; looked at {path})",
             hint=f"check the path, or pass another with --set {where}=PATH",
-        )
-    if protocol == "file" and Path(path).is_dir():
-        raise TargetError(
-            f"input is a directory, not a file: {where} = {text!r} (from {source}; looked at {path})",
-            hint=f"pass the path of a file with --set {where}=PATH",
         )
 
 

@@ -8,7 +8,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Mapping
 
-from dbnd_prefect.errors import DbndError, ParameterError
+from dbnd_prefect.errors import DbndError, ParameterError, TargetError
 from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
 from dbnd_prefect.params import ParamSpec, split_outputs
 
@@ -35,23 +35,38 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         return value
     if spec.type_key == "dbnd_prefect.Target":
         return value if isinstance(value, Target) or value is None else Target(value, **_target_options(spec))
-    if isinstance(value, Target):
-        target = value
-    elif isinstance(value, (str, os.PathLike)):
-        target = Target(value, **_target_options(spec))
-    else:
+    if not isinstance(value, (Target, str, os.PathLike)):
         return value
     try:
+        target = value if isinstance(value, Target) else Target(value, **_target_options(spec))
         if spec.type_key == "pathlib.Path":
             return target.local_path()
         return target.load(spec.type_key)
     except DbndError as exc:
-        if target.is_local and os.path.isdir(target.path):
-            exc.hint = f"'{target.shown}' is a directory; pass the path of a file"
-        exc.add_context(f"task '{task_name}', parameter '{spec.name}'", task=task_name, parameter=spec.name,
-                        uri=target.shown)
-        _fail_as_input_error()
-        raise
+        from dbnd_prefect.redaction import redact
+
+        uri = redact(str(getattr(value, "uri", value)))
+        directory = _directory_error(value)
+        if directory is None:
+            raise _as_input_error(exc, task_name, spec.name, uri)
+        raise _as_input_error(directory, task_name, spec.name, uri) from exc
+
+
+def _directory_error(value: Any) -> TargetError | None:
+    """The error to report when a data input names a local directory (loading it fails whatever its name)."""
+    from dbnd_prefect.targets import split_uri
+
+    text = str(getattr(value, "uri", value))
+    protocol, path = split_uri(text)
+    if protocol != "file" or not os.path.isdir(path):
+        return None
+    return TargetError(f"'{os.path.abspath(path)}' is a directory, not a file", hint="pass the path of a file")
+
+
+def _as_input_error(error: DbndError, task_name: str, param: str, uri: str) -> DbndError:
+    """`error` naming the task and parameter whose input it is, marked as bad input (exit code 2)."""
+    _fail_as_input_error()
+    return error.add_context(f"task '{task_name}', parameter '{param}'", task=task_name, parameter=param, uri=uri)
 
 
 def _fail_as_input_error() -> None:

@@ -169,9 +169,9 @@ def test_config_explain_env_flag_and_unset_key(workdir):
     project(workdir, '[env.prod]\ndata_root = "/tmp/prod"\n')
     result = dbnd("config", "explain", "run.env", "--env", "prod")
     assert result.stdout.splitlines()[:2] == ["run.env = 'prod'", "  set by: set layer, --env prod"]
-    unset = dbnd("config", "explain", "cli_scale.nothing")
+    unset = dbnd("config", "explain", "cli_scale.factor")
     assert unset.stdout.strip() == (
-        "cli_scale.nothing is not set by any layer (default, project, conf-file, env, set, override)")
+        "cli_scale.factor is not set by any layer (default, project, conf-file, env, set, override)")
     assert_user_error(dbnd("config", "explain", "label"), "config key 'label' does not name a setting")
 
 

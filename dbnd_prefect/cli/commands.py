@@ -232,8 +232,48 @@ def show_config(args: argparse.Namespace) -> int:
 
 
 def explain(args: argparse.Namespace) -> int:
-    print(_config(args).explain(args.key))
+    config = _config(args)
+    check_explained_key(config, args.key, args.modules)
+    print(config.explain(args.key))
     return 0
+
+
+def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = ()) -> None:
+    """ConfigError naming the closest valid name when `dotted_key` names no setting or task parameter.
+
+    Tasks are those found in `[run] modules` and `modules` (and any already imported).
+    """
+    from dbnd_prefect.api import RESERVED_TASK_KEYS
+    from dbnd_prefect.config import run_settings
+    from dbnd_prefect.config.model import split_key
+    from dbnd_prefect.config.settings import RUN_KEYS, suggest
+    from dbnd_prefect.discovery import discover
+
+    section, key = split_key(dotted_key)
+    if section == "run" or section.startswith("env."):
+        if key not in RUN_KEYS or (section != "run" and key == "env"):
+            raise ConfigError(f"unknown key {section}.{key}{suggest(key, RUN_KEYS)}",
+                              hint=f"{section} keys: {', '.join(k for k in RUN_KEYS if section == 'run' or k != 'env')}")
+        return
+    if section == "formats":
+        return
+    items = discover([*run_settings(config).modules, *modules], Path.cwd())
+    if section == "task":
+        params = sorted({p.name for item in items.values() for p in item.params})
+        if key not in params:
+            raise ConfigError(f"no known task has a parameter '{key}' (in config explain task.{key})"
+                              f"{suggest(key, params)}", hint="task.PARAM sets PARAM in every task that has it")
+        return
+    item = items.get(section)
+    if item is None:
+        names = sorted(items)
+        raise ConfigError(f"unknown task '{section}' in config explain {dotted_key}{suggest(section, names)}",
+                          hint=f"known tasks: {', '.join(names) or 'none'}; list a task's module in [run] modules "
+                               "or give -m MODULE")
+    params = [p.name for p in item.params]
+    if key not in params and key not in RESERVED_TASK_KEYS:
+        raise ConfigError(f"unknown parameter {section}.{key}{suggest(key, params)}",
+                          hint=f"parameters of {section}: {', '.join(params) or 'none'}")
 
 
 def _recorded_runs(root: str, prefix: str) -> list[str]:

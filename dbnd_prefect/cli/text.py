@@ -54,10 +54,34 @@ def task_help(obj: Any, config: Any) -> str:
     if outputs:
         lines += ["", "outputs:"]
         lines += _table([(o.name, o.type_key) for o in outputs])
+    inner = inner_parameter_rows(obj, config)
+    if inner:
+        lines += ["", f"parameters of the tasks {obj.name} calls (a value the pipeline passes in its code beats "
+                      "--set; --override beats that):"]
+        lines += _table(inner)
     lines += ["", f"set a parameter with --set {obj.name}.PARAM=VALUE (or --set PARAM=VALUE for {obj.name} itself);",
               f"{PRECEDENCE}.",
               f"see `dbnd config explain {obj.name}.PARAM` for every layer, `--describe` for the task graph."]
     return "\n".join(lines)
+
+
+def inner_parameter_rows(obj: Any, config: Any) -> list[tuple[str, str, str, str, str]]:
+    """Table rows (header first) for the parameters of the tasks pipeline `obj` calls; [] for a task."""
+    from dbnd_prefect.cli.pipeline_tasks import called_tasks
+    from dbnd_prefect.discovery import kind_of
+
+    if kind_of(obj) != "pipeline":
+        return []
+    rows = []
+    for task in called_tasks(obj):
+        for spec in task.params:
+            default = "(required)" if spec.required else display_value(spec.name, spec.default)
+            value, source = current_value(task, config, spec.name)
+            if spec.required and source == "not configured":
+                value, source = "(passed by the pipeline)", "call site"
+            kind = spec.describe_type() + (" (data: path or URI)" if spec.is_data else "")
+            rows.append((f"{task.name}.{spec.name}", kind, default, value, source))
+    return [("NAME", "TYPE", "DEFAULT", "VALUE NOW", "FROM"), *rows] if rows else []
 
 
 def tasks_listing(items: Mapping[str, Any]) -> str:
@@ -81,11 +105,18 @@ def tasks_listing(items: Mapping[str, Any]) -> str:
 
 
 def config_listing(config: Any) -> str:
-    """`dbnd show-config`: every section's winning values with layer and source."""
+    """`dbnd show-config`: every section's winning values with layer and source; every `run` key, with its
+    default when no layer sets it."""
+    from dbnd_prefect.config.model import ConfigValue
+    from dbnd_prefect.config.settings import RunSettings
+
     lines: list[str] = []
-    for section in config.sections():
+    for section in sorted({*config.sections(), "run"}):
         lines.append(f"[{section}]")
         values = config.section(section)
+        if section == "run":
+            for key, field in RunSettings.model_fields.items():
+                values.setdefault(key, ConfigValue(field.get_default(call_default_factory=True), "default", "default"))
         rows = [(f"{key} = {display_value(key, found.value)}", f"# {found.layer} layer, {found.source}")
                 for key, found in sorted(values.items())]
         lines += _table(rows)
