@@ -68,23 +68,10 @@ def project_root(path: str | os.PathLike[str]) -> Path:
     return Path(_root_of_folder(folder))
 
 
-def dotted_name(identity: str) -> str | None:
-    """`flows.wine_quality.fetch_data` for `flows/wine_quality.py:fetch_data`; None when it has no such form."""
-    path, _, qualname = identity.partition(":")
-    if not path.endswith(".py") or "<locals>" in qualname:
-        return None
-    parts = path[: -len(".py")].split("/")
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    if not parts or not all(p.isidentifier() for p in parts):
-        return None
-    return ".".join([*parts, qualname])
-
-
 def is_identity(text: str) -> bool:
     """True for identities of this form; False for the `module.qualname` ids older manifests recorded."""
     path, sep, qualname = text.partition(":")
-    return bool(sep and qualname and (path.endswith(".py") or path in (NOTEBOOK, EXEC)))
+    return bool(path and sep and qualname)
 
 
 # --- how -----------------------------------------------------------------------------------------------------
@@ -156,4 +143,4 @@ def _root_of_folder(folder: str) -> str:
 
 
 __all__ = ["PROJECT_MARKERS", "NOTEBOOK", "EXEC", "identity_of", "source_of", "module_source", "file_identity",
-           "project_root", "dotted_name", "is_identity"]
+           "project_root", "is_identity"]
