@@ -218,3 +218,21 @@ def test_a_notebook_cell_task_has_one_identity_across_kernels(workdir, monkeypat
     assert first == again
     assert first[0] == edited[0] == "<notebook>:nb_shift"
     assert edited[1] != first[1]
+
+
+def test_plan_says_when_a_task_moved_to_another_file(workdir):
+    name, old, new = unique("idt_moving"), unique("idt_old_home"), unique("idt_new_home")
+    write(workdir / f"{old}.py", f"""
+        from dbnd_prefect import task
+
+        @task
+        def {name}(x: int = 1) -> int:
+            return x + 1
+        """)
+    assert dbnd("run", f"{old}.py:{name}").exit_code == 0
+    assert f"{name}  [hit]" in dbnd("plan", f"{old}.py:{name}").stdout
+    (workdir / f"{old}.py").rename(workdir / f"{new}.py")
+    plan = dbnd("plan", f"{new}.py:{name}")
+    assert plan.exit_code == 0, plan.stderr
+    assert f"{name}  [miss]" in plan.stdout
+    assert f"task identity changed ({old}.py:{name} -> {new}.py:{name}: the file or function moved)" in plan.stdout

@@ -58,6 +58,8 @@ def _describe_param_change(name: str, old: str | None, new: str | None) -> str:
 def explain_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Why signature parts `new` differ from `old` (both as in a manifest's `signature_parts`)."""
     reasons = []
+    if old.get("task") != new.get("task"):
+        reasons.append(f"task identity changed ({old.get('task')} -> {new.get('task')}: the file or function moved)")
     if old.get("code") != new.get("code"):
         reasons.append("code changed (the task function or a project function it calls)")
     if old.get("task_version") != new.get("task_version"):
