@@ -305,8 +305,6 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     """
     from dbnd_prefect.runtime import ensure_run
 
-    from dbnd_prefect.prefect_quiet import finish_run
-
     obj = prepared.obj
     with config_context(prepared.config), ensure_run(prepared.config) as current:
         current.command_line = command_line
@@ -319,8 +317,6 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
             raise _failed(obj, exc) from exc
         except Exception as exc:
             raise _failed(obj, exc) from exc
-        finally:
-            finish_run(current)
     return RunResult(values, current)
 
 

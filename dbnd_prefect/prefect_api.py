@@ -66,6 +66,10 @@ def use_api(choice: ApiChoice) -> str | None:
 
         url: str | None = ensure_running()
     else:
+        if choice.mode == TEMPORARY:
+            from dbnd_prefect.prefect_quiet import quiet_server_settings
+
+            quiet_server_settings()  # before Prefect starts the server: it copies this environment
         url = choice.url
     _set_process_api(url)
     _applied = key

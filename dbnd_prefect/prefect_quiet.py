@@ -7,7 +7,7 @@ What Prefect prints that is not about the user's run, and why:
   PREFECT_SERVER_ANALYTICS_ENABLED=false (`quiet_server_settings`).
 - `EventsWorker - Still processing items` at exit: Prefect sends the client's events (task run
   states) from a queue, and warns when the queue is not empty when it is drained at exit.
-  `finish_run` waits until the queue is sent (Prefect's `wait_until_empty`), so nothing is left.
+  `finish_run` waits at the end of a run until the queue is sent (Prefect's `wait_until_empty`).
 - `task_run_recorder ... CancelledError` tracebacks at exit: the temporary server records task runs
   from those events, and Prefect stops it (at exit) while it is still writing the last ones.
   `finish_run` makes the process wait at exit, before Prefect stops its temporary server, until
@@ -116,9 +116,10 @@ _lock = threading.Lock()
 def finish_run(run: Any) -> None:
     """Call when a top-level run (`RunContext`) has ended, failed or not.
 
-    Waits until Prefect has sent the run's events. On Prefect's temporary server, also makes the
-    process wait at exit, before Prefect stops that server, until the server has recorded the run's
-    task runs. Cheap when there is nothing to wait for; never raises.
+    Waits (bounded) until Prefect has sent the run's events, so the run is complete in the UI and
+    nothing is queued when Prefect drains its services at exit. On Prefect's temporary server, also
+    makes the process wait at exit, before Prefect stops that server, until the server has recorded
+    the run's task runs. Cheap when there is nothing to wait for; never raises.
     """
     global _settle_registered
     if "prefect" not in sys.modules:

@@ -117,6 +117,9 @@ def ensure_run(config: Any = None) -> Iterator[RunContext]:
     try:
         yield run
     finally:
+        from dbnd_prefect.prefect_quiet import finish_run
+
+        finish_run(run)
         _current.reset(token)
         _last = run
         from dbnd_prefect.versioning.fingerprint import clear_fingerprint_cache
