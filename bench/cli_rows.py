@@ -3,8 +3,9 @@
 dbnd_prefect runs against the suite's already running Prefect server (what its default local-server mode gives
 after the first run); `dbnd plan` runs with PREFECT_API_URL unset and must start no server. The original DBND runs
 from its own virtualenv (bench/dbnd_venv.py) with its local in-process executor and DBND_HOME as project folder.
-Each side has its own project folder, one untimed warm-up run, then timed runs alternating sides. Wall time and
-peak RSS are those of the whole `dbnd` process, taken from `wait4` by this process.
+Each side has its own project folder, one untimed warm-up run, then timed runs alternating sides. Wall time,
+peak RSS and CPU are those of the whole `dbnd` process, taken from `wait4` by this process; the CPU the local
+Prefect server used during a dbnd_prefect run is read from /proc (the server shares the machine's cores).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +27,46 @@ CHAIN_PREFECT = "chain_dbnd_prefect.chain"
 CHAIN_ORIGINAL = "chain_dbnd_original.chain"
 
 
-def whole_process(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
-    """Run `command` to its end; wall seconds, peak RSS (MB) of the process, exit code, stdout and stderr."""
+def listening_pid(url: str | None) -> int | None:
+    """The pid of the local process listening on `url`'s port (the Prefect server), or None."""
+    port = urllib.parse.urlsplit(url or "").port
+    if port is None:
+        return None
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds used so far by process `pid` (None if unknown)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def whole_process(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 600,
+                  server_pid: int | None = None) -> dict[str, Any]:
+    """Run `command` to its end; wall seconds, peak RSS (MB) and CPU seconds of the process, the CPU seconds
+    the server `server_pid` used meanwhile, exit code, stdout and stderr."""
+    server_before = cpu_seconds(server_pid)
     out, err = cwd / f"stdout-{time.monotonic_ns()}.txt", cwd / f"stderr-{time.monotonic_ns()}.txt"
     with out.open("w") as stdout, err.open("w") as stderr:
         start = time.perf_counter()
@@ -38,9 +78,12 @@ def whole_process(command: list[str], cwd: Path, env: dict[str, str], timeout: f
         finally:
             timer.cancel()
         seconds = time.perf_counter() - start
+    server_after = cpu_seconds(server_pid)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: keep Popen from waiting again
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "exit": proc.returncode,
-            "stdout": out.read_text(), "stderr": err.read_text(), "timed_out": seconds >= timeout}
+    server_cpu = None if server_before is None or server_after is None else server_after - server_before
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "server_cpu_s": server_cpu, "exit": proc.returncode, "stdout": out.read_text(),
+            "stderr": err.read_text(), "timed_out": seconds >= timeout}
 
 
 class CliBench:
@@ -57,6 +100,7 @@ class CliBench:
         self.original_project = home / "cli" / "dbnd_original"
         self.prefect_dbnd = str(Path(sys.executable).parent / "dbnd")
         self.skipped: str | None = None
+        self.server_pid = listening_pid(prefect_env.get("PREFECT_API_URL"))
 
     def original_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -74,7 +118,7 @@ class CliBench:
     def run_prefect(self, n: int, version: str | None = "now") -> dict[str, Any] | None:
         command = [self.prefect_dbnd, "run", CHAIN_PREFECT, "--set", f"chain.n={n}"]
         command += ["--task-version", version] if version else []
-        done = whole_process(command, self.prefect_project, self.prefect_env)
+        done = whole_process(command, self.prefect_project, self.prefect_env, server_pid=self.server_pid)
         completed = done["stdout"].count("step: Completed")
         return self._checked("cli_run/dbnd", done, completed == n, f"{completed} of {n} steps completed")
 
@@ -95,10 +139,17 @@ class CliBench:
         reused = re.search(r"would reuse (\d+) task run", done["stdout"])
         if result is not None:
             result["hits"] = int(reused.group(1)) if reused else None
-        if (home / "server.pid").exists():  # a background server left by plan: stop it, report it
+        if (home / "server.pid").exists():  # a background server left by plan: stop it
             subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "stop"], capture_output=True,
                            env={**self.plan_env()}, timeout=60)
-            self.error("cli_plan/dbnd: `dbnd plan` started a Prefect server (PREFECT_API_URL unset)")
+        started = [p.name for p in (home / "server.pid", home / "prefect.db") if p.exists()]
+        if started or "temporary server" in done["stderr"]:  # the row says so (its target is then not met)
+            self.log(f"  cli_plan/dbnd: `dbnd plan` started a Prefect server with PREFECT_API_URL unset "
+                     f"({', '.join(started) or 'a temporary server'} in its PREFECT_HOME); it must start none")
+            for name in started:
+                (home / name).unlink(missing_ok=True)  # so that the next run's check is its own
+        if result is not None:
+            result["started_server"] = bool(started or "temporary server" in done["stderr"])
         return result
 
     def describe_original(self, n: int) -> dict[str, Any] | None:
@@ -115,7 +166,10 @@ class CliBench:
             self.error(f"{label}: {problem}\n{done['stderr'][-3000:]}")
             self.log(f"  {label}: FAILED ({problem})\n{done['stderr'][-3000:]}")
             return None
-        return {"seconds": done["seconds"], "peak_rss_mb": round(done["peak_rss_mb"], 1), "error_lines": len(bad)}
+        server = done["server_cpu_s"]
+        return {"seconds": done["seconds"], "peak_rss_mb": round(done["peak_rss_mb"], 1), "cpu_s": done["cpu_s"],
+                "server_cpu_s": server, "cpu_with_server_s": done["cpu_s"] + (server or 0.0),
+                "error_lines": len(bad)}
 
     # -- the measures
 
