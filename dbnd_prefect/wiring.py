@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 
@@ -13,6 +13,21 @@ _scope: contextvars.ContextVar["PipelineScope | None"] = contextvars.ContextVar(
 
 def current_scope() -> "PipelineScope | None":
     return _scope.get()
+
+
+_on_submit: contextvars.ContextVar["Callable[[str, Any], None] | None"] = contextvars.ContextVar(
+    "dbnd_on_submit", default=None)
+
+
+@contextlib.contextmanager
+def observe_submissions(callback: "Callable[[str, Any], None]") -> Iterator[None]:
+    """Call `callback(task_name, prefect_future)` for each task run a pipeline submits inside the block
+    (the CLI's progress display). The callback runs on the submitting thread: it must be quick and not raise."""
+    token = _on_submit.set(callback)
+    try:
+        yield
+    finally:
+        _on_submit.reset(token)
 
 
 class PipelineScope:
@@ -45,6 +60,9 @@ class PipelineScope:
             return self._by_key[key]
         future = task.prefect_for(run).submit(**arguments)
         self.calls.append((task, future))
+        observer = _on_submit.get()
+        if observer is not None:
+            observer(task.name, future)
         if key is not None:
             self._by_key[key] = future
         return future
