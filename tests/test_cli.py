@@ -213,7 +213,7 @@ def test_help_of_data_parameter_and_run_help_without_task(workdir):
     general = dbnd("run", "--help")
     assert general.exit_code == 0 and "--describe" in general.stdout and "--task-version" in general.stdout
     bare = dbnd()
-    assert bare.exit_code == 2 and bare.stdout.startswith("usage: dbnd")
+    assert bare.exit_code == 2 and bare.stdout.startswith("Usage: dbnd COMMAND")
     top = dbnd("--help")
     assert top.exit_code == 0 and "show-tasks" in top.stdout and "precedence:" in top.stdout
 
@@ -305,7 +305,7 @@ ERRORS = [
     (["run", "cli_scale.value", "--set", "value=1"],
      ["unknown task or pipeline 'cli_scale.value' (did you mean cli_scale"]),
     (["config"], ["dbnd config: missing SUBCOMMAND"]),
-    (["run", "cli_scale", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["run", "cli_scale", "--bogus"], ["dbnd run: Unknown option: --bogus", "(see dbnd run --help)"]),
     (["run", "cli_scale", "--set", "value=1", "--set", "run.verify=quick"], ["invalid run.verify = 'quick'"]),
 ]
 

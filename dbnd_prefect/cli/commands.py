@@ -1,39 +1,15 @@
-"""What each `dbnd` command does: parse its options into calls of the api, print the result."""
+"""What each `dbnd` command does: turn its options into calls of the library, print the result."""
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 import os
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 from dbnd_prefect.errors import ConfigError
 
-
-def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Run the command chosen in `args`; the exit code."""
-    if args.command == "run":
-        return run_command(parser, args, argv)
-    if args.command == "plan":
-        return plan_command(args)
-    if args.command == "versions":
-        return versions_command(args)
-    if args.command == "reproduce":
-        return reproduce_command(args)
-    if args.command == "show-tasks":
-        return show_tasks(args)
-    if args.command == "show-config":
-        return show_config(args)
-    if args.command == "server":
-        from dbnd_prefect.cli.server import server_command
-
-        return server_command(args.action)
-    if args.command == "config" and args.config_command == "explain":
-        return explain(args)
-    if args.command == "config":
-        raise ConfigError("dbnd config: missing SUBCOMMAND", hint="use dbnd config explain KEY")
-    parser.print_help()
-    return 2
+if TYPE_CHECKING:
+    from dbnd_prefect.cli.app import ConfigOptions
 
 
 def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
@@ -52,38 +28,46 @@ def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
     return parsed
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(options: ConfigOptions, task_version: str | None = None) -> Any:
     """The configuration of a command that runs no single TASK: --set keys must name their task."""
     from dbnd_prefect.api import build_config
 
-    return build_config(Path.cwd(), args.conf_files, parse_values(args.set_values, "--set"),
-                        parse_values(args.override_values, "--override"), env=args.env,
-                        task_version=getattr(args, "task_version", None))
+    return build_config(Path.cwd(), options.conf_files, parse_values(options.set_values, "--set"),
+                        parse_values(options.override_values, "--override"), env=options.env,
+                        task_version=task_version)
 
 
-def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from dbnd_prefect.api import execute, prepare_run
-    from dbnd_prefect.cli import text
+def _prepare(task: str, options: ConfigOptions, task_version: str | None, check: bool = True) -> Any:
+    from dbnd_prefect.api import prepare_run
 
-    sets = parse_values(args.set_values, "--set")
-    overrides = parse_values(args.override_values, "--override")
-    if not args.task:
-        if args.help:
-            _run_parser(parser).print_help()
-            return 0
+    return prepare_run(task, parse_values(options.set_values, "--set"),
+                       parse_values(options.override_values, "--override"), env=options.env,
+                       conf_files=options.conf_files, task_version=task_version, modules=options.modules,
+                       check=check)
+
+
+def run_command(task: str | None, options: ConfigOptions, *, task_version: str | None = None,
+                describe: bool = False, show_help: bool = False, argv: Sequence[str] = ()) -> int:
+    """`dbnd run`: the task's help, its plan (--describe), or the run and its summary."""
+    from dbnd_prefect.api import execute
+    from dbnd_prefect.cli import output, tables, text
+    from dbnd_prefect.cli.progress import progress_display
+
+    parse_values(options.set_values, "--set")  # a malformed value is named before a missing TASK
+    parse_values(options.override_values, "--override")
+    if not task:
         raise ConfigError("dbnd run: missing TASK", hint="dbnd run TASK [--set TASK.PARAM=VALUE]...; "
                                                          "see dbnd show-tasks")
-    prepared = prepare_run(args.task, sets, overrides, env=args.env, conf_files=args.conf_files,
-                           task_version=args.task_version, modules=args.modules, check=not args.help)
-    if args.help:
+    prepared = _prepare(task, options, task_version, check=not show_help)
+    if show_help:
         print(text.task_help(prepared.obj, prepared.config))
         return 0
-    if args.describe:
-        print(plan_text(prepared))
+    if describe:
+        show_plan(prepared)
         return 0
-    with _quiet_failures(args.verbose):
+    with _quiet_failures(options.verbose), progress_display():
         result = execute(prepared, command_line=["dbnd", *argv])
-    print(text.run_summary(result.run))
+    output.show(lambda: text.run_summary(result.run), lambda: tables.run_summary(result.run))
     return 0
 
 
@@ -98,47 +82,45 @@ def _quiet_failures(verbose: bool) -> Any:
     return quiet_failure_reports()
 
 
-def plan_text(prepared: Any) -> str:
-    """The dry run of a prepared request, as `dbnd plan` and `dbnd run --describe` print it."""
-    from dbnd_prefect.cli import text
+def show_plan(prepared: Any) -> None:
+    """Print the dry run of a prepared request, as `dbnd plan` and `dbnd run --describe` do."""
+    from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.config import config_context
     from dbnd_prefect.planning import plan
 
     with config_context(prepared.config):
         planned = plan(prepared.obj)
-    return text.describe(prepared.obj, prepared.config, planned)
+    output.show(lambda: text.describe(prepared.obj, prepared.config, planned),
+                lambda: tables.describe(prepared.obj, prepared.config, planned))
 
 
-def plan_command(args: argparse.Namespace) -> int:
-    from dbnd_prefect.api import prepare_run
-
-    prepared = prepare_run(args.task, parse_values(args.set_values, "--set"),
-                           parse_values(args.override_values, "--override"), env=args.env,
-                           conf_files=args.conf_files, task_version=args.task_version, modules=args.modules)
-    print(plan_text(prepared))
+def plan_command(task: str, options: ConfigOptions, *, task_version: str | None = None) -> int:
+    """`dbnd plan`: per task hit / miss / stale and why; nothing runs."""
+    show_plan(_prepare(task, options, task_version))
     return 0
 
 
-def versions_command(args: argparse.Namespace) -> int:
+def versions_command(task: str, output_name: str | None, options: ConfigOptions) -> int:
+    """`dbnd versions TASK [OUTPUT]`: the stored versions, newest first."""
     from dbnd_prefect.api import data_root_of
-    from dbnd_prefect.cli import text
+    from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.config import run_settings
+    from dbnd_prefect.discovery import find_task, recorded_versions
     from dbnd_prefect.versioning.history import list_versions
 
-    config = _config(args)
+    config = _config(options)
     root, env = data_root_of(config), run_settings(config).env
-    from dbnd_prefect.discovery import find_task, recorded_versions
-
-    name, obj = args.task, None
+    name, obj = task, None
     versions = list_versions(root, name, env) if _plain_name(name) else []
-    if not versions or args.modules:  # a dotted path, a task that has not run, or -m: the task must exist
-        obj = find_task(args.task, [*run_settings(config).modules, *args.modules], Path.cwd())
+    if not versions or options.modules:  # a dotted path, a task that has not run, or -m: the task must exist
+        obj = find_task(task, [*run_settings(config).modules, *options.modules], Path.cwd())
         name = obj.name
         versions = list_versions(root, name, env)
     versions = recorded_versions(name, versions, obj)  # only obj's; an error when two files' tasks share name
-    if args.output is not None:
-        versions = _with_output(versions, name, args.output)
-    print(text.versions_listing(name, args.output, versions, root, env))
+    if output_name is not None:
+        versions = _with_output(versions, name, output_name)
+    output.show(lambda: text.versions_listing(name, output_name, versions, root, env),
+                lambda: tables.versions_listing(name, output_name, versions, root, env))
     return 0
 
 
@@ -197,44 +179,42 @@ def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
             raise _failed(None, exc) from exc
 
 
-def reproduce_command(args: argparse.Namespace) -> int:
+def reproduce_command(run_id: str, options: ConfigOptions) -> int:
+    """`dbnd reproduce RUN_ID`: 0 when every output's checksum matches, else 1."""
     from dbnd_prefect.cli import text
 
-    with _quiet_failures(args.verbose):
-        results = reproduce_run(args.run_id, _config(args), modules=args.modules, cwd=Path.cwd())
-    print(text.reproduce_report(args.run_id, results))
+    with _quiet_failures(options.verbose):
+        results = reproduce_run(run_id, _config(options), modules=options.modules, cwd=Path.cwd())
+    print(text.reproduce_report(run_id, results))
     return 0 if all(r.matches for r in results) else 1
 
 
-def _run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices["run"]
-    raise RuntimeError("the run command is missing from the parser")
-
-
-def show_tasks(args: argparse.Namespace) -> int:
+def show_tasks(options: ConfigOptions) -> int:
+    """`dbnd show-tasks`: the discoverable tasks and pipelines."""
     from dbnd_prefect.cli import text
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.discovery import discover
 
-    config = _config(args)
-    items = discover([*run_settings(config).modules, *args.modules], Path.cwd())
+    config = _config(options)
+    items = discover([*run_settings(config).modules, *options.modules], Path.cwd())
     print(text.tasks_listing(items))
     return 0
 
 
-def show_config(args: argparse.Namespace) -> int:
-    from dbnd_prefect.cli import text
+def show_config(options: ConfigOptions) -> int:
+    """`dbnd show-config`: every configured value with its layer and source."""
+    from dbnd_prefect.cli import output, tables, text
 
-    print(text.config_listing(_config(args)))
+    config = _config(options)
+    output.show(lambda: text.config_listing(config), lambda: tables.config_listing(config))
     return 0
 
 
-def explain(args: argparse.Namespace) -> int:
-    config = _config(args)
-    check_explained_key(config, args.key, args.modules)
-    print(config.explain(args.key))
+def explain(key: str, options: ConfigOptions) -> int:
+    """`dbnd config explain KEY`: one value, where it came from and what it overrode."""
+    config = _config(options)
+    check_explained_key(config, key, options.modules)
+    print(config.explain(key))
     return 0
 
 

@@ -107,33 +107,45 @@ def tasks_listing(items: Mapping[str, Any]) -> str:
 def config_listing(config: Any) -> str:
     """`dbnd show-config`: every section's winning values with layer and source; every `run` key, with its
     default when no layer sets it."""
+    lines: list[str] = []
+    for section, rows in config_rows(config).items():
+        lines.append(f"[{section}]")
+        lines += _table([(f"{key} = {value}", f"# {source}") for key, value, source in rows])
+    return "\n".join(lines)
+
+
+def config_rows(config: Any) -> dict[str, list[tuple[str, str, str]]]:
+    """Section -> (key, shown value, `LAYER layer, SOURCE`) rows, sorted; `run` lists every run key."""
     from dbnd_prefect.config.model import ConfigValue
     from dbnd_prefect.config.settings import RunSettings
 
-    lines: list[str] = []
+    sections = {}
     for section in sorted({*config.sections(), "run"}):
-        lines.append(f"[{section}]")
         values = config.section(section)
         if section == "run":
             for key, field in RunSettings.model_fields.items():
                 values.setdefault(key, ConfigValue(field.get_default(call_default_factory=True), "default", "default"))
-        rows = [(f"{key} = {display_value(key, found.value)}", f"# {found.layer} layer, {found.source}")
-                for key, found in sorted(values.items())]
-        lines += _table(rows)
-    return "\n".join(lines)
+        sections[section] = [(key, display_value(key, found.value), f"{found.layer} layer, {found.source}")
+                             for key, found in sorted(values.items())]
+    return sections
 
 
 def describe(obj: Any, config: Any, planned: Sequence[Any]) -> str:
     """`dbnd run TASK --describe`: the task graph with resolved parameters and output targets."""
+    from dbnd_prefect.planning import format_plan
+
+    body = format_plan(list(planned))
+    return "\n".join(part for part in (plan_head(obj, config, planned), body, plan_totals(planned)) if part)
+
+
+def plan_head(obj: Any, config: Any, planned: Sequence[Any]) -> str:
+    """`pipeline NAME: 3 task run(s) (env local, data root /p/data); nothing was run`."""
     from dbnd_prefect.api import data_root_of
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.discovery import kind_of
-    from dbnd_prefect.planning import format_plan
 
-    head = (f"{kind_of(obj)} {obj.name}: {len(planned)} task run(s) (env {run_settings(config).env}, "
+    return (f"{kind_of(obj)} {obj.name}: {len(planned)} task run(s) (env {run_settings(config).env}, "
             f"data root {data_root_of(config)}); nothing was run")
-    body = format_plan(list(planned))
-    return "\n".join(part for part in (head, body, plan_totals(planned)) if part)
 
 
 def plan_totals(planned: Sequence[Any]) -> str:
@@ -178,6 +190,12 @@ def versions_listing(task: str, output: str | None, versions: Sequence[Mapping[s
     what = f"{task}.{output}" if output else task
     if not versions:
         return f"no stored versions of {what} under {data_root} (env {env})"
+    return "\n".join([f"{what}: {len(versions)} stored version(s) under {data_root} (env {env}), newest first",
+                      *_table(version_rows(output, versions)), versions_hint(task, output, versions)])
+
+
+def version_rows(output: str | None, versions: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+    """The header and one row per stored version: ended, signature, flow run, size, parameters (, URI)."""
     rows = [("ENDED (UTC)", "SIGNATURE", "FLOW RUN", "SIZE", "PARAMETERS") + (("URI",) if output else ())]
     for manifest in versions:
         outputs = manifest.get("outputs", {})
@@ -187,10 +205,13 @@ def versions_listing(task: str, output: str | None, versions: Sequence[Mapping[s
         row = (_when(manifest), str(manifest.get("signature", "?"))[:16], run_id_of(manifest), human_bytes(size),
                _parameters(manifest) or "-")
         rows.append(row + ((str(outputs[output].get("uri")),) if output else ()))
+    return rows
+
+
+def versions_hint(task: str, output: str | None, versions: Sequence[Mapping[str, Any]]) -> str:
+    """How to pass one of the versions as a data parameter."""
     example = f"{task}.{output or next(iter(versions[0].get('outputs', {})), 'OUTPUT')}"
-    return "\n".join([f"{what}: {len(versions)} stored version(s) under {data_root} (env {env}), newest first",
-                      *_table(rows),
-                      f"use one as a data parameter: --set TASK.PARAM={example}@latest or {example}@run:FLOW_RUN"])
+    return f"use one as a data parameter: --set TASK.PARAM={example}@latest or {example}@run:FLOW_RUN"
 
 
 def run_id_of(manifest: Mapping[str, Any]) -> str:
@@ -246,18 +267,31 @@ def flow_run_name(flow_run_id: str) -> str | None:
         return None
 
 
+def run_head(run: Any) -> str:
+    """`run ID finished (env local, data root /p/data)`: the id is the Prefect flow run id."""
+    return f"run {run.flow_run_id or run.run_uid} finished (env {run.env}, data root {run.data_root})"
+
+
+def flow_run_line(run: Any) -> str | None:
+    """`prefect flow run 'NAME' (ID): UI LINK`, or None without a Prefect API."""
+    url, flow_run_id = api_url(), getattr(run, "flow_run_id", None)
+    if not (url and flow_run_id):
+        return None
+    name = flow_run_name(flow_run_id)
+    shown = f"'{name}' ({flow_run_id})" if name else flow_run_id
+    return f"prefect flow run {shown}: {ui_link(url, flow_run_id)}"
+
+
 def run_summary(run: Any) -> str:
     """The end-of-run summary: run id, Prefect flow run and UI link, each task's state and outputs.
 
     The run id is the Prefect flow run id: what `dbnd reproduce`, `TASK.OUTPUT@run:ID` and the FLOW RUN
     column of `dbnd versions` take.
     """
-    lines = [f"run {run.flow_run_id or run.run_uid} finished (env {run.env}, data root {run.data_root})"]
-    url, flow_run_id = api_url(), getattr(run, "flow_run_id", None)
-    if url and flow_run_id:
-        name = flow_run_name(flow_run_id)
-        shown = f"'{name}' ({flow_run_id})" if name else flow_run_id
-        lines.append(f"prefect flow run {shown}: {ui_link(url, flow_run_id)}")
+    lines = [run_head(run)]
+    link = flow_run_line(run)
+    if link:
+        lines.append(link)
     for entry in run.task_runs:
         lines.append(f"  {entry['task']}: {entry['state']}")
         outputs = entry.get("outputs", {})
