@@ -48,12 +48,14 @@ from dbnd_prefect.errors import ConfigError, DbndError
 __all__ = ["main", "build_app"]
 
 
-def build_app() -> Any:
-    """The `dbnd` cyclopts App, its help laid out for where stdout goes (panels on a terminal, plain text
-    elsewhere)."""
+def build_app(for_help: bool = True) -> Any:
+    """The `dbnd` cyclopts App; `for_help`: its help laid out for where stdout goes (panels on a terminal,
+    plain text elsewhere)."""
     from dbnd_prefect.cli.app import app
     from dbnd_prefect.cli.output import is_terminal
 
+    if not for_help:  # the help formatter and its console are imported only to print help
+        return app
     if is_terminal():
         app.help_formatter, app.console = "default", None
     else:  # one line per entry, not wrapped at 80 columns: greppable
@@ -94,7 +96,7 @@ def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """The command function `argv` chooses and its arguments; a usage mistake is a ConfigError."""
     from cyclopts import CycloptsError
 
-    app = build_app()
+    app = build_app(for_help=not argv or "--help" in argv or "-h" in argv)
     try:
         command, bound, ignored = app.parse_args(argv, print_error=False, exit_on_error=False)
     except CycloptsError as exc:

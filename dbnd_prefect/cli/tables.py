@@ -19,8 +19,13 @@ STATUS_STYLES = {"hit": "green", "miss": "yellow", "stale": "red", "Completed": 
                  "Failed": "red", "Crashed": "red"}
 
 
-def _table(*columns: str, title: str | None = None) -> Table:
-    table = Table(*columns, box=box.SIMPLE_HEAD, title=title, title_justify="left", header_style="bold")
+FOLDED = ("URI", "OUTPUTS")  # paths are folded onto more lines when narrow, never cut: they are copied
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold" if column in FOLDED else "ellipsis")
     return table
 
 
