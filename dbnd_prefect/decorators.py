@@ -290,7 +290,6 @@ class DbndTask(_Callable):
             return task(*args, **kwargs)
 
         run_one.__signature__ = self._signature.replace(return_annotation=inspect.Signature.empty)  # type: ignore
-        run_one.__wrapped__ = self.func  # type: ignore[attr-defined]  # its identity is the task's own
         for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
             setattr(run_one, attr, getattr(self.func, attr, None))
         run_one.__annotations__ = {k: v for k, v in getattr(self.func, "__annotations__", {}).items() if k != "return"}
