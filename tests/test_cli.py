@@ -319,6 +319,45 @@ def test_input_mistakes(args, expected, workdir):
     assert result.run is None
 
 
+USAGE_MISTAKES = [
+    (["run", "cli_scale", "--bogus"], ["dbnd run: Unknown option: --bogus", "(see dbnd run --help)"]),
+    (["run", "cli_scale", "--set"], ["dbnd run:", "--set requires an argument", "(see dbnd run --help)"]),
+    (["plan"], ["dbnd plan:", "TASK requires an argument"]),
+    (["versions"], ["dbnd versions:", "TASK requires an argument"]),
+    (["reproduce"], ["dbnd reproduce:", "RUN_ID requires an argument"]),
+    (["config", "explain"], ["dbnd config explain:", "KEY requires an argument"]),
+    (["versions", "cli_scale", "result", "extra"], ["dbnd versions: unexpected argument(s): extra"]),
+    (["server", "restart"], ["dbnd server:", "\"restart\"", "status", "start", "stop"]),
+    (["runn", "cli_scale"], ["Unknown command \"runn\"", "Did you mean \"run\"?"]),
+    (["show-tasks", "--task-version", "3"], ["dbnd show-tasks: Unknown option: --task-version"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", USAGE_MISTAKES, ids=[" ".join(a) for a, _ in USAGE_MISTAKES])
+def test_usage_mistakes_are_one_line_with_exit_code_2(args, expected, workdir):
+    result = dbnd(*args)
+    assert_user_error(result, *expected)
+    assert result.run is None and not (workdir / "data").exists()
+    verbose = dbnd(*args, "--verbose")
+    assert verbose.exit_code == 2 and "Traceback" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1] == result.stderr.strip()
+
+
+def test_later_set_beats_earlier_and_values_keep_their_equals_signs(workdir):
+    first, second = "cli_scale.label=first", "label=second"
+    assert described(dbnd("run", "cli_scale", "--set", "value=1", "--set", first, "--set", second, "--describe"),
+                      "label") == "'second'"
+    assert described(dbnd("run", "cli_scale", "--set", "value=1", "--set", second, "--set", first, "--describe"),
+                      "label") == "'first'"
+    assert described(dbnd("run", "cli_scale", "--set", "value=1", "--set", "label=a=b==c", "--describe"),
+                      "label") == "'a=b==c'"
+    as_json = dbnd("run", "cli_scale", "--set", '{"cli_scale.value": 1, "cli_scale.label": "k=v {x}"}',
+                   "--set", "factor=3", "--describe")
+    assert described(as_json, "label") == "'k=v {x}'" and described(as_json, "factor") == "3"
+    mixed = dbnd("run", "cli_scale", "--set", '{"value": 1, "label": "json"}', "--set", "label=later", "--describe")
+    assert described(mixed, "label") == "'later'"
+
+
 def test_config_file_mistakes_name_file_and_line(workdir):
     project(workdir, "[cli_scale]\nfactor = 3\nlabel 'x'\n")
     assert_user_error(dbnd("run", "cli_scale", "--set", "value=1"), "dbnd.toml:5: invalid TOML")

@@ -33,7 +33,16 @@ which layer won. Input mistakes exit with code 2 and one line on stderr before a
 bad input data found only when a task loads it (a file that does not parse, an empty file, a
 directory) also exits with code 2, naming the task, the parameter and the URI; a task whose own
 code fails exits with code 1 and names the task. `--verbose` adds tracebacks and Prefect's own
-failure reports.
+failure reports. A usage mistake (an unknown option or command, a missing argument) is one line
+`dbnd: error: ...` with exit code 2 as well.
+
+On a terminal, `dbnd plan` (and `run --describe`), `dbnd versions`, `dbnd show-config` and the
+end-of-run summary are tables, and a run shows its task runs (done, running, reused, failed) live
+on stderr. Without a terminal (pipes, files, CI, tests) the same facts are plain lines, one fact
+per line, for grep.
+
+The commands and their options are declared with cyclopts in `dbnd_prefect.cli.app`; what each
+command does is in `dbnd_prefect.cli.commands`, the plain lines in `text`, the tables in `tables`.
 """
 
 from __future__ import annotations
@@ -94,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """The command function `argv` chooses and its arguments; a usage mistake is a ConfigError."""
-    from cyclopts import CycloptsError
+    from cyclopts import CycloptsError, UnusedCliTokensError
 
     app = build_app(for_help=not argv or "--help" in argv or "-h" in argv)
     try:
@@ -102,6 +111,8 @@ def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     except CycloptsError as exc:
         prog = " ".join(["dbnd", *(getattr(exc, "command_chain", None) or ())])
         message = _one_line(str(exc)).rstrip(".")
+        if isinstance(exc, UnusedCliTokensError):
+            message = f"unexpected argument(s): {' '.join(exc.unused_tokens)}"
         raise ConfigError(f"{prog}: {message}", hint=f"see {prog} --help") from None
     kwargs = dict(bound.kwargs)
     if "argv" in ignored:
