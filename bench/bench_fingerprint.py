@@ -42,7 +42,7 @@ def build(dataset: str, rows: int) -> Any:
 
 def variant_function(variant: str, df: Any) -> Callable[[], Any]:
     if variant == "dbnd fingerprint_value":
-        from dbnd_prefect.versioning.fingerprint import clear_fingerprint_cache, fingerprint_value
+        from dbnd_prefect.fingerprint import clear_fingerprint_cache, fingerprint_value
 
         def ours() -> Any:
             clear_fingerprint_cache()  # measure hashing, not the memo cache

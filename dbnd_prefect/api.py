@@ -193,7 +193,7 @@ class ConfigView:
 def validate(obj: Any, config: DbndConfig) -> None:
     """Check a run of `obj` with `config` before anything runs: task sections, values, input files."""
     from dbnd_prefect import registry
-    from dbnd_prefect.versioning.selectors import is_selector
+    from dbnd_prefect.history.selectors import is_selector
 
     items = registry.all_items()
     items[obj.name] = obj  # the one being run, also when other modules define its name
@@ -239,7 +239,7 @@ def _check_sections(config: DbndConfig, items: Mapping[str, Any]) -> None:
 
 def _resolved(value: Any, view: ConfigView, where: str, source: str) -> Any:
     """A version selector's stored URI (ParameterError naming `where` when nothing is stored); else `value`."""
-    from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
+    from dbnd_prefect.history.selectors import is_selector, resolve_selector
 
     if not is_selector(value):
         return value

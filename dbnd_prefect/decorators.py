@@ -111,7 +111,7 @@ class _Callable:
             else:
                 continue
             if spec.is_data and run is not None and isinstance(value, str) and "@" in value:
-                from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
+                from dbnd_prefect.history.selectors import is_selector, resolve_selector
 
                 if is_selector(value):
                     value = resolve_selector(value, run.data_root, run.env)
@@ -198,7 +198,7 @@ class DbndTask(_Callable):
     @property
     def code_fingerprint(self) -> str:
         if self._code_fingerprint is None:
-            from dbnd_prefect.versioning.fingerprint import fingerprint_code
+            from dbnd_prefect.fingerprint import fingerprint_code
 
             self._code_fingerprint = fingerprint_code(self.func)
         return self._code_fingerprint
@@ -216,7 +216,8 @@ class DbndTask(_Callable):
 
     def signature_for(self, inputs: Mapping[str, Any], run: RunContext | None) -> Any:
         """The signature of a run of this task with these (unloaded) inputs."""
-        from dbnd_prefect.versioning.signature import compute_signature, fingerprint_input
+        from dbnd_prefect.fingerprint.signature import compute_signature
+        from dbnd_prefect.versioning.inputs import fingerprint_input
 
         full = bool(run and run.config.get("run", "input_fingerprint", "fast") == "content")
         fingerprints = {
@@ -350,7 +351,7 @@ class DbndPipeline(_Callable, prefect.Flow):
                 finally:
                     run.task_runs.extend(scope.summaries())
                     if is_root:
-                        from dbnd_prefect.versioning.run_record import write_run_record
+                        from dbnd_prefect.history.run_record import write_run_record
 
                         run.record_uri = write_run_record(run, self.name, arguments, state, started)
 

@@ -75,6 +75,23 @@ class TaskFailedError(DbndError):
     exit_code = 1
 
 
+class UnfingerprintableValueError(DbndError, ValueError):
+    """A value that can be neither fingerprinted by content nor pickled."""
+
+    def __init__(self, type_name: str, reason: str) -> None:
+        self.type_name = type_name
+        self.reason = reason
+        self.path: list[str] = []  # filled in while the error unwinds through containers
+        super().__init__(f"cannot fingerprint a value of type {type_name}: {reason}")
+
+    def __str__(self) -> str:
+        where = f" at {''.join(self.path)}" if self.path else ""
+        return (
+            f"cannot fingerprint a value of type {self.type_name}{where}: {self.reason} "
+            "(pass it as data the task can load, exclude it from the task's signature, or make it picklable)"
+        )
+
+
 def is_input_error(exc: BaseException) -> bool:
     """True for an error in a task's input data (found while loading it): bad input, exit code 2.
 

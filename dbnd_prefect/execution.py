@@ -8,6 +8,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Mapping
 
+from dbnd_prefect import layout
 from dbnd_prefect.errors import DbndError, ParameterError, TargetError
 from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
 from dbnd_prefect.params import ParamSpec, split_outputs
@@ -93,16 +94,9 @@ def _target_options(spec: ParamSpec) -> dict[str, Any]:
     return {"format": spec.data.format, "load_options": dict(spec.data.load_options) or None}
 
 
-def folder_name(task_name: str) -> str:
-    """The task's name as used in folder names (file names have a length limit)."""
-    return task_name[:100]
-
-
 def output_dir(run: "RunContext", task_name: str, signature: Any) -> str:
-    """`{root}/{env}/{date}/{task}/{task}_{signature}`: readable, and unique per signature."""
-    name = folder_name(task_name)
-    return "/".join([run.data_root.rstrip("/"), run.env, run.run_date.isoformat(), name,
-                     f"{name}_{signature.short}"])
+    """The folder of this run's outputs of `task_name` with `signature` (see layout.py)."""
+    return layout.output_dir(run.data_root, run.env, run.run_date, task_name, signature.digest)
 
 
 def write_outputs(
@@ -150,7 +144,7 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
 
     from dbnd_prefect.runtime import current_run
     from dbnd_prefect.targets import Target
-    from dbnd_prefect.versioning.manifest import MANIFEST_NAME, build_manifest
+    from dbnd_prefect.history.manifest import build_manifest
     from dbnd_prefect.versioning.policy import take_signature
 
     run = current_run()
@@ -173,7 +167,7 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
     infos = write_outputs(task, run, signature, values)
 
     folder = output_dir(run, task.name, signature)
-    manifest_uri = f"{folder}/{MANIFEST_NAME}"
+    manifest_uri = layout.manifest_uri(folder)
     flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else None
     from dbnd_prefect.tracking import take_metrics
 

@@ -43,8 +43,8 @@ def _result_store(run: RunContext) -> Any:
 
 def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
     """(status, reason, stored outputs when reusable) of a task run with `signature`."""
-    from dbnd_prefect.versioning.history import explain_difference, list_versions
-    from dbnd_prefect.versioning.policy import NO_RECORD, read_record, reuse_problem
+    from dbnd_prefect.history.versions import explain_difference, list_versions
+    from dbnd_prefect.versioning.verify import NO_RECORD, read_record, reuse_problem
 
     record = read_record(_result_store(run), run.storage.record_key(signature.digest),
                          run.storage.record_uri(signature.digest))

@@ -122,7 +122,7 @@ def ensure_run(config: Any = None) -> Iterator[RunContext]:
         finish_run(run)
         _current.reset(token)
         _last = run
-        from dbnd_prefect.versioning.fingerprint import clear_fingerprint_cache
+        from dbnd_prefect.fingerprint import clear_fingerprint_cache
 
         clear_fingerprint_cache()  # the next run must see values edited in place
 

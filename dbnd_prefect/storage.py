@@ -13,12 +13,10 @@ from typing import Any
 
 import xxhash
 
+from dbnd_prefect import layout
 from dbnd_prefect.errors import ConfigError
 from dbnd_prefect.targets import normalize_uri
 
-STORE_DIR = ".dbnd"
-RECORDS_DIR = "prefect-records"
-RUNS_DIR = "runs"
 _cloud_registered = False
 
 
@@ -45,22 +43,18 @@ class RunStorage:
         """A block that reads this root's records, saved or not (for reading without the Prefect API)."""
         from dbnd_prefect.record_store import RecordStore
 
-        return self._block or RecordStore(basepath=_records_basepath(self.data_root))
+        return self._block or RecordStore(basepath=layout.store_dir(self.data_root))
 
     def record_key(self, digest: str) -> str:
         """The Prefect cache key (a path inside `result_storage`) of a signature's record."""
         return self.record_prefix + digest
 
     def record_uri(self, digest: str) -> str:
-        return f"{self.data_root.rstrip('/')}/{STORE_DIR}/{RECORDS_DIR}/{digest}"
+        return layout.record_uri(self.data_root, digest)
 
     def run_record_uri(self, flow_run_id: str) -> str:
-        """Where the record of the pipeline run `flow_run_id` goes (see versioning/run_record.py)."""
-        return f"{run_records_folder(self.data_root)}/{flow_run_id}.json"
-
-
-def run_records_folder(data_root: str) -> str:
-    return f"{data_root.rstrip('/')}/{STORE_DIR}/{RUNS_DIR}"
+        """Where the record of the pipeline run `flow_run_id` goes (see history/run_record.py)."""
+        return layout.run_record_uri(self.data_root, flow_run_id)
 
 
 def _register_cloud_options() -> None:
@@ -81,7 +75,7 @@ def resolve_storage(data_root: str, storage_block: str | None = None, api: str |
 
         use_api(choose_api(api))
         return _from_block(storage_block)
-    return RunStorage(normalize_uri(data_root), f"{RECORDS_DIR}/")
+    return RunStorage(normalize_uri(data_root), f"{layout.RECORDS_DIR}/")
 
 
 def _from_block(slug: str) -> RunStorage:
@@ -99,14 +93,10 @@ def _from_block(slug: str) -> RunStorage:
                           hint="check the name with `prefect block ls`; install its integration "
                                "(pip install 'dbnd-prefect[aws]', [gcp] or [azure])") from None
     base = normalize_uri(register_block_options(block))
-    return RunStorage(base, f"{STORE_DIR}/{RECORDS_DIR}/", block)
+    return RunStorage(base, f"{layout.STORE_DIR}/{layout.RECORDS_DIR}/", block)
 
 
 _saved_blocks: dict[str, Any] = {}
-
-
-def _records_basepath(root: str) -> str:
-    return f"{root.rstrip('/')}/{STORE_DIR}"
 
 
 def _records_block(root: str) -> Any:
@@ -117,7 +107,7 @@ def _records_block(root: str) -> Any:
     """
     from dbnd_prefect.record_store import RecordStore
 
-    basepath = _records_basepath(root)
+    basepath = layout.store_dir(root)
     block = _saved_blocks.get(basepath)
     if block is None:
         block = RecordStore(basepath=basepath)

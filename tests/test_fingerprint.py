@@ -19,9 +19,8 @@ import pyarrow as pa
 import pytest
 
 import dbnd_prefect
-from dbnd_prefect.errors import DbndError
-from dbnd_prefect.versioning.fingerprint import (
-    UnfingerprintableValueError,
+from dbnd_prefect.errors import DbndError, UnfingerprintableValueError
+from dbnd_prefect.fingerprint import (
     clear_fingerprint_cache,
     describe_code,
     fingerprint_code,
@@ -62,7 +61,7 @@ SAMPLES = _namespace["SAMPLES"]
 def _digests_in_subprocess(hash_seed: str) -> dict[str, str]:
     script = SAMPLES_SOURCE + textwrap.dedent(
         """
-        from dbnd_prefect.versioning.fingerprint import fingerprint_value
+        from dbnd_prefect.fingerprint import fingerprint_value
         for name, make in SAMPLES.items():
             print(name, fingerprint_value(make()))
         """
@@ -82,7 +81,7 @@ def test_digests_are_identical_across_processes_and_hash_seeds():
 def test_importing_and_hashing_plain_values_does_not_import_pandas():
     script = (
         "import sys\n"
-        "from dbnd_prefect.versioning.fingerprint import fingerprint_value, fingerprint_code\n"
+        "from dbnd_prefect.fingerprint import fingerprint_value, fingerprint_code\n"
         "fingerprint_value({'a': [1, 2.0, {'x'}]})\n"
         "fingerprint_code(fingerprint_value)\n"
         "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules))\n"

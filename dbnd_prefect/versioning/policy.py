@@ -10,13 +10,12 @@ reporting a hit for data that is not there.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
 from prefect.cache_policies import CachePolicy
 
-from dbnd_prefect.versioning.manifest import read_manifest, verify_outputs
+from dbnd_prefect.versioning.verify import NO_RECORD, delete_record, read_record, reuse_problem
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -54,53 +53,5 @@ class SignaturePolicy(CachePolicy):
             if reason not in (None, NO_RECORD):
                 logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", self.dbnd_task.name, reason)
                 store.cache.pop(store._resolved_key_path(key), None)
-                _delete_record(run.storage.record_uri(signature.digest))
+                delete_record(run.storage.record_uri(signature.digest))
         return key
-
-
-NO_RECORD = "no cache record"
-
-
-def read_record(store: Any, key: str, uri: str) -> Any:
-    """The cache record under `key` (stored at `uri`), or None when there is none; an unreadable one is
-    returned as the error. Existence is asked of the file system: block types report a missing key
-    each in their own way."""
-    from dbnd_prefect.targets import get_filesystem, split_uri
-
-    protocol, path = split_uri(uri)
-    try:
-        # every task run asks this; on local disk a stat is 1.5 µs where fsspec's exists takes 18 µs
-        found = os.path.exists(path) if protocol == "file" else get_filesystem(protocol).exists(path)
-        if not found:
-            return None
-        return store.read(key)
-    except Exception as exc:  # e.g. a record whose payload no longer unpickles, or an unreachable store
-        return exc
-
-
-def reuse_problem(record: Any, digest: str, full: bool) -> str | None:
-    """Why a cache record must not be reused (NO_RECORD when there is none), or None when its outputs verify."""
-    if record is None:
-        return NO_RECORD
-    if isinstance(record, Exception):
-        return f"its cache record cannot be read ({record})"
-    manifest_uri = getattr(record.result, "manifest_uri", None)
-    if manifest_uri is None:
-        return "its cache record names no manifest"
-    manifest = read_manifest(manifest_uri)
-    if manifest is None:
-        return f"the manifest {manifest_uri} is missing"
-    if manifest.get("signature") != digest:
-        return f"the manifest {manifest_uri} belongs to another signature"
-    return verify_outputs(manifest, full=full)
-
-
-def _delete_record(uri: str) -> None:
-    from dbnd_prefect.targets import get_filesystem, split_uri
-
-    protocol, path = split_uri(uri)
-    fs = get_filesystem(protocol)
-    try:
-        fs.rm(path)
-    except FileNotFoundError:
-        pass

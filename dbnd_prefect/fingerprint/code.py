@@ -20,7 +20,7 @@ from typing import Any
 import xxhash
 
 from dbnd_prefect.identity import identity_of, module_source, source_of
-from dbnd_prefect.versioning.fingerprint_data import fingerprint_value
+from dbnd_prefect.fingerprint.data import fingerprint_value
 
 DEFAULT_MAX_DEPTH = 10
 _EXCLUDED_PACKAGES = ("prefect", "dbnd_prefect")

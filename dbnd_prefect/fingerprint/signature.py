@@ -1,4 +1,4 @@
-"""A task run's signature: the one place where it is computed.
+"""A task run's signature from its parts: the one place where it is computed.
 
 signature = task identity + code fingerprint + significant parameter values + input data
 fingerprints + task_version + environment. Upstream outputs count by their producer's signature,
@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Mapping
 
 import xxhash
 
-from dbnd_prefect.errors import DbndError
-
-SIGNATURE_LENGTH = 16  # hex chars used in paths; the manifest keeps the full digest
+from dbnd_prefect.layout import SIGNATURE_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,28 +40,6 @@ class Signature:
             "env": self.env,
         }
 
-
-def fingerprint_input(spec: Any, value: Any, full_content: bool = False) -> str:
-    """Fingerprint one parameter value without loading data that is still on storage."""
-    from dbnd_prefect.outputs import OutputRef, TaskOutputs
-    from dbnd_prefect.targets import Target
-    from dbnd_prefect.versioning.fingerprint import fingerprint_value
-
-    if isinstance(value, OutputRef):
-        source = value.source
-        if isinstance(source, TaskOutputs):
-            return f"output:{source.signature}:{value.name}"
-        value = value.result()
-    if isinstance(value, TaskOutputs):
-        return f"output:{value.signature}"
-    if spec is not None and spec.is_data and isinstance(value, (str, os.PathLike)):
-        value = Target(value)
-    if isinstance(value, Target):
-        try:
-            return f"target:{value.uri}:{value.fingerprint(full=full_content)}"
-        except DbndError:  # missing or unreadable: the task run reports it, with its context
-            return f"target:{value.uri}:unavailable"
-    return "value:" + fingerprint_value(value)
 
 
 def compute_signature(

@@ -18,7 +18,6 @@ import subprocess
 import sys
 from typing import Any, Mapping
 
-MANIFEST_NAME = "_manifest.json"
 SCHEMA_VERSION = 1
 _SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|access_?key|credential|private_?key)")
 _MASK = "****"
@@ -116,28 +115,3 @@ def read_manifest(uri: str) -> dict[str, Any] | None:
             return json.loads(f.read())
     except Exception:
         return None
-
-
-def verify_outputs(manifest: Mapping[str, Any], full: bool = False) -> str | None:
-    """Why the outputs recorded in `manifest` cannot be reused, or None when they can.
-
-    Fast mode trusts an output whose size and store version (mtime, ETag, generation) are as
-    recorded, and re-hashes the content only when they differ; full mode always re-hashes.
-    """
-    from dbnd_prefect.targets import Target
-
-    for name, info in manifest.get("outputs", {}).items():
-        target = Target(info["uri"], format=info.get("format"))
-        try:
-            if not target.exists():
-                return f"output '{name}' is missing at {info['uri']}"
-            stat = target.info()
-            if stat.get("size") != info.get("bytes"):
-                return f"output '{name}' at {info['uri']} has {stat.get('size')} bytes, manifest says {info.get('bytes')}"
-            if not full and info.get("store_version") and target.fingerprint() == info["store_version"]:
-                continue
-        except Exception as exc:  # an unreachable store is a miss, not a crash
-            return f"output '{name}' cannot be read at {info['uri']}: {exc}"
-        if target.checksum() != info.get("checksum"):
-            return f"output '{name}' at {info['uri']} does not match its checksum (changed after it was written)"
-    return None

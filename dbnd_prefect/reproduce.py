@@ -33,9 +33,9 @@ def run_manifests(data_root: str, run_id: str) -> list[dict[str, Any]]:
     The run record lists them all, reused outputs included; a run without one (it was killed, or it
     is a nested pipeline's flow run) is found by scanning the manifests its task runs wrote.
     """
-    from dbnd_prefect.versioning.history import read_manifests
-    from dbnd_prefect.versioning.manifest import read_manifest
-    from dbnd_prefect.versioning.run_record import find_run_records
+    from dbnd_prefect.history.versions import read_manifests
+    from dbnd_prefect.history.manifest import read_manifest
+    from dbnd_prefect.history.run_record import find_run_records
 
     run_id = run_id.lower()
     listed: dict[str, dict[str, Any]] = {}

@@ -13,7 +13,6 @@ import datetime as dt
 import decimal
 import enum
 import pathlib
-import struct
 import threading
 import uuid
 import weakref
@@ -22,29 +21,11 @@ from typing import Any, Callable
 
 import xxhash
 
-from dbnd_prefect.errors import DbndError
+from dbnd_prefect.errors import UnfingerprintableValueError
+from dbnd_prefect.fingerprint.primitives import U64 as _U64, feed_text as _text, type_name as _type_name
 
-_U64 = struct.Struct("<Q").pack
-_CHUNK_BYTES = 1 << 20  # work buffer size: copies never exceed it, and data stays in cache between passes
 _CACHE_MIN_BYTES = 1 << 20
 _CACHE_MAX_ENTRIES = 32
-
-
-class UnfingerprintableValueError(DbndError, ValueError):
-    """A value that can be neither fingerprinted by content nor pickled."""
-
-    def __init__(self, type_name: str, reason: str) -> None:
-        self.type_name = type_name
-        self.reason = reason
-        self.path: list[str] = []  # filled in while the error unwinds through containers
-        super().__init__(f"cannot fingerprint a value of type {type_name}: {reason}")
-
-    def __str__(self) -> str:
-        where = f" at {''.join(self.path)}" if self.path else ""
-        return (
-            f"cannot fingerprint a value of type {self.type_name}{where}: {self.reason} "
-            "(pass it as data the task can load, exclude it from the task's signature, or make it picklable)"
-        )
 
 
 def fingerprint_value(obj: Any) -> str:
@@ -122,16 +103,6 @@ def _large_nbytes(obj: Any, kind: str) -> int:
 # Every item starts with a one-byte tag; variable-length parts are length-prefixed, so encodings never collide.
 
 
-def _text(h: Any, tag: bytes, s: str) -> None:
-    b = s.encode("utf-8", "surrogatepass")
-    h.update(tag + _U64(len(b)))
-    h.update(b)
-
-
-def _type_name(t: type) -> str:
-    return f"{t.__module__}.{t.__qualname__}"
-
-
 class _Walker:
     __slots__ = ("active",)
 
@@ -176,7 +147,7 @@ class _Walker:
         if kind is None:
             kind = _kind(t)
         if kind != "other":
-            from dbnd_prefect.versioning import fingerprint_arrays
+            from dbnd_prefect.fingerprint import arrays as fingerprint_arrays
 
             if fingerprint_arrays.feed_array_like(self, h, obj, kind):
                 return

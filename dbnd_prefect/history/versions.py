@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbnd_prefect.versioning.manifest import MANIFEST_NAME
+from dbnd_prefect import layout
 
 
 def read_manifests(data_root: str, env: str = "*", task_name: str = "*") -> list[dict[str, Any]]:
     """Every readable manifest under `data_root` (optionally one env's or one task's), each with its `uri`."""
-    return read_json_glob(f"{data_root.rstrip('/')}/{env}/*/{task_name}/{task_name}_*/{MANIFEST_NAME}")
+    return read_json_glob(layout.manifest_glob(data_root, env, task_name))
 
 
 def read_json_glob(pattern_uri: str) -> list[dict[str, Any]]:
@@ -33,9 +33,7 @@ def read_json_glob(pattern_uri: str) -> list[dict[str, Any]]:
 
 def list_versions(data_root: str, task_name: str, env: str | None = None) -> list[dict[str, Any]]:
     """Every complete stored run of `task_name` under `data_root`, newest first (manifests, with `uri`)."""
-    from dbnd_prefect.execution import folder_name
-
-    found = [m for m in read_manifests(data_root, env or "*", folder_name(task_name)) if m.get("task") == task_name]
+    found = [m for m in read_manifests(data_root, env or "*", task_name) if m.get("task") == task_name]
     found.sort(key=lambda m: m.get("ended", ""), reverse=True)
     return found
 

@@ -32,7 +32,7 @@ def build_run_record(
 ) -> dict[str, Any]:
     """The run record document of a finished pipeline run."""
     from dbnd_prefect.redaction import redact
-    from dbnd_prefect.versioning.manifest import mask_parameters
+    from dbnd_prefect.history.manifest import mask_parameters
 
     shown = {name: (redact(str(value)) if isinstance(value, (str, os.PathLike)) else value)
              for name, value in parameters.items()}
@@ -76,10 +76,10 @@ def write_run_record(
 
 def find_run_records(data_root: str, run_id: str) -> list[dict[str, Any]]:
     """The run records whose flow run id starts with `run_id`, each with its `uri`."""
-    from dbnd_prefect.storage import run_records_folder
-    from dbnd_prefect.versioning.history import read_json_glob
+    from dbnd_prefect import layout
+    from dbnd_prefect.history.versions import read_json_glob
 
     try:
-        return read_json_glob(f"{run_records_folder(data_root)}/{run_id.lower()}*.json")
+        return read_json_glob(layout.run_record_glob(data_root, run_id))
     except (OSError, ValueError):  # no records folder on the store yet: the caller falls back to the manifests
         return []

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from dbnd_prefect.versioning.fingerprint_data import _U64, _CHUNK_BYTES, UnfingerprintableValueError, _text, _type_name
+from dbnd_prefect.errors import UnfingerprintableValueError
+from dbnd_prefect.fingerprint.primitives import CHUNK_BYTES as _CHUNK_BYTES, U64 as _U64, feed_text as _text, type_name as _type_name
 
 _I64 = struct.Struct("<q").pack
 

@@ -19,7 +19,7 @@ def is_selector(value: Any) -> bool:
 
 def resolve_selector(value: str, data_root: str, env: str) -> str:
     """The URI of the stored output a selector names; ParameterError when there is none."""
-    from dbnd_prefect.versioning.history import list_versions
+    from dbnd_prefect.history.versions import list_versions
 
     match = SELECTOR.match(value)
     if match is None:
@@ -47,7 +47,7 @@ def resolve_selector(value: str, data_root: str, env: str) -> str:
 
 def _used_by_run(versions: list[dict[str, Any]], data_root: str, run_id: str, task: str) -> list[dict[str, Any]]:
     """The versions of `task` that run `run_id` reused (no manifest of its own names it; its run record does)."""
-    from dbnd_prefect.versioning.run_record import find_run_records
+    from dbnd_prefect.history.run_record import find_run_records
 
     used = {entry.get("manifest") for record in find_run_records(data_root, run_id)
             for entry in record.get("task_runs", []) if entry.get("task") == task}

@@ -1,0 +1,84 @@
+"""Is a stored version intact? The one check that a run (before reusing) and `dbnd plan` both make.
+
+A signature's cache record names a manifest; the manifest names the outputs with their sizes, store
+versions and checksums. A version is reusable only when all of that still holds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from dbnd_prefect.history.manifest import read_manifest
+
+NO_RECORD = "no cache record"
+
+
+def read_record(store: Any, key: str, uri: str) -> Any:
+    """The cache record under `key` (stored at `uri`), or None when there is none; an unreadable one is
+    returned as the error. Existence is asked of the file system: block types report a missing key
+    each in their own way."""
+    from dbnd_prefect.targets import get_filesystem, split_uri
+
+    protocol, path = split_uri(uri)
+    try:
+        # every task run asks this; on local disk a stat is 1.5 µs where fsspec's exists takes 18 µs
+        found = os.path.exists(path) if protocol == "file" else get_filesystem(protocol).exists(path)
+        if not found:
+            return None
+        return store.read(key)
+    except Exception as exc:  # e.g. a record whose payload no longer unpickles, or an unreachable store
+        return exc
+
+
+def reuse_problem(record: Any, digest: str, full: bool) -> str | None:
+    """Why a cache record must not be reused (NO_RECORD when there is none), or None when its outputs verify."""
+    if record is None:
+        return NO_RECORD
+    if isinstance(record, Exception):
+        return f"its cache record cannot be read ({record})"
+    manifest_uri = getattr(record.result, "manifest_uri", None)
+    if manifest_uri is None:
+        return "its cache record names no manifest"
+    manifest = read_manifest(manifest_uri)
+    if manifest is None:
+        return f"the manifest {manifest_uri} is missing"
+    if manifest.get("signature") != digest:
+        return f"the manifest {manifest_uri} belongs to another signature"
+    return verify_outputs(manifest, full=full)
+
+
+def delete_record(uri: str) -> None:
+    from dbnd_prefect.targets import get_filesystem, split_uri
+
+    protocol, path = split_uri(uri)
+    fs = get_filesystem(protocol)
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
+
+
+def verify_outputs(manifest: Mapping[str, Any], full: bool = False) -> str | None:
+    """Why the outputs recorded in `manifest` cannot be reused, or None when they can.
+
+    Fast mode trusts an output whose size and store version (mtime, ETag, generation) are as
+    recorded, and re-hashes the content only when they differ; full mode always re-hashes.
+    """
+    from dbnd_prefect.targets import Target
+
+    for name, info in manifest.get("outputs", {}).items():
+        target = Target(info["uri"], format=info.get("format"))
+        try:
+            if not target.exists():
+                return f"output '{name}' is missing at {info['uri']}"
+            stat = target.info()
+            if stat.get("size") != info.get("bytes"):
+                return f"output '{name}' at {info['uri']} has {stat.get('size')} bytes, manifest says {info.get('bytes')}"
+            if not full and info.get("store_version") and target.fingerprint() == info["store_version"]:
+                continue
+        except Exception as exc:  # an unreachable store is a miss, not a crash
+            return f"output '{name}' cannot be read at {info['uri']}: {exc}"
+        if target.checksum() != info.get("checksum"):
+            return f"output '{name}' at {info['uri']} does not match its checksum (changed after it was written)"
+    return None
