@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import sys
 import threading
 import time
@@ -94,5 +95,44 @@ def progress_display() -> Iterator[RunProgress | None]:
 
     progress = RunProgress()
     with Live(progress, console=Console(stderr=True), refresh_per_second=REFRESH_PER_SECOND, transient=True), \
-            observe_submissions(progress.submitted):
+            _prefect_logs_above(), observe_submissions(progress.submitted):
         yield progress
+
+
+@contextlib.contextmanager
+def _prefect_logs_above() -> Iterator[None]:
+    """Prefect's console log lines go through the live display's stderr (printed above it) instead of
+    straight to the terminal, where they would be written into the display's line."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    handlers = {id(h): h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}
+    saved = [(handler, handler.console.file) for handler in handlers.values()]
+    through = _Through(sys.stderr)  # the live display's proxy while it runs
+    for handler, _ in saved:
+        handler.console.file = through
+    try:
+        yield
+    finally:
+        for handler, file in saved:
+            handler.console.file = file
+
+
+class _Through(io.TextIOBase):
+    """Writes to the live display's stderr proxy. A rich console would write past the proxy itself (it
+    unwraps it), to the terminal under the display."""
+
+    def __init__(self, proxy: Any) -> None:
+        self._proxy = proxy
+
+    def write(self, text: str) -> int:
+        return self._proxy.write(text)
+
+    def flush(self) -> None:
+        self._proxy.flush()
+
+    def isatty(self) -> bool:
+        return True  # the proxy is in front of a terminal: keep Prefect's colours
