@@ -46,10 +46,11 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def in_terminal(project: Path, *args: str, timeout: float = 180) -> tuple[int, str]:
+def in_terminal(project: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+                ) -> tuple[int, str]:
     """`dbnd ARGS` with stdin, stdout and stderr on a pseudo-terminal; (exit code, everything it wrote)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(REPO)]), "COLUMNS": "200",
-           "LINES": "50", "TERM": "xterm-256color"}
+           "LINES": "50", "TERM": "xterm-256color", **(env or {})}
     env.pop("NO_COLOR", None)
     controller, terminal = pty.openpty()
     proc = subprocess.Popen([str(DBND), *args], cwd=project, env=env, stdin=terminal, stdout=terminal,
@@ -81,9 +82,13 @@ def in_terminal(project: Path, *args: str, timeout: float = 180) -> tuple[int, s
 
 
 def test_a_run_on_a_terminal_shows_progress_and_a_summary_table(project):
-    code, written = in_terminal(project, "run", "chain", "--task-version", "now")
+    code, written = in_terminal(project, "run", "chain", "--task-version", "now",
+                                env={"PREFECT_LOGGING_LEVEL": "INFO"})
     text = ANSI.sub("", written)
     assert code == 0, text[-3000:]
+    reports = [part for part in re.split(r"[\r\n]", text) if "Finished in state" in part]
+    assert len(reports) == 13  # 12 task runs and the flow run: Prefect's log lines, printed above the display
+    assert all(re.match(r"\d\d:\d\d:\d\d\.\d+ \| INFO ", part) for part in reports), reports
     assert ANSI.search(written), "no colour or cursor control: the terminal was not recognised"
     assert re.search(r"\d+ task run\(s\): \d+ done, \d+ running, \d+ reused", text)  # the live display
     assert "12 task run(s): 12 done, 0 running, 0 reused" in text  # its last state, before it is cleared
