@@ -25,17 +25,19 @@ class ConfigOptions:
     """The configuration options every command that reads configuration takes."""
 
     set_values: Annotated[tuple[str, ...], Parameter(
-        name="--set", metavar="KEY=VALUE", help="a configuration value: TASK.PARAM=VALUE, PARAM=VALUE for TASK itself, or JSON "
-                           "'{\"task.param\": 1}' (repeatable, later beats earlier; fills what the caller did "
-                           "not pass)")] = ()
+        name="--set", metavar="KEY=VALUE",
+        help="a configuration value: TASK.PARAM=VALUE, PARAM=VALUE for TASK itself, or JSON '{\"task.param\": 1}' "
+             "(repeatable, later beats earlier; fills what the caller did not pass)")] = ()
     override_values: Annotated[tuple[str, ...], Parameter(
-        name="--override", metavar="KEY=VALUE", help="like --set, but beats even arguments the pipeline passes explicitly")] = ()
-    env: Annotated[str | None, Parameter(name="--env", metavar="NAME", help="environment profile ([env.NAME] tables; "
-                                                             "default local)")] = None
+        name="--override", metavar="KEY=VALUE",
+        help="like --set, but beats even arguments the pipeline passes explicitly")] = ()
+    env: Annotated[str | None, Parameter(
+        name="--env", metavar="NAME", help="environment profile ([env.NAME] tables; default local)")] = None
     conf_files: Annotated[tuple[str, ...], Parameter(
         name="--conf-file", metavar="PATH", help="a TOML configuration file (repeatable; later beats earlier)")] = ()
     modules: Annotated[tuple[str, ...], Parameter(
-        name=["--module", "-m"], metavar="MODULE", help="import MODULE to find tasks (repeatable; adds to [run] modules)")] = ()
+        name=["--module", "-m"], metavar="MODULE",
+        help="import MODULE to find tasks (repeatable; adds to [run] modules)")] = ()
     verbose: Annotated[bool, Parameter(name="--verbose", help="tracebacks and debug logs")] = False
 
 
