@@ -106,7 +106,7 @@ def versions_command(task: str, output_name: str | None, options: ConfigOptions)
     from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.discovery import find_task, recorded_versions
-    from dbnd_prefect.versioning.history import list_versions
+    from dbnd_prefect.history.versions import list_versions
 
     config = _config(options)
     root, env = data_root_of(config), run_settings(config).env
@@ -152,7 +152,7 @@ def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
     from dbnd_prefect.config import config_context, run_settings
     from dbnd_prefect.discovery import import_modules, put_on_path
     from dbnd_prefect.errors import DbndError, ParameterError
-    from dbnd_prefect.versioning.reproduce import reproduce
+    from dbnd_prefect.reproduce import reproduce
 
     text = run_id.strip().lower()
     if not text or any(c not in "0123456789abcdef-" for c in text):
@@ -259,8 +259,8 @@ def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = (
 def _recorded_runs(root: str, prefix: str) -> list[str]:
     """The ids of the recorded runs that `prefix` selects: by their run records first (a run whose tasks were
     all reused has no manifests of its own), else by the manifests their task runs wrote."""
-    from dbnd_prefect.versioning.reproduce import run_manifests
-    from dbnd_prefect.versioning.run_record import find_run_records
+    from dbnd_prefect.history.run_record import find_run_records
+    from dbnd_prefect.reproduce import run_manifests
 
     recorded = sorted({str(r["flow_run_id"]) for r in find_run_records(root, prefix) if r.get("flow_run_id")})
     return recorded or sorted({_matching_run(m, prefix) for m in run_manifests(root, prefix)})
