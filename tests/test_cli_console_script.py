@@ -116,3 +116,14 @@ def test_python_dash_m_task_help(project):
     row = next(" ".join(line.split()) for line in proc.stdout.splitlines() if line.strip().startswith("raw_data"))
     assert row == ("raw_data pandas.DataFrame (data: path or URI) (required) 'datafile.csv' "
                    "set layer, --set prepare_data.raw_data=datafile.csv")
+
+
+def test_help_and_version_import_neither_prefect_nor_data_libraries():
+    code = ("import sys\nfrom dbnd_prefect.cli import main\n"
+            "codes = [main(['--version']), main(['--help']), main(['run', '--help']), main(['plan', '--help'])]\n"
+            "heavy = sorted({'prefect', 'pandas', 'pyarrow', 'numpy'} & {m.split('.')[0] for m in sys.modules})\n"
+            "print('RESULT', codes, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "RESULT [0, 0, 0, 0] []"
+    assert "dbnd-prefect " in proc.stdout and "Usage: dbnd run" in proc.stdout and "--task-version" in proc.stdout
