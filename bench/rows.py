@@ -102,7 +102,7 @@ def cli_rows(results: Results, n: int) -> list[Row]:
     m = lambda *a, **k: _med(results, *a, **k)  # noqa: E731
     skipped = (results.get("cli_run", {}).get("skipped") or [{}])[0].get("reason")
     original = f"skipped: {skipped}" if skipped else "DBND 1.0.34"
-    hits = _joined(results, "cli_plan", "dbnd", "hits")
+    hits = ", ".join(sorted({str(r.get("hits")) for r in results.get("cli_plan", {}).get("dbnd", [])})) or "n/a"
     started = any(r.get("started_server") for r in results.get("cli_plan", {}).get("dbnd", []))
     return [
         Row("cli_run", f"`dbnd run` of a {n}-task chain, `--task-version now`, whole process wall (baseline: "
