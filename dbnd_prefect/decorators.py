@@ -20,16 +20,16 @@ import prefect
 from prefect.context import FlowRunContext, TaskRunContext
 
 from dbnd_prefect import identity, registry
+from dbnd_prefect.calls import BoundCall, bind_call
 from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
-from dbnd_prefect.params import ParamSpec, coerce, output_specs, param_specs
+from dbnd_prefect.params import ParamSpec, check_required, coerce, output_specs, param_specs
 from dbnd_prefect.prefect_api import prefect_session
 from dbnd_prefect.runtime import RunContext, current_run, default_task_runner, ensure_run
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
-RESERVED_KEYS = frozenset({"task_version"})
 
 
 def _loose_signature(func: Callable[..., Any], specs: Sequence[ParamSpec]) -> inspect.Signature:
@@ -116,8 +116,6 @@ class _Callable:
                 if is_selector(value):
                     value = resolve_selector(value, run.data_root, run.env)
             values[spec.name] = coerce(self.name, spec, value)
-        from dbnd_prefect.execution import check_required
-
         check_required(self.name, self.params, values)
         return values
 
@@ -166,14 +164,11 @@ class DbndTask(_Callable):
 
         from dbnd_prefect.versioning.policy import SignaturePolicy
 
-        loose = _loose_signature(func, self.params)
-
-        def body(*args: Any, **kwargs: Any) -> TaskOutputs:
+        def body(call: BoundCall) -> TaskOutputs:
             from dbnd_prefect.execution import run_task_body  # the data stack loads with the first run
 
-            return run_task_body(self, dict(loose.bind(*args, **kwargs).arguments))
+            return run_task_body(call)
 
-        body.__signature__ = loose  # type: ignore[attr-defined]
         for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
             setattr(body, attr, getattr(func, attr, None))
         self.versioned = versioned
@@ -184,7 +179,7 @@ class DbndTask(_Callable):
             # writes it in 10 µs where Prefect's default cloudpickle takes 15 µs
             prefect_options.setdefault("result_serializer", PickleSerializer(picklelib="pickle"))
             self.prefect_task = prefect.Task(
-                fn=body, name=self.name, cache_policy=SignaturePolicy(self), persist_result=True, **prefect_options
+                fn=body, name=self.name, cache_policy=SignaturePolicy(), persist_result=True, **prefect_options
             )
         else:
             from prefect.cache_policies import NO_CACHE
@@ -245,8 +240,8 @@ class DbndTask(_Callable):
                     self._variants = {key: variant}  # one run's storage at a time is what is ever used
         return variant
 
-    def _wrap_outputs(self, future: Any) -> Any:
-        refs = [OutputRef(future, o.name) for o in self.outputs]
+    def _wrap_outputs(self, future: Any, call: BoundCall) -> Any:
+        refs = [OutputRef(future, o.name, call.digest) for o in self.outputs]
         if len(refs) == 1:
             return refs[0]
         ret = self._signature.return_annotation
@@ -259,11 +254,16 @@ class DbndTask(_Callable):
         scope = current_scope()
         if scope is not None and TaskRunContext.get() is None:
             run = current_run()
-            return self._wrap_outputs(scope.submit(self, self.bind(args, kwargs, run), run))
+            call = bind_call(self, args, kwargs, run)
+            return self._wrap_outputs(scope.submit(call, run), call)
         if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
             with ensure_run() as run:
-                arguments = self.bind(args, kwargs, run)
-                return self.prefect_for(run)(**arguments).value()
+                call = bind_call(self, args, kwargs, run)
+                if self.versioned:
+                    from dbnd_prefect.versioning.verify import drop_if_broken
+
+                    drop_if_broken(call, run)
+                return self.prefect_for(run)(call=call).value()
         return self.as_pipeline()(*args, **kwargs)
 
     def map(self, *args: Any, **kwargs: Any) -> list[Any]:

@@ -194,10 +194,10 @@ def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
     close: list[str] = []
     for candidate in (name, name.rpartition(".")[2], name.partition(".")[0]):
         close = close or difflib.get_close_matches(candidate, known, n=3)
-    if close:
-        hint = f"did you mean {', '.join(close)}?"
-    elif name.isidentifier() and importlib.util.find_spec(name) is not None:
+    if name.isidentifier() and importlib.util.find_spec(name) is not None:
         hint = f"'{name}' is a module, not a task: give -m {name} TASK or {name}.TASK (see `dbnd show-tasks -m {name}`)"
+    elif close:
+        hint = f"did you mean {', '.join(close)}?"
     elif not modules:
         hint = ("no modules were searched: give -m MODULE, list them in [run] modules of dbnd.toml, "
                 "or use pkg.module.function / path/to/file.py:function")

@@ -9,13 +9,14 @@ import pathlib
 from typing import TYPE_CHECKING, Any, Mapping
 
 from dbnd_prefect import layout
-from dbnd_prefect.errors import DbndError, ParameterError, TargetError
+from dbnd_prefect.errors import DbndError, TargetError
 from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
 from dbnd_prefect.params import ParamSpec, split_outputs
 
 logger = logging.getLogger("dbnd_prefect")
 
 if TYPE_CHECKING:
+    from dbnd_prefect.calls import BoundCall
     from dbnd_prefect.decorators import DbndTask
     from dbnd_prefect.runtime import RunContext
 
@@ -138,28 +139,27 @@ def write_outputs(
     return infos
 
 
-def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
-    """The function Prefect runs for a dbnd task."""
+def run_task_body(call: "BoundCall") -> TaskOutputs:
+    """The function Prefect runs for a dbnd task: load the call's inputs, call the function, store outputs."""
     from prefect.context import TaskRunContext
 
+    from dbnd_prefect.history.manifest import build_manifest
     from dbnd_prefect.runtime import current_run
     from dbnd_prefect.targets import Target
-    from dbnd_prefect.history.manifest import build_manifest
-    from dbnd_prefect.versioning.policy import take_signature
+    from dbnd_prefect.tracking import collecting_metrics
 
+    task, arguments, signature = call.task, call.arguments, call.signature
     run = current_run()
     if run is None:
         raise RuntimeError(f"task '{task.name}' ran outside a dbnd run")
     started = dt.datetime.now(dt.timezone.utc)
     task_ctx = TaskRunContext.get()
     task_run_id = task_ctx.task_run.id if task_ctx else None
-    signature = take_signature(task_run_id) if task_run_id else None
-    if signature is None:
-        signature = task.signature_for(arguments, run)
 
     specs = task.param_map
     loaded = {name: load_input(task.name, specs.get(name), value) for name, value in arguments.items()}
-    returned = task.call_function(loaded)
+    with collecting_metrics() as metrics:
+        returned = task.call_function(loaded)
     values = split_outputs(task.name, task.outputs, returned)
     names = [s.name for s in task.outputs]
     if not task.versioned:  # outputs stay in memory; the signature still chains downstream tasks
@@ -169,7 +169,6 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
     folder = output_dir(run, task.name, signature)
     manifest_uri = layout.manifest_uri(folder)
     flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else None
-    from dbnd_prefect.tracking import take_metrics
 
     manifest = build_manifest(
         task_name=task.name,
@@ -184,7 +183,7 @@ def run_task_body(task: "DbndTask", arguments: dict[str, Any]) -> TaskOutputs:
         ended=dt.datetime.now(dt.timezone.utc),
         command_line=run.command_line,
         cwd=os.getcwd(),
-        metrics=take_metrics(task_run_id),
+        metrics=metrics,
     )
     Target(manifest_uri, format="json").save(manifest)
     stored = {
@@ -220,13 +219,3 @@ def _describe_inputs(task: "DbndTask", arguments: Mapping[str, Any], signature: 
             entry["uri"] = str(value)
         described.append(entry)
     return described
-
-
-def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[str, Any]) -> None:
-    missing = [s.name for s in specs if s.required and s.name not in arguments]
-    if missing:
-        raise ParameterError(
-            f"task '{task_name}' is missing required parameter(s) {missing}",
-            hint=f"pass them in the call or with --set {task_name}.{missing[0]}=VALUE",
-        )
-

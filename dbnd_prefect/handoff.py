@@ -8,13 +8,14 @@ short token, and the flow body swaps them back. Tokens live only for the duratio
 from __future__ import annotations
 
 import contextlib
-import threading
+import contextvars
 import uuid
 from typing import Any, Iterator, Mapping
 
 PREFIX = "dbnd-handoff://"
-_values: dict[str, Any] = {}
-_lock = threading.Lock()
+# The values handed to the flows called in this context (Prefect runs a sync flow body in the caller's
+# thread and context, so the body finds them here).
+_handed: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("dbnd_handoff")
 
 
 def _needs_handoff(value: Any) -> bool:
@@ -28,30 +29,27 @@ def _needs_handoff(value: Any) -> bool:
 @contextlib.contextmanager
 def handed_off(arguments: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Arguments with large in-memory values replaced by tokens, valid inside the block."""
-    tokens: list[str] = []
+    values = dict(_handed.get({}))
     replaced: dict[str, Any] = {}
     for name, value in arguments.items():
         if _needs_handoff(value):
             token = PREFIX + uuid.uuid4().hex
-            with _lock:
-                _values[token] = value
-            tokens.append(token)
+            values[token] = value
             replaced[name] = token
         else:
             replaced[name] = value
+    reset = _handed.set(values)
     try:
         yield replaced
     finally:
-        with _lock:
-            for token in tokens:
-                _values.pop(token, None)
+        _handed.reset(reset)
 
 
 def take_back(value: Any) -> Any:
     """The original value behind a token; any other value unchanged."""
     if isinstance(value, str) and value.startswith(PREFIX):
-        with _lock:
-            if value in _values:
-                return _values[value]
+        values = _handed.get({})
+        if value in values:
+            return values[value]
         raise RuntimeError(f"{value} was handed to a flow in another process; pass a path or URI instead")
     return value

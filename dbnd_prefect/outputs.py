@@ -3,7 +3,8 @@
 `TaskOutputs` is the value a dbnd task returns to Prefect. In memory it carries the live values,
 so the next task in the same process gets them without a round trip through storage; pickled
 into Prefect's cache record it keeps only the stored locations, and loads from them on demand.
-`OutputRef` names one output of a task run inside a pipeline, before or after it exists.
+`OutputRef` names one output of a task run inside a pipeline, before or after it exists; it carries its
+producer's signature, so a downstream call is signed without waiting for the producer.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class OutputRef:
 
     source: Any
     name: str
+    signature: str | None = None  # the producing call's signature, known before it has run
 
     def result(self) -> Any:
         """Wait for the producing task and return this output's value."""

@@ -268,3 +268,13 @@ def coerce(task_name: str, spec: ParamSpec, value: Any) -> Any:
 def looks_like_location(value: Any) -> bool:
     """True when a value given to a data parameter names a file rather than holding data."""
     return isinstance(value, (str, os.PathLike))
+
+
+def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[str, Any]) -> None:
+    """ParameterError naming the required parameters that have no value."""
+    missing = [s.name for s in specs if s.required and s.name not in arguments]
+    if missing:
+        raise ParameterError(
+            f"task '{task_name}' is missing required parameter(s) {missing}",
+            hint=f"pass them in the call or with --set {task_name}.{missing[0]}=VALUE",
+        )

@@ -9,7 +9,6 @@ signature, with the difference to its latest stored version).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from dbnd_prefect.execution import output_dir
@@ -31,26 +30,14 @@ class PlannedTask:
     outputs: dict[str, str]
 
 
-def _result_store(run: RunContext) -> Any:
-    from prefect.filesystems import LocalFileSystem
-    from prefect.results import ResultStore
-
-    storage = run.storage.records_reader()
-    if isinstance(storage, Path):
-        storage = LocalFileSystem(basepath=str(storage))
-    return ResultStore(result_storage=storage)
-
-
 def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
     """(status, reason, stored outputs when reusable) of a task run with `signature`."""
     from dbnd_prefect.history.versions import explain_difference, list_versions
-    from dbnd_prefect.versioning.verify import NO_RECORD, read_record, reuse_problem
+    from dbnd_prefect.versioning.verify import NO_RECORD, stored_version
 
-    record = read_record(_result_store(run), run.storage.record_key(signature.digest),
-                         run.storage.record_uri(signature.digest))
-    reason = reuse_problem(record, signature.digest, run.verify == "full")
+    reason, stored = stored_version(run.storage, signature.digest, run.verify == "full")
     if reason is None:
-        return "hit", "outputs stored with this signature verify", record.result
+        return "hit", "outputs stored with this signature verify", stored
     if reason != NO_RECORD:
         return "stale", reason, None
     previous = list_versions(run.data_root, task.name, run.env)
@@ -72,10 +59,10 @@ class PlanScope(PipelineScope):
         super().__init__()
         self.planned: list[PlannedTask] = []
 
-    def submit(self, task: Any, arguments: dict[str, Any], run: Any) -> TaskOutputs:
+    def submit(self, call: Any, run: Any) -> TaskOutputs:
         from dbnd_prefect.targets import default_format_for, get_format
 
-        signature = task.signature_for(arguments, run)
+        task, arguments, signature = call.task, call.arguments, call.signature
         if task.versioned:
             status, reason, stored = task_status(task, signature, run)
         else:

@@ -31,6 +31,7 @@ class RunStorage:
         self.data_root = data_root
         self.record_prefix = record_prefix
         self._block = block
+        self._reader: Any = None
 
     @property
     def result_storage(self) -> Any:
@@ -39,11 +40,16 @@ class RunStorage:
             self._block = _records_block(self.data_root)
         return self._block
 
-    def records_reader(self) -> Any:
-        """A block that reads this root's records, saved or not (for reading without the Prefect API)."""
-        from dbnd_prefect.record_store import RecordStore
+    def record_reader(self) -> Any:
+        """A Prefect ResultStore that reads this root's cache records (no Prefect API needed)."""
+        if self._reader is None:
+            from prefect.results import ResultStore
 
-        return self._block or RecordStore(basepath=layout.store_dir(self.data_root))
+            from dbnd_prefect.record_store import RecordStore
+
+            block = self._block or RecordStore(basepath=layout.store_dir(self.data_root))
+            self._reader = ResultStore(result_storage=block, cache_result_in_memory=False)
+        return self._reader
 
     def record_key(self, digest: str) -> str:
         """The Prefect cache key (a path inside `result_storage`) of a signature's record."""

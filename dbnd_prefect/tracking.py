@@ -7,24 +7,18 @@ event loop (where Prefect's artifact functions would otherwise return a coroutin
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
-import threading
-from typing import Any
+from typing import Any, Iterator
 
-_metrics: dict[Any, dict[str, Any]] = {}
-_lock = threading.Lock()
+# The metrics of the task body running in this context (None outside a task body).
+_collected: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("dbnd_metrics", default=None)
 
 
 def _artifact_key(name: str) -> str:
     # Prefect artifact keys: lowercase letters, digits and dashes only.
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "metric"
-
-
-def _task_run_id() -> Any:
-    from prefect.context import TaskRunContext
-
-    ctx = TaskRunContext.get()
-    return ctx.task_run.id if ctx else None
 
 
 def log_metric(key: str, value: Any) -> None:
@@ -34,10 +28,9 @@ def log_metric(key: str, value: Any) -> None:
     """
     from prefect.artifacts import create_table_artifact
 
-    run_id = _task_run_id()
-    if run_id is not None:
-        with _lock:
-            _metrics.setdefault(run_id, {})[key] = value
+    collected = _collected.get()
+    if collected is not None:
+        collected[key] = value
     create_table_artifact(table=[{"metric": key, "value": value}], key=_artifact_key(f"metric-{key}"),
                           description=f"metric {key}", _sync=True)
 
@@ -64,7 +57,12 @@ def log_dataframe(name: str, frame: Any) -> dict[str, Any]:
     return profile
 
 
-def take_metrics(task_run_id: Any) -> dict[str, Any]:
-    """The metrics logged by a task run, removed from the buffer."""
-    with _lock:
-        return _metrics.pop(task_run_id, {})
+@contextlib.contextmanager
+def collecting_metrics() -> Iterator[dict[str, Any]]:
+    """The metrics that `log_metric` records while the block runs (a task body), by key."""
+    collected: dict[str, Any] = {}
+    token = _collected.set(collected)
+    try:
+        yield collected
+    finally:
+        _collected.reset(token)

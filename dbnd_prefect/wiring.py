@@ -49,16 +49,21 @@ class PipelineScope:
 
     dry = False
 
-    def submit(self, task: Any, arguments: dict[str, Any], run: Any) -> Any:
-        """Start a task run on the pipeline's task runner; its future.
+    def submit(self, call: Any, run: Any) -> Any:
+        """Start the task run of a bound call on the pipeline's task runner; its future.
 
-        A versioned task called again with the same arguments in the same pipeline gets the first
-        call's future: the two would share a signature and an output folder, so one run serves both.
+        A versioned call with the signature of an earlier call in the same pipeline gets that call's
+        future: same signature, same outputs, so one run serves both.
         """
-        key = _call_key(task, arguments) if task.versioned else None
+        task = call.task
+        key = call.digest if task.versioned else None
         if key is not None and key in self._by_key:
             return self._by_key[key]
-        future = task.prefect_for(run).submit(**arguments)
+        if key is not None:
+            from dbnd_prefect.versioning.verify import drop_if_broken
+
+            drop_if_broken(call, run)
+        future = task.prefect_for(run).submit(call=call)
         self.calls.append((task, future))
         observer = _on_submit.get()
         if observer is not None:
@@ -79,11 +84,8 @@ class PipelineScope:
     def summaries(self) -> list[dict[str, Any]]:
         """One line of facts per task run: name, Prefect state, signature and output locations."""
         out = []
-        from dbnd_prefect.versioning.policy import take_signature
-
         for task, future in self.calls:
             future.wait()
-            take_signature(future.task_run_id)  # left behind by runs whose body did not run (cache hits)
             state = future.state
             entry: dict[str, Any] = {"task": task.name, "state": state.name, "task_run_id": str(future.task_run_id)}
             if state.is_completed():
@@ -135,22 +137,6 @@ def _is_iterable(value: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-_SIMPLE = (str, int, float, bool, bytes, type(None))
-
-
-def _call_key(task: Any, arguments: dict[str, Any]) -> Any:
-    """A hashable key equal for calls with the same arguments (by value for simple ones, by identity else)."""
-    parts = []
-    for name, value in sorted(arguments.items()):
-        if isinstance(value, OutputRef):
-            parts.append((name, "ref", id(value.source), value.name))
-        elif isinstance(value, _SIMPLE):
-            parts.append((name, type(value).__name__, value))
-        else:
-            parts.append((name, "id", id(value)))
-    return (id(task), tuple(parts))
 
 
 def resolve_refs(value: Any) -> Any:

@@ -14,13 +14,8 @@ def fingerprint_input(spec: Any, value: Any, full_content: bool = False) -> str:
     from dbnd_prefect.outputs import OutputRef, TaskOutputs
     from dbnd_prefect.targets import Target
 
-    if isinstance(value, OutputRef):
-        source = value.source
-        if isinstance(source, TaskOutputs):
-            return f"output:{source.signature}:{value.name}"
-        value = value.result()
-    if isinstance(value, TaskOutputs):
-        return f"output:{value.signature}"
+    if isinstance(value, (OutputRef, TaskOutputs)):
+        return _output_fingerprint(value)
     if spec is not None and spec.is_data and isinstance(value, (str, os.PathLike)):
         value = Target(value)
     if isinstance(value, Target):
@@ -28,4 +23,30 @@ def fingerprint_input(spec: Any, value: Any, full_content: bool = False) -> str:
             return f"target:{value.uri}:{value.fingerprint(full=full_content)}"
         except DbndError:  # missing or unreadable: the task run reports it, with its context
             return f"target:{value.uri}:unavailable"
-    return "value:" + fingerprint_value(value)
+    return "value:" + fingerprint_value(_outputs_named(value))
+
+
+def _output_fingerprint(value: Any) -> str:
+    """An upstream output counts by its producer's signature (and the output's name)."""
+    from dbnd_prefect.outputs import TaskOutputs
+
+    if isinstance(value, TaskOutputs):
+        return f"output:{value.signature}"
+    signature = value.signature
+    if signature is None:
+        source = value.source if isinstance(value.source, TaskOutputs) else value.source.result()
+        signature = source.signature
+    return f"output:{signature}:{value.name}"
+
+
+def _outputs_named(value: Any) -> Any:
+    """`value` with upstream outputs inside lists, tuples and dicts (fan-in) replaced by their fingerprints."""
+    from dbnd_prefect.outputs import OutputRef, TaskOutputs
+
+    if isinstance(value, (OutputRef, TaskOutputs)):
+        return _output_fingerprint(value)
+    if type(value) in (list, tuple):
+        return type(value)(_outputs_named(v) for v in value)
+    if type(value) is dict:
+        return {k: _outputs_named(v) for k, v in value.items()}
+    return value

@@ -6,12 +6,37 @@ versions and checksums. A version is reusable only when all of that still holds.
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from dbnd_prefect.history.manifest import read_manifest
 
+if TYPE_CHECKING:
+    from dbnd_prefect.calls import BoundCall
+    from dbnd_prefect.runtime import RunContext
+    from dbnd_prefect.storage import RunStorage
+
+logger = logging.getLogger("dbnd_prefect")
+
 NO_RECORD = "no cache record"
+
+
+def stored_version(storage: "RunStorage", digest: str, full: bool) -> tuple[str | None, Any]:
+    """(why the version stored for signature `digest` cannot be reused — NO_RECORD when there is none —
+    or None, and the stored outputs (`TaskOutputs`) when it can)."""
+    record = read_record(storage.record_reader(), storage.record_key(digest), storage.record_uri(digest))
+    reason = reuse_problem(record, digest, full)
+    return reason, (record.result if reason is None else None)
+
+
+def drop_if_broken(call: "BoundCall", run: "RunContext") -> None:
+    """Before a versioned call is submitted: if a version is stored for its signature but no longer
+    verifies, remove its cache record (with a warning) so that Prefect runs the task again."""
+    reason, _ = stored_version(run.storage, call.digest, run.verify == "full")
+    if reason not in (None, NO_RECORD):
+        logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", call.task.name, reason)
+        delete_record(run.storage.record_uri(call.digest))
 
 
 def read_record(store: Any, key: str, uri: str) -> Any:
