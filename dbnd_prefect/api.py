@@ -28,8 +28,15 @@ from dbnd_prefect.config import (
     task_values,
 )
 from dbnd_prefect.config.model import RESERVED_SECTIONS
-from dbnd_prefect.config.settings import suggest
-from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TargetError, TaskFailedError, is_input_error
+from dbnd_prefect.errors import (
+    ConfigError,
+    DbndError,
+    ParameterError,
+    TargetError,
+    TaskFailedError,
+    is_input_error,
+    suggest,
+)
 
 RESERVED_TASK_KEYS = ("task_version",)
 

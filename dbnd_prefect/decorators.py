@@ -339,6 +339,7 @@ class DbndPipeline(_Callable, prefect.Flow):
             is_root = run.flow_run_id in (None, flow_run_id)
             if is_root:
                 run.flow_run_id = flow_run_id
+                run.flow_run_name = flow_ctx.flow_run.name if flow_ctx else None
             started = datetime.datetime.now(datetime.timezone.utc)
             state = "Failed"
             with PipelineScope.enter() as scope:

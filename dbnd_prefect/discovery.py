@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from dbnd_prefect import registry
-from dbnd_prefect.errors import ConfigError, TaskNotFoundError
+from dbnd_prefect.errors import close_names, ConfigError, TaskNotFoundError
 
 
 def put_on_path(cwd: str | os.PathLike[str] | None = None) -> None:
@@ -175,9 +175,7 @@ def _attribute(module: Any, attr: str, shown: str) -> Any:
     obj = getattr(module, attr, None)
     if obj is None:
         found = [n for n, o in vars(module).items() if _is_runnable(o)]
-        import difflib
-
-        close = difflib.get_close_matches(attr, found, n=3)
+        close = close_names(attr, found)
         hint = f"did you mean {', '.join(close)}?" if close else (
             f"tasks there: {', '.join(found)}" if found else "that module defines no @task or @pipeline")
         raise TaskNotFoundError(f"'{module.__name__}' has no task or pipeline '{attr}' (TASK {shown})", hint=hint)
@@ -188,12 +186,10 @@ def _attribute(module: Any, attr: str, shown: str) -> Any:
 
 
 def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
-    import difflib
-
     known = list(registry.all_items())
     close: list[str] = []
     for candidate in (name, name.rpartition(".")[2], name.partition(".")[0]):
-        close = close or difflib.get_close_matches(candidate, known, n=3)
+        close = close or close_names(candidate, known)
     if name.isidentifier() and importlib.util.find_spec(name) is not None:
         hint = f"'{name}' is a module, not a task: give -m {name} TASK or {name}.TASK (see `dbnd show-tasks -m {name}`)"
     elif close:
@@ -247,5 +243,7 @@ def first_doc_line(obj: Any) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    from dbnd_prefect.redaction import one_line
+
+    text = one_line(exc, 2000)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

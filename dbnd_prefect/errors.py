@@ -10,7 +10,8 @@ than raising a new one, so the class, the hint, the traceback and the cause stay
 
 from __future__ import annotations
 
-from typing import TypeVar
+import difflib
+from typing import Iterable, TypeVar
 
 E = TypeVar("E", bound="DbndError")
 
@@ -43,6 +44,17 @@ class DbndError(Exception):
         self.parameter = self.parameter or parameter
         self.uri = self.uri or uri
         return self
+
+
+def close_names(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The names among `candidates` closest to `name` (for "did you mean" hints), best first."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=cutoff)
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """A "; did you mean 'x'?" suffix naming the closest valid name, or an empty string."""
+    close = close_names(name, valid, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class ConfigError(DbndError):

@@ -200,6 +200,8 @@ def _is_input(spec: ParamSpec | None, value: Any) -> bool:
 
 
 def _describe_inputs(task: "DbndTask", arguments: Mapping[str, Any], signature: Any) -> list[dict[str, Any]]:
+    """The manifest's `inputs`: each data input's fingerprint, URI (credentials removed) and producer."""
+    from dbnd_prefect.redaction import redact
     from dbnd_prefect.targets import Target
 
     described = []
@@ -214,8 +216,8 @@ def _describe_inputs(task: "DbndTask", arguments: Mapping[str, Any], signature: 
             if stored is not None:
                 entry.update(uri=stored.uri, format=stored.format, type_key=stored.type_key)
         elif isinstance(value, Target):
-            entry["uri"] = value.uri
+            entry["uri"] = redact(value.uri)
         elif isinstance(value, (str, pathlib.PurePath)):
-            entry["uri"] = str(value)
+            entry["uri"] = redact(str(value))
         described.append(entry)
     return described

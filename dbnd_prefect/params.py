@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import inspect
 import json
-import os
 import pathlib
 import typing
 from typing import Any, Callable, Mapping, Sequence
@@ -263,11 +262,6 @@ def coerce(task_name: str, spec: ParamSpec, value: Any) -> Any:
                  "datetime.date": "an ISO date (YYYY-MM-DD)"}
         raise fail(names.get(key, f"a {key}")) from None
     return value
-
-
-def looks_like_location(value: Any) -> bool:
-    """True when a value given to a data parameter names a file rather than holding data."""
-    return isinstance(value, (str, os.PathLike))
 
 
 def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[str, Any]) -> None:

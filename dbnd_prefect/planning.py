@@ -30,8 +30,13 @@ class PlannedTask:
     outputs: dict[str, str]
 
 
-def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, TaskOutputs | None]:
-    """(status, reason, stored outputs when reusable) of a task run with `signature`."""
+def task_status(task: Any, signature: Any, run: RunContext,
+                versions: dict[str, list[dict[str, Any]]] | None = None) -> tuple[str, str, TaskOutputs | None]:
+    """(status, reason, stored outputs when reusable) of a task run with `signature`.
+
+    `versions` caches each task's stored versions across the calls of one plan (listing them reads
+    every manifest of the task).
+    """
     from dbnd_prefect.history.versions import explain_difference, list_versions
     from dbnd_prefect.versioning.verify import NO_RECORD, stored_version
 
@@ -40,7 +45,10 @@ def task_status(task: Any, signature: Any, run: RunContext) -> tuple[str, str, T
         return "hit", "outputs stored with this signature verify", stored
     if reason != NO_RECORD:
         return "stale", reason, None
-    previous = list_versions(run.data_root, task.name, run.env)
+    versions = {} if versions is None else versions
+    if task.name not in versions:
+        versions[task.name] = list_versions(run.data_root, task.name, run.env)
+    previous = versions[task.name]
     if not previous:
         return "miss", "never ran in this environment", None
     # Compare with the stored version that differs least (a task called several times, or a reproduce
@@ -58,13 +66,14 @@ class PlanScope(PipelineScope):
     def __init__(self) -> None:
         super().__init__()
         self.planned: list[PlannedTask] = []
+        self._versions: dict[str, list[dict[str, Any]]] = {}
 
     def submit(self, call: Any, run: Any) -> TaskOutputs:
         from dbnd_prefect.targets import default_format_for, get_format
 
         task, arguments, signature = call.task, call.arguments, call.signature
         if task.versioned:
-            status, reason, stored = task_status(task, signature, run)
+            status, reason, stored = task_status(task, signature, run, self._versions)
         else:
             status, reason, stored = "miss", "not versioned (versioned=False): always runs, stores nothing", None
         folder = output_dir(run, task.name, signature)

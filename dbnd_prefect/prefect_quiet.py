@@ -122,8 +122,8 @@ def finish_run(run: Any) -> None:
     the run's task runs. Cheap when there is nothing to wait for; never raises.
     """
     global _settle_registered
-    if "prefect" not in sys.modules:
-        return
+    if "prefect" not in sys.modules or getattr(run, "flow_run_id", None) is None:
+        return  # no flow ran (a plan, a failed check): nothing was sent, and asking would start a server
     try:
         _wait_for_events()
         if not _on_temporary_server():

@@ -8,10 +8,9 @@ run again) replaces the earlier definition.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from dbnd_prefect.errors import TaskNotFoundError
+from dbnd_prefect.errors import close_names, TaskNotFoundError
 
 _by_name: dict[str, dict[str, Any]] = {}  # name -> {identity: definition}, latest last
 
@@ -28,7 +27,7 @@ def get(name: str) -> Any:
     definition when several modules define one with that name."""
     found = definitions(name)
     if not found:
-        close = difflib.get_close_matches(name, list(_by_name), n=3)
+        close = close_names(name, _by_name)
         hint = f"did you mean {', '.join(close)}?" if close else "see `dbnd show-tasks`"
         raise TaskNotFoundError(f"unknown task or pipeline '{name}'", hint=hint)
     if len(found) > 1:

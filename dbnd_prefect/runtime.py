@@ -31,6 +31,7 @@ class RunContext:
     storage: Any
     command_line: list[str] | None = None
     flow_run_id: str | None = None
+    flow_run_name: str | None = None  # the name Prefect gave the root pipeline's flow run
     task_runs: list[Any] = dataclasses.field(default_factory=list)
     record_uri: str | None = None  # the run record, once the root pipeline has ended
 
@@ -125,15 +126,6 @@ def ensure_run(config: Any = None) -> Iterator[RunContext]:
         from dbnd_prefect.fingerprint import clear_fingerprint_cache
 
         clear_fingerprint_cache()  # the next run must see values edited in place
-
-
-@contextlib.contextmanager
-def use_run(run: RunContext) -> Iterator[RunContext]:
-    token = _current.set(run)
-    try:
-        yield run
-    finally:
-        _current.reset(token)
 
 
 def default_task_runner() -> Any:

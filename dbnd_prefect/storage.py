@@ -116,8 +116,14 @@ def _records_block(root: str) -> Any:
     basepath = layout.store_dir(root)
     block = _saved_blocks.get(basepath)
     if block is None:
-        block = RecordStore(basepath=basepath)
+        name = f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}"
         # _sync: with an event loop running in this thread (Jupyter, asyncio), Prefect would return a coroutine
-        block.save(f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}", overwrite=True, _sync=True)
+        try:  # saved by an earlier run: one read, where saving again costs three times as long
+            block = RecordStore.load(name, _sync=True)
+        except (ValueError, KeyError):
+            block = None
+        if block is None or block.basepath != basepath:
+            block = RecordStore(basepath=basepath)
+            block.save(name, overwrite=True, _sync=True)
         _saved_blocks[basepath] = block
     return block

@@ -79,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dbnd_prefect.prefect_quiet import quiet_server_settings
 
     argv_given = argv
+    if argv is None:  # the `dbnd` process itself
+        import atexit
+        import gc
+
+        # Registered first, so it runs last: teardown then skips the collector's walk over every Prefect
+        # and pydantic object (about 0.9 s per run measured); objects are still freed by reference counting.
+        atexit.register(gc.freeze)
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet_server_settings()  # before any Prefect server this process may start

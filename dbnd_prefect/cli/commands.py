@@ -130,7 +130,7 @@ def _plain_name(name: str) -> bool:
 
 def _with_output(versions: list[dict[str, Any]], task: str, output: str) -> list[dict[str, Any]]:
     """The versions that stored `output`; ParameterError naming the stored outputs when none did."""
-    from dbnd_prefect.config.settings import suggest
+    from dbnd_prefect.errors import suggest
     from dbnd_prefect.errors import ParameterError
 
     chosen = [v for v in versions if output in v.get("outputs", {})]
@@ -226,7 +226,8 @@ def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = (
     from dbnd_prefect.api import RESERVED_TASK_KEYS
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.config.model import split_key
-    from dbnd_prefect.config.settings import RUN_KEYS, suggest
+    from dbnd_prefect.config.settings import RUN_KEYS
+    from dbnd_prefect.errors import suggest
     from dbnd_prefect.discovery import discover
 
     section, key = split_key(dotted_key)

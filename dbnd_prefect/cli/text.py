@@ -254,19 +254,6 @@ def ui_link(url: str, flow_run_id: str) -> str:
     return f"{base}/runs/flow-run/{flow_run_id}"
 
 
-def flow_run_name(flow_run_id: str) -> str | None:
-    """The name Prefect gave flow run `flow_run_id`, or None when the API cannot tell."""
-    try:
-        import uuid
-
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            return client.read_flow_run(uuid.UUID(flow_run_id)).name
-    except Exception:  # the summary must not fail a run that succeeded
-        return None
-
-
 def run_head(run: Any) -> str:
     """`run ID finished (env local, data root /p/data)`: the id is the Prefect flow run id."""
     return f"run {run.flow_run_id or run.run_uid} finished (env {run.env}, data root {run.data_root})"
@@ -277,7 +264,7 @@ def flow_run_line(run: Any) -> str | None:
     url, flow_run_id = api_url(), getattr(run, "flow_run_id", None)
     if not (url and flow_run_id):
         return None
-    name = flow_run_name(flow_run_id)
+    name = getattr(run, "flow_run_name", None)
     shown = f"'{name}' ({flow_run_id})" if name else flow_run_id
     return f"prefect flow run {shown}: {ui_link(url, flow_run_id)}"
 

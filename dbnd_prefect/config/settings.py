@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from dbnd_prefect.config.model import ConfigValue, DbndConfig, display_value
-from dbnd_prefect.errors import ConfigError
+from dbnd_prefect.errors import ConfigError, suggest
 
 BUILTIN_ENV = "local"
 
@@ -52,12 +51,6 @@ class RunSettings(BaseModel):
 
 
 RUN_KEYS: tuple[str, ...] = tuple(RunSettings.model_fields)
-
-
-def suggest(name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """A "; did you mean 'x'?" suffix naming the closest valid name, or an empty string."""
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def known_envs(config: DbndConfig) -> list[str]:

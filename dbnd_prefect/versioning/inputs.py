@@ -19,10 +19,13 @@ def fingerprint_input(spec: Any, value: Any, full_content: bool = False) -> str:
     if spec is not None and spec.is_data and isinstance(value, (str, os.PathLike)):
         value = Target(value)
     if isinstance(value, Target):
+        from dbnd_prefect.redaction import redact
+
+        uri = redact(value.uri)  # the fingerprint is recorded in manifests: no credentials in it
         try:
-            return f"target:{value.uri}:{value.fingerprint(full=full_content)}"
+            return f"target:{uri}:{value.fingerprint(full=full_content)}"
         except DbndError:  # missing or unreadable: the task run reports it, with its context
-            return f"target:{value.uri}:unavailable"
+            return f"target:{uri}:unavailable"
     return "value:" + fingerprint_value(_outputs_named(value))
 
 
