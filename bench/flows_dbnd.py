@@ -52,3 +52,21 @@ def d_many_glue(n: int, start: int = 0) -> None:
     """`n` trivial unversioned tasks (`versioned=False`: in-memory outputs, no files, no cache record)."""
     for i in range(start, start + n):
         d_trivial_glue(i)
+
+
+@pipeline
+def d_chain(n: int, start: int = 0) -> int:
+    """`n` trivial versioned tasks, each on the previous task's output."""
+    value = start
+    for _ in range(n):
+        value = d_trivial(value)
+    return value
+
+
+@pipeline
+def d_chain_glue(n: int, start: int = 0) -> int:
+    """`n` trivial `versioned=False` tasks, each on the previous task's output."""
+    value = start
+    for _ in range(n):
+        value = d_trivial_glue(value)
+    return value

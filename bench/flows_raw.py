@@ -55,3 +55,12 @@ def four_sleepers_submitted(seconds: float) -> list[int]:
     """Four independent sleeping tasks submitted to the default thread-pool task runner."""
     futures = [sleepy.submit(seconds, k) for k in range(4)]
     return [f.result() for f in futures]
+
+
+@flow
+def chain(n: int, start: int = 0) -> int:
+    """`n` trivial tasks called directly, each on the previous task's output."""
+    value = start
+    for _ in range(n):
+        value = trivial(value)
+    return value

@@ -53,6 +53,7 @@ def plans(quick: bool) -> list[Plan]:
         return [
             Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd", "dbnd_block", "dbnd_unversioned"),
              {"n": 10}, 20),
+            Plan("chain", ("raw", "raw_persist", "dbnd", "dbnd_unversioned"), {"n": 10, "runs": 1}, 10),
             Plan("empty", ("raw", "dbnd"), {"calls": 2}),
             Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 0.2}, 8),
             Plan("fanout", ("raw", "dbnd"), {"n": 50}, 55),
@@ -63,6 +64,7 @@ def plans(quick: bool) -> list[Plan]:
     return [
         Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd", "dbnd_block", "dbnd_unversioned"),
              {"n": 200}, 210),
+        Plan("chain", ("raw", "raw_persist", "dbnd", "dbnd_unversioned"), {"n": 100, "runs": 3}, 300),
         Plan("empty", ("raw", "dbnd"), {"calls": 5}),
         Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 1.0}, 8),
         Plan("fanout", ("raw", "dbnd"), {"n": 2000}, 2005),
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measure (default 5; quick 1)")
-    parser.add_argument("--only", default="", help="comma-separated measures: tasks, empty, import, parallel, "
+    parser.add_argument("--only", default="", help="comma-separated measures: tasks, chain, empty, import, parallel, "
                                                    "fanout, frame_input, record, rerun, fingerprint, cli")
     parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; quick 0.2)")

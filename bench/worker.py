@@ -117,6 +117,41 @@ def many_tasks(variant: str, p: dict[str, Any]) -> dict[str, Any]:
             "cpu_per_task_ms": (cpu - empty_cpu) / n * 1000}
 
 
+@measure("chain")
+def task_chain(variant: str, p: dict[str, Any]) -> dict[str, Any]:
+    """A flow of `n` trivial tasks, each on the previous task's output: its wall, median of `runs` timed runs.
+
+    raw: direct calls; raw_persist: direct calls persisting results to a Path; dbnd: versioned tasks;
+    dbnd_unversioned: `versioned=False` tasks. Every timed run starts from another value, so nothing is reused.
+    """
+    n, runs = p["n"], p.get("runs", 1)
+    if variant.startswith("dbnd"):
+        import flows_dbnd as f
+
+        call = f.d_chain_glue if variant == "dbnd_unversioned" else f.d_chain
+        context: Any = contextlib.nullcontext()
+    else:
+        import flows_raw as f
+
+        call = f.chain
+        if variant == "raw_persist":
+            f.trivial = f.trivial.with_options(persist_result=True, result_storage=scratch() / "results")
+        context = no_heartbeat()
+    walls, cpus = [], []
+    with context:
+        call(5, -1000)  # warm-up, with inputs the timed runs do not reuse
+        for run in range(runs):
+            settle()
+            start = (run + 1) * 1_000_000
+            wall, cpu, value = cpu_timed(call, n, start)
+            assert value == start + n, (value, start + n)
+            walls.append(wall)
+            cpus.append(cpu)
+    seconds = statistics.median(walls)
+    return {"seconds": seconds, "per_task_ms": seconds / n * 1000,
+            "cpu_per_task_ms": statistics.median(cpus) / n * 1000, "all": walls}
+
+
 @measure("empty")
 def empty_call(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     """Wall of an empty sync flow call (raw: Prefect defaults, heartbeat included)."""
