@@ -64,3 +64,12 @@ def chain(n: int, start: int = 0) -> int:
     for _ in range(n):
         value = trivial(value)
     return value
+
+
+@flow
+def chain_submitted(n: int, start: int = 0) -> int:
+    """The same chain with `.submit()`, each task given the previous task's future (what dbnd does)."""
+    value: object = start
+    for _ in range(n):
+        value = trivial.submit(value)
+    return value.result() if n else start  # type: ignore[union-attr]

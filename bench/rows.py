@@ -11,7 +11,8 @@ Results = dict[str, dict[str, list[dict[str, Any]]]]
 # Every row key the full and quick suites print, in order (the smoke test checks them all).
 ROW_KEYS = (
     "tasks", "tasks_persist", "tasks_submit_persist", "tasks_cpu", "tasks_block", "tasks_unversioned",
-    "chain_unversioned", "chain_persist", "chain", "chain_cpu", "empty", "import", "parallel", "parallel_submit",
+    "chain_unversioned", "chain_persist", "chain", "chain_submit", "chain_cpu",
+    "empty", "import", "parallel", "parallel_submit",
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
     "fingerprint_memory", "fingerprint_strings", "fingerprint_objects", "cli_run", "cli_run_rss", "cli_run_cpu",
@@ -58,6 +59,8 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
             m("chain", "raw_persist"), m("chain", "dbnd"), "s", "≤ 1.15×", lambda r: r.ratio <= 1.15),
         Row("chain", "same chain, dbnd versioned vs raw direct calls", m("chain", "raw"), m("chain", "dbnd"), "s",
             "≤ 1.2×", lambda r: r.ratio <= 1.2),
+        Row("chain_submit", "same chain, dbnd `versioned=False` vs raw `.submit()` given the previous future (what "
+            "dbnd does with every call) (context)", m("chain", "raw_submit"), m("chain", "dbnd_unversioned"), "s"),
         Row("chain_cpu", "same chain, client CPU per task, dbnd versioned vs raw direct calls (context)",
             m("chain", "raw", "cpu_per_task_ms"), m("chain", "dbnd", "cpu_per_task_ms"), "ms",
             raw_note=f"raw persisting {fmt(m('chain', 'raw_persist', 'cpu_per_task_ms'), 'ms')}",

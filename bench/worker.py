@@ -121,8 +121,9 @@ def many_tasks(variant: str, p: dict[str, Any]) -> dict[str, Any]:
 def task_chain(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     """A flow of `n` trivial tasks, each on the previous task's output: its wall, median of `runs` timed runs.
 
-    raw: direct calls; raw_persist: direct calls persisting results to a Path; dbnd: versioned tasks;
-    dbnd_unversioned: `versioned=False` tasks. Every timed run starts from another value, so nothing is reused.
+    raw: direct calls; raw_persist: direct calls persisting results to a Path; raw_submit: `.submit()`, each
+    task given the previous task's future; dbnd: versioned tasks; dbnd_unversioned: `versioned=False` tasks.
+    Every timed run starts from another value, so nothing is reused.
     """
     n, runs = p["n"], p.get("runs", 1)
     if variant.startswith("dbnd"):
@@ -133,7 +134,7 @@ def task_chain(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     else:
         import flows_raw as f
 
-        call = f.chain
+        call = f.chain_submitted if variant == "raw_submit" else f.chain
         if variant == "raw_persist":
             f.trivial = f.trivial.with_options(persist_result=True, result_storage=scratch() / "results")
         context = no_heartbeat()

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The measures of issues #6 and #4 (bench/rows.py ROW_KEYS), in table order.
 ROW_KEYS = (
     "tasks", "tasks_persist", "tasks_submit_persist", "tasks_cpu", "tasks_block", "tasks_unversioned",
-    "chain_unversioned", "chain_persist", "chain", "chain_cpu", "empty", "import",
+    "chain_unversioned", "chain_persist", "chain", "chain_submit", "chain_cpu", "empty", "import",
     "parallel", "parallel_submit",
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
