@@ -4,6 +4,8 @@ The whole public API:
 
     from dbnd_prefect import task, pipeline, Data, Target, DbndError
     from dbnd_prefect import run, config_context          # running with configuration
+    from dbnd_prefect import plan, reproduce              # what a run would reuse; re-run a recorded run
+    from dbnd_prefect import Format, register_format      # file formats for typed targets
     from dbnd_prefect import log_metric, log_dataframe    # tracking, shown as Prefect artifacts
 
 Names are imported on first use, so importing a submodule (the pytest plugin, the CLI's error
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
     from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task
     from dbnd_prefect.errors import DbndError
     from dbnd_prefect.params import Data
-    from dbnd_prefect.targets import Target
+    from dbnd_prefect.planning import plan
+    from dbnd_prefect.reproduction import reproduce
+    from dbnd_prefect.targets import Format, Target, register_format
     from dbnd_prefect.tracking import log_dataframe, log_metric
 
 _EXPORTS = {
@@ -36,6 +40,10 @@ _EXPORTS = {
     "config_context": "dbnd_prefect.config",
     "log_metric": "dbnd_prefect.tracking",
     "log_dataframe": "dbnd_prefect.tracking",
+    "plan": "dbnd_prefect.planning",
+    "reproduce": "dbnd_prefect.reproduction",
+    "Format": "dbnd_prefect.targets",
+    "register_format": "dbnd_prefect.targets",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

@@ -31,7 +31,7 @@ def inc(x: int) -> int:
 
 
 @pipeline
-def chain(n: int = 12):
+def term_chain(n: int = 12):
     value = 0
     for _ in range(n):
         value = inc(value)
@@ -82,7 +82,7 @@ def in_terminal(project: Path, *args: str, timeout: float = 180, env: dict[str, 
 
 
 def test_a_run_on_a_terminal_shows_progress_and_a_summary_table(project):
-    code, written = in_terminal(project, "run", "chain", "--task-version", "now",
+    code, written = in_terminal(project, "run", "term_chain", "--task-version", "now",
                                 env={"PREFECT_LOGGING_LEVEL": "INFO"})
     text = ANSI.sub("", written)
     assert code == 0, text[-3000:]
@@ -103,8 +103,8 @@ def test_a_run_on_a_terminal_shows_progress_and_a_summary_table(project):
 
 
 def test_plan_and_versions_on_a_terminal_are_tables(project):
-    assert in_terminal(project, "run", "chain", "--set", "n=2")[0] == 0
-    code, written = in_terminal(project, "plan", "chain", "--set", "n=3")
+    assert in_terminal(project, "run", "term_chain", "--set", "n=2")[0] == 0
+    code, written = in_terminal(project, "plan", "term_chain", "--set", "n=3")
     text = ANSI.sub("", written)
     assert code == 0, text[-3000:]
     assert BOX.search(text) and "TASK" in text and "STATUS" in text and "WHY" in text
@@ -119,7 +119,7 @@ def test_plan_and_versions_on_a_terminal_are_tables(project):
 
 
 def test_a_usage_mistake_on_a_terminal_is_still_one_line(project):
-    code, written = in_terminal(project, "run", "chain", "--bogus")
+    code, written = in_terminal(project, "run", "term_chain", "--bogus")
     lines = [line for line in ANSI.sub("", written).splitlines() if line.strip()]
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("dbnd: error: dbnd run: Unknown option: --bogus"), lines
@@ -145,7 +145,7 @@ def test_without_a_terminal_the_summary_is_plain_lines(project, monkeypatch):
     from dbnd_prefect.config import reset_config_cache
 
     reset_config_cache()
-    result = dbnd("run", "chain", "--set", "n=3", "--task-version", "now")
+    result = dbnd("run", "term_chain", "--set", "n=3", "--task-version", "now")
     lines = assert_plain(result)
     run_id = result.run.flow_run_id
     assert lines[0] == f"run {run_id} finished (env local, data root {project / 'data'})"
@@ -155,7 +155,7 @@ def test_without_a_terminal_the_summary_is_plain_lines(project, monkeypatch):
         assert line.split() == ["result", entry["outputs"]["result"]] and line.startswith("    result")
     assert lines[-1] == f"run record: {project / 'data' / '.dbnd' / 'runs' / run_id}.json"
 
-    planned = assert_plain(dbnd("plan", "chain", "--set", "n=3"))
+    planned = assert_plain(dbnd("plan", "term_chain", "--set", "n=3"))
     assert planned[-1] == "would reuse 0 task run(s) and run 3 (3 miss)"  # task_version now ran others
     assert sum(line.startswith("inc  [miss]  signature ") for line in planned) == 3
     assert "[run]" in assert_plain(dbnd("show-config"))

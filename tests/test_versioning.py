@@ -261,7 +261,7 @@ def test_selector_errors_name_the_selector(raw_csv):
 
 
 def test_reproduce_reruns_with_recorded_inputs_and_matches(raw_csv):
-    from dbnd_prefect.reproduce import reproduce
+    from dbnd_prefect.reproduction import reproduce
 
     chain("raw.csv")
     entry = next(e for e in last_run().task_runs if e["task"] == "load_rows")
@@ -352,7 +352,7 @@ def outer_untyped(raw: pd.DataFrame):
 
 
 def test_untyped_upstream_input_is_recorded_and_reproduced(raw_csv):
-    from dbnd_prefect.reproduce import reproduce
+    from dbnd_prefect.reproduction import reproduce
 
     assert outer_untyped("raw.csv") == 6.0
     run = last_run()
@@ -403,7 +403,7 @@ def test_every_pipeline_run_leaves_a_run_record(raw_csv, workdir):
 
 
 def test_a_fully_cached_run_is_recorded_and_reproducible(raw_csv):
-    from dbnd_prefect.reproduce import reproduce
+    from dbnd_prefect.reproduction import reproduce
 
     chain("raw.csv")
     first = last_run()

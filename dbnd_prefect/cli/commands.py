@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -141,50 +140,13 @@ def _with_output(versions: list[dict[str, Any]], task: str, output: str) -> list
     return chosen
 
 
-def reproduce_run(run_id: str, config: Any, modules: Sequence[str] = (),
-                  cwd: str | os.PathLike[str] | None = None) -> list[Any]:
-    """Re-run every task recorded for Prefect flow run `run_id` (an id prefix will do) with its recorded
-    inputs and parameters; the outputs with both checksums (`versioning.reproduce.ReproducedOutput`).
-
-    ParameterError when no run, or more than one, matches `run_id`; TaskFailedError when a task fails.
-    """
-    from dbnd_prefect.api import _failed, data_root_of
-    from dbnd_prefect.config import config_context, run_settings
-    from dbnd_prefect.discovery import import_modules, put_on_path
-    from dbnd_prefect.errors import DbndError, ParameterError
-    from dbnd_prefect.reproduce import reproduce
-
-    text = run_id.strip().lower()
-    if not text or any(c not in "0123456789abcdef-" for c in text):
-        raise ParameterError(f"'{run_id}' is not a Prefect flow run id",
-                             hint="pass the FLOW RUN column of `dbnd versions TASK` (a prefix will do)")
-    root = data_root_of(config)
-    runs = _recorded_runs(root, text)
-    if not runs:
-        raise ParameterError(f"no recorded task runs for flow run '{run_id}' under {root}",
-                             hint="see `dbnd versions TASK` for the flow runs that wrote outputs; "
-                                  "a run whose tasks were all reused from earlier runs recorded nothing new")
-    if len(runs) > 1:
-        raise ParameterError(f"flow run id '{run_id}' is ambiguous: it starts {len(runs)} recorded runs "
-                             f"({', '.join(r[:13] for r in runs[:5])})", hint="give more characters of the id")
-    put_on_path(cwd)  # the recorded tasks are imported by module name, as the run that recorded them did
-    import_modules(run_settings(config).modules, "[run] modules")
-    import_modules(modules)
-    with config_context(config):
-        try:
-            return reproduce(text)
-        except DbndError:
-            raise  # names its culprit already (a recorded input that is gone, a secret parameter...)
-        except Exception as exc:
-            raise _failed(None, exc) from exc
-
-
 def reproduce_command(run_id: str, options: ConfigOptions) -> int:
     """`dbnd reproduce RUN_ID`: 0 when every output's checksum matches, else 1."""
     from dbnd_prefect.cli import text
+    from dbnd_prefect.reproduction import reproduce
 
     with _quiet_failures(options.verbose):
-        results = reproduce_run(run_id, _config(options), modules=options.modules, cwd=Path.cwd())
+        results = reproduce(run_id, _config(options), modules=options.modules, cwd=Path.cwd())
     print(text.reproduce_report(run_id, results))
     return 0 if all(r.matches for r in results) else 1
 
@@ -255,20 +217,3 @@ def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = (
     if key not in params and key not in RESERVED_TASK_KEYS:
         raise ConfigError(f"unknown parameter {section}.{key}{suggest(key, params)}",
                           hint=f"parameters of {section}: {', '.join(params) or 'none'}")
-
-
-def _recorded_runs(root: str, prefix: str) -> list[str]:
-    """The ids of the recorded runs that `prefix` selects: by their run records first (a run whose tasks were
-    all reused has no manifests of its own), else by the manifests their task runs wrote."""
-    from dbnd_prefect.history.run_record import find_run_records
-    from dbnd_prefect.reproduce import run_manifests
-
-    recorded = sorted({str(r["flow_run_id"]) for r in find_run_records(root, prefix) if r.get("flow_run_id")})
-    return recorded or sorted({_matching_run(m, prefix) for m in run_manifests(root, prefix)})
-
-
-def _matching_run(manifest: dict, prefix: str) -> str:
-    """The recorded run id (the root flow run's, or the task's own flow run's) that `prefix` selects."""
-    ids = manifest.get("prefect", {})
-    root = str(ids.get("root_flow_run_id") or "")
-    return root if root.startswith(prefix) else str(ids.get("flow_run_id"))

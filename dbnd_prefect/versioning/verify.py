@@ -25,18 +25,29 @@ NO_RECORD = "no cache record"
 def stored_version(storage: "RunStorage", digest: str, full: bool) -> tuple[str | None, Any]:
     """(why the version stored for signature `digest` cannot be reused — NO_RECORD when there is none —
     or None, and the stored outputs (`TaskOutputs`) when it can)."""
-    record = read_record(storage.record_reader(), storage.record_key(digest), storage.record_uri(digest))
+    record = _record(storage, digest)
     reason = reuse_problem(record, digest, full)
     return reason, (record.result if reason is None else None)
 
 
 def drop_if_broken(call: "BoundCall", run: "RunContext") -> None:
     """Before a versioned call is submitted: if a version is stored for its signature but no longer
-    verifies, remove its cache record (with a warning) so that Prefect runs the task again."""
-    reason, _ = stored_version(run.storage, call.digest, run.verify == "full")
+    verifies, remove its cache record (with a warning) so that Prefect runs the task again.
+
+    A record that cannot be read at all (an unreachable store, refused credentials) is left alone:
+    Prefect cannot read it either, so it runs the task, which reports the store's error with its URI.
+    """
+    record = _record(run.storage, call.digest)
+    if isinstance(record, Exception):
+        return
+    reason = reuse_problem(record, call.digest, run.verify == "full")
     if reason not in (None, NO_RECORD):
         logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", call.task.name, reason)
         delete_record(run.storage.record_uri(call.digest))
+
+
+def _record(storage: "RunStorage", digest: str) -> Any:
+    return read_record(storage.record_reader(), storage.record_key(digest), storage.record_uri(digest))
 
 
 def read_record(store: Any, key: str, uri: str) -> Any:

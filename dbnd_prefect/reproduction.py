@@ -7,7 +7,8 @@ import importlib
 import json
 import logging
 import uuid
-from typing import Any
+import os
+from typing import Any, Sequence
 
 from dbnd_prefect.errors import ParameterError, TaskNotFoundError
 
@@ -84,7 +85,7 @@ def _import_task(task_id: str) -> Any:
     raise TaskNotFoundError(f"'{task_id}' recorded in the manifest is not a dbnd task any more")
 
 
-def reproduce(run_id: str) -> list[ReproducedOutput]:
+def _rerun_recorded(run_id: str) -> list[ReproducedOutput]:
     """Re-run each task of recorded run `run_id` with its recorded inputs and parameters."""
     from dbnd_prefect.config import config_context
     from dbnd_prefect.runtime import last_run, make_run_context
@@ -131,3 +132,59 @@ def _read(uri: str) -> bytes:
 
     with Target(uri, format="json").open("rb") as f:
         return f.read()
+
+
+def reproduce(run_id: str, config: Any = None, modules: Sequence[str] = (),
+              cwd: str | os.PathLike[str] | None = None) -> list[ReproducedOutput]:
+    """Re-run every task recorded for Prefect flow run `run_id` (an id prefix will do) with its recorded
+    inputs and parameters; the outputs with both checksums (`ReproducedOutput.matches`).
+
+    `config` defaults to the configuration in effect; `modules` are imported first (as `-m` does).
+
+    ParameterError when no run, or more than one, matches `run_id`; TaskFailedError when a task fails.
+    """
+    from dbnd_prefect.api import _failed, data_root_of
+    from dbnd_prefect.config import config_context, current_config, run_settings
+    from dbnd_prefect.discovery import import_modules, put_on_path
+    from dbnd_prefect.errors import DbndError, ParameterError
+
+    text = run_id.strip().lower()
+    if not text or any(c not in "0123456789abcdef-" for c in text):
+        raise ParameterError(f"'{run_id}' is not a Prefect flow run id",
+                             hint="pass the FLOW RUN column of `dbnd versions TASK` (a prefix will do)")
+    config = current_config() if config is None else config
+    root = data_root_of(config)
+    runs = _recorded_runs(root, text)
+    if not runs:
+        raise ParameterError(f"no recorded task runs for flow run '{run_id}' under {root}",
+                             hint="see `dbnd versions TASK` for the flow runs that wrote outputs; "
+                                  "a run whose tasks were all reused from earlier runs recorded nothing new")
+    if len(runs) > 1:
+        raise ParameterError(f"flow run id '{run_id}' is ambiguous: it starts {len(runs)} recorded runs "
+                             f"({', '.join(r[:13] for r in runs[:5])})", hint="give more characters of the id")
+    put_on_path(cwd)  # the recorded tasks are imported by module name, as the run that recorded them did
+    import_modules(run_settings(config).modules, "[run] modules")
+    import_modules(modules)
+    with config_context(config):
+        try:
+            return _rerun_recorded(text)
+        except DbndError:
+            raise  # names its culprit already (a recorded input that is gone, a secret parameter...)
+        except Exception as exc:
+            raise _failed(None, exc) from exc
+
+
+def _recorded_runs(root: str, prefix: str) -> list[str]:
+    """The ids of the recorded runs that `prefix` selects: by their run records first (a run whose tasks were
+    all reused has no manifests of its own), else by the manifests their task runs wrote."""
+    from dbnd_prefect.history.run_record import find_run_records
+
+    recorded = sorted({str(r["flow_run_id"]) for r in find_run_records(root, prefix) if r.get("flow_run_id")})
+    return recorded or sorted({_matching_run(m, prefix) for m in run_manifests(root, prefix)})
+
+
+def _matching_run(manifest: dict, prefix: str) -> str:
+    """The recorded run id (the root flow run's, or the task's own flow run's) that `prefix` selects."""
+    ids = manifest.get("prefect", {})
+    root = str(ids.get("root_flow_run_id") or "")
+    return root if root.startswith(prefix) else str(ids.get("flow_run_id"))
