@@ -175,9 +175,9 @@ def notes(results: Results, quick: bool) -> str:
         "write each output to a typed file plus a JSON manifest and a cache record; raw tasks persist nothing "
         "unless said.",
         "- Chain rows: one flow of trivial tasks, each called on the previous task's output (so they run one "
-        "after the other on both sides); wall of the whole flow call, the median of "
-        f"{1 if quick else 3} timed runs per process (each from a new start value, so nothing is reused), then "
-        "the median over processes. Heartbeat off on both sides (dbnd_prefect turns it off itself).",
+        "after the other on both sides); wall of the whole flow call, one timed run per process after a warm-up "
+        "(a second run in the same process would meet the server still digesting the first one's events: 503, "
+        "+2 s), medians over the processes. Heartbeat off on both sides (dbnd_prefect turns it off itself).",
         "- Write+read compares `Target.save` + `Target.load` (parquet) with `ResultStore.write` + `.read` "
         "(Prefect's default JSON record with base64 pickle) on a local folder; frames are 4 random float64 "
         "columns + 1 int32 column.",

@@ -53,7 +53,7 @@ def plans(quick: bool) -> list[Plan]:
         return [
             Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd", "dbnd_block", "dbnd_unversioned"),
              {"n": 10}, 20),
-            Plan("chain", ("raw", "raw_persist", "raw_submit", "dbnd", "dbnd_unversioned"), {"n": 10, "runs": 1}, 10),
+            Plan("chain", ("raw", "raw_persist", "raw_submit", "dbnd", "dbnd_unversioned"), {"n": 10}, 10),
             Plan("empty", ("raw", "dbnd"), {"calls": 2}),
             Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 0.2}, 8),
             Plan("fanout", ("raw", "dbnd"), {"n": 50}, 55),
@@ -64,7 +64,7 @@ def plans(quick: bool) -> list[Plan]:
     return [
         Plan("tasks", ("raw", "raw_persist", "raw_submit_persist", "dbnd", "dbnd_block", "dbnd_unversioned"),
              {"n": 200}, 210),
-        Plan("chain", ("raw", "raw_persist", "raw_submit", "dbnd", "dbnd_unversioned"), {"n": 100, "runs": 3}, 300),
+        Plan("chain", ("raw", "raw_persist", "raw_submit", "dbnd", "dbnd_unversioned"), {"n": 100}, 100),
         Plan("empty", ("raw", "dbnd"), {"calls": 5}),
         Plan("parallel", ("raw", "raw_submit", "dbnd"), {"seconds": 1.0}, 8),
         Plan("fanout", ("raw", "dbnd"), {"n": 2000}, 2005),

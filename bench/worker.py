@@ -119,7 +119,8 @@ def many_tasks(variant: str, p: dict[str, Any]) -> dict[str, Any]:
 
 @measure("chain")
 def task_chain(variant: str, p: dict[str, Any]) -> dict[str, Any]:
-    """A flow of `n` trivial tasks, each on the previous task's output: its wall, median of `runs` timed runs.
+    """A flow of `n` trivial tasks, each on the previous task's output: its wall (the median of `runs` timed runs;
+    the suite times one per process, as a second 100-task run meets the server still digesting the first).
 
     raw: direct calls; raw_persist: direct calls persisting results to a Path; raw_submit: `.submit()`, each
     task given the previous task's future; dbnd: versioned tasks; dbnd_unversioned: `versioned=False` tasks.
@@ -316,7 +317,7 @@ def rerun(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     numeric_frame(100, seed=1).to_parquet(warm)
     if variant.startswith("dbnd"):
         import flows_data_dbnd as f
-        from dbnd_prefect.runtime import last_run
+        from dbnd_prefect.run_context import last_run
 
         f.d_frame_by_path(str(warm))  # warm-up on another pipeline: the chain's cache is untouched
         settle()
