@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dbnd_prefect.api import run
+    from dbnd_prefect.run_api import run
     from dbnd_prefect.config import config_context
     from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task
     from dbnd_prefect.errors import DbndError
@@ -36,7 +36,7 @@ _EXPORTS = {
     "DbndError": "dbnd_prefect.errors",
     "Data": "dbnd_prefect.params",
     "Target": "dbnd_prefect.targets",
-    "run": "dbnd_prefect.api",
+    "run": "dbnd_prefect.run_api",
     "config_context": "dbnd_prefect.config",
     "log_metric": "dbnd_prefect.tracking",
     "log_dataframe": "dbnd_prefect.tracking",

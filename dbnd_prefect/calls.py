@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from dbnd_prefect.fingerprint.signature import Signature
-    from dbnd_prefect.runtime import RunContext
+    from dbnd_prefect.run_context import RunContext
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -19,14 +19,14 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar, overload
 import prefect
 from prefect.context import FlowRunContext, TaskRunContext
 
-from dbnd_prefect import identity, registry
+from dbnd_prefect import identity, task_registry
 from dbnd_prefect.calls import BoundCall, bind_call
 from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, check_required, coerce, output_specs, param_specs
 from dbnd_prefect.prefect_api import prefect_session
-from dbnd_prefect.runtime import RunContext, current_run, default_task_runner, ensure_run
+from dbnd_prefect.run_context import RunContext, current_run, default_task_runner, ensure_run
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -188,7 +188,7 @@ class DbndTask(_Callable):
                 fn=body, name=self.name, cache_policy=NO_CACHE, persist_result=False, **prefect_options
             )
         functools.update_wrapper(self, func)
-        registry.register(self)
+        task_registry.register(self)
 
     @property
     def code_fingerprint(self) -> str:
@@ -204,7 +204,7 @@ class DbndTask(_Callable):
         configured = run.task_section(self.name).get("task_version")
         global_value = run.config.get_value("run", "task_version")
         if configured is not None and (global_value is None or configured.rank >= global_value.rank):
-            from dbnd_prefect.runtime import _resolve_version
+            from dbnd_prefect.run_context import _resolve_version
 
             return _resolve_version(configured.value)  # the task's own, unless a higher layer set run's
         return run.task_version or self.task_version
@@ -327,7 +327,7 @@ class DbndPipeline(_Callable, prefect.Flow):
         prefect.Flow.__init__(self, fn=body, **prefect_options)
         functools.update_wrapper(self, func, updated=())
         if _register:
-            registry.register(self)
+            task_registry.register(self)
 
     def _run_body(self, arguments: dict[str, Any]) -> Any:
         with ensure_run() as run:

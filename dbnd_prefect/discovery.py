@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from dbnd_prefect import registry
+from dbnd_prefect import task_registry
 from dbnd_prefect.errors import close_names, ConfigError, TaskNotFoundError
 
 
@@ -112,17 +112,17 @@ def find_task(name: str, modules: Sequence[str] = (), cwd: str | os.PathLike[str
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
         file, _, attr = name.partition(":")
         return _attribute(load_file(file, cwd), attr, name)
-    if "." in name and name not in registry.all_items():
+    if "." in name and name not in task_registry.all_items():
         module_name, _, attr = name.rpartition(".")
         try:
             module = import_module(module_name, name)
         except ConfigError as exc:
-            if name.partition(".")[0] in registry.all_items():  # e.g. `prepare_data.raw_data` typed as TASK
+            if name.partition(".")[0] in task_registry.all_items():  # e.g. `prepare_data.raw_data` typed as TASK
                 raise _not_found(name, modules) from None
             raise TaskNotFoundError(exc.message, hint=exc.hint) from exc
         return _attribute(module, attr, name)
-    if registry.definitions(name):
-        return registry.get(name)  # raises, naming each, when several modules define `name`
+    if task_registry.definitions(name):
+        return task_registry.get(name)  # raises, naming each, when several modules define `name`
     raise _not_found(name, modules)
 
 
@@ -131,7 +131,7 @@ def find_by_identity(task_id: str, cwd: str | os.PathLike[str] | None = None) ->
     loading its file from the project of the working directory when it is not defined yet."""
     from dbnd_prefect.identity import EXEC, NOTEBOOK, project_root
 
-    found = registry.by_identity(task_id)
+    found = task_registry.by_identity(task_id)
     if found is not None:
         return found
     path, _, _ = task_id.partition(":")
@@ -145,7 +145,7 @@ def find_by_identity(task_id: str, cwd: str | os.PathLike[str] | None = None) ->
                                 hint="run this from the project that recorded the run")
     put_on_path(cwd)
     load_file(file, cwd)
-    found = registry.by_identity(task_id)
+    found = task_registry.by_identity(task_id)
     if found is None:
         raise TaskNotFoundError(f"task '{task_id}' no longer exists in {path}",
                                 hint="it was renamed or removed since the run was recorded")
@@ -167,7 +167,7 @@ def recorded_versions(name: str, versions: list[dict[str, Any]], obj: Any = None
         return [v for v in versions if recorded_as(v) == obj.task_id or not is_identity(recorded_as(v))]
     identities = sorted({recorded_as(v) for v in versions if is_identity(recorded_as(v))})
     if len(identities) > 1:
-        raise registry.ambiguous(name, identities)
+        raise task_registry.ambiguous(name, identities)
     return versions
 
 
@@ -186,7 +186,7 @@ def _attribute(module: Any, attr: str, shown: str) -> Any:
 
 
 def _not_found(name: str, modules: Sequence[str]) -> TaskNotFoundError:
-    known = list(registry.all_items())
+    known = list(task_registry.all_items())
     close: list[str] = []
     for candidate in (name, name.rpartition(".")[2], name.partition(".")[0]):
         close = close or close_names(candidate, known)
@@ -208,10 +208,10 @@ def discover(modules: Sequence[str] = (), cwd: str | os.PathLike[str] | None = N
     put_on_path(cwd)
     import_modules(modules)
     found: dict[str, Any] = {}
-    for name in registry.all_items():
-        defined = registry.definitions(name)
+    for name in task_registry.all_items():
+        defined = task_registry.definitions(name)
         for obj in defined:
-            found[name if len(defined) == 1 else registry.dotted_path(obj)] = obj
+            found[name if len(defined) == 1 else task_registry.dotted_path(obj)] = obj
     return dict(sorted(found.items()))
 
 

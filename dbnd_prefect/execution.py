@@ -18,7 +18,7 @@ logger = logging.getLogger("dbnd_prefect")
 if TYPE_CHECKING:
     from dbnd_prefect.calls import BoundCall
     from dbnd_prefect.decorators import DbndTask
-    from dbnd_prefect.runtime import RunContext
+    from dbnd_prefect.run_context import RunContext
 
 
 def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
@@ -144,7 +144,7 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
     from prefect.context import TaskRunContext
 
     from dbnd_prefect.history.manifest import build_manifest
-    from dbnd_prefect.runtime import current_run
+    from dbnd_prefect.run_context import current_run
     from dbnd_prefect.targets import Target
     from dbnd_prefect.tracking import collecting_metrics
 

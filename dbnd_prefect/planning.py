@@ -13,7 +13,7 @@ from typing import Any
 
 from dbnd_prefect.execution import output_dir
 from dbnd_prefect.outputs import StoredOutput, TaskOutputs
-from dbnd_prefect.runtime import RunContext, ensure_run
+from dbnd_prefect.run_context import RunContext, ensure_run
 from dbnd_prefect.wiring import PipelineScope
 
 

@@ -77,9 +77,9 @@ def _import_task(task_id: str) -> Any:
         obj = getattr(obj, part, None)
     if obj is None:
         raise TaskNotFoundError(f"task '{task_id}' recorded in the manifest no longer exists")
-    from dbnd_prefect import registry
+    from dbnd_prefect import task_registry
 
-    for item in registry.all_items().values():
+    for item in task_registry.all_items().values():
         if getattr(item, "func", None) is getattr(obj, "func", obj):
             return item
     raise TaskNotFoundError(f"'{task_id}' recorded in the manifest is not a dbnd task any more")
@@ -88,7 +88,7 @@ def _import_task(task_id: str) -> Any:
 def _rerun_recorded(run_id: str) -> list[ReproducedOutput]:
     """Re-run each task of recorded run `run_id` with its recorded inputs and parameters."""
     from dbnd_prefect.config import config_context
-    from dbnd_prefect.runtime import last_run, make_run_context
+    from dbnd_prefect.run_context import last_run, make_run_context
 
     data_root = make_run_context().data_root
     manifests = run_manifests(data_root, run_id)
@@ -143,7 +143,7 @@ def reproduce(run_id: str, config: Any = None, modules: Sequence[str] = (),
 
     ParameterError when no run, or more than one, matches `run_id`; TaskFailedError when a task fails.
     """
-    from dbnd_prefect.api import _failed, data_root_of
+    from dbnd_prefect.run_api import _failed, data_root_of
     from dbnd_prefect.config import config_context, current_config, run_settings
     from dbnd_prefect.discovery import import_modules, put_on_path
     from dbnd_prefect.errors import DbndError, ParameterError

@@ -76,7 +76,7 @@ def cloud_options() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def local_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """prepare_data's (train, validation) from a local run on the same bytes, per input format."""
-    from dbnd_prefect.api import load_task_outputs
+    from dbnd_prefect.run_api import load_task_outputs
     from dbnd_prefect.config import reset_config_cache
 
     folder = tmp_path_factory.mktemp("local-run")
@@ -104,7 +104,7 @@ def dbnd(*args: str) -> CmdResult:
 
 
 def outputs_of(result: CmdResult) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from dbnd_prefect.api import load_task_outputs
+    from dbnd_prefect.run_api import load_task_outputs
 
     loaded = load_task_outputs(result.run, "prepare_data")
     return loaded["result_1"], loaded["result_2"]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.runtime import last_run
+from dbnd_prefect.run_context import last_run
 
 
 @task

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dbnd_prefect import registry
-from dbnd_prefect.api import load_task_outputs
+from dbnd_prefect import task_registry
+from dbnd_prefect.run_api import load_task_outputs
 from dbnd_prefect.identity import PROJECT_MARKERS, identity_of, project_root
 from dbnd_prefect.pytest_plugin import CmdResult, run_cmd
 
@@ -105,8 +105,8 @@ def test_one_file_is_one_task_as_script_module_and_under_a_second_module_name(pa
     assert as_main == [expected, imported.code_fingerprint]
     assert imported.task_id == alias.task_id == expected
     assert alias.code_fingerprint == imported.code_fingerprint
-    assert registry.definitions(name) == [alias]  # the second import replaced the first: not ambiguous
-    assert registry.get(name) is alias
+    assert task_registry.definitions(name) == [alias]  # the second import replaced the first: not ambiguous
+    assert task_registry.get(name) is alias
 
 
 def test_two_files_defining_one_name_are_two_tasks_and_the_bare_name_is_ambiguous(workdir):
@@ -126,7 +126,7 @@ def test_two_files_defining_one_name_are_two_tasks_and_the_bare_name_is_ambiguou
     assert f"pick one by its full name, e.g. {first}.{name}" in error
     assert not (workdir / "data").exists()
 
-    first_task, second_task = registry.definitions(name)
+    first_task, second_task = task_registry.definitions(name)
     assert (first_task.task_id, second_task.task_id) == (f"{first}.py:{name}", f"{second}.py:{name}")
     listing = dbnd("show-tasks", "-m", first, "-m", second)
     assert f"{name}(x: int = 1) -> result    [{first}]" in listing.stdout

@@ -16,7 +16,7 @@ import pytest
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.config import config_context
 from dbnd_prefect.planning import plan
-from dbnd_prefect.runtime import last_run
+from dbnd_prefect.run_context import last_run
 
 calls: dict[str, int] = {}
 

@@ -29,7 +29,7 @@ def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
 
 def _config(options: ConfigOptions, task_version: str | None = None) -> Any:
     """The configuration of a command that runs no single TASK: --set keys must name their task."""
-    from dbnd_prefect.api import build_config
+    from dbnd_prefect.run_api import build_config
 
     return build_config(Path.cwd(), options.conf_files, parse_values(options.set_values, "--set"),
                         parse_values(options.override_values, "--override"), env=options.env,
@@ -37,7 +37,7 @@ def _config(options: ConfigOptions, task_version: str | None = None) -> Any:
 
 
 def _prepare(task: str, options: ConfigOptions, task_version: str | None, check: bool = True) -> Any:
-    from dbnd_prefect.api import prepare_run
+    from dbnd_prefect.run_api import prepare_run
 
     return prepare_run(task, parse_values(options.set_values, "--set"),
                        parse_values(options.override_values, "--override"), env=options.env,
@@ -48,7 +48,7 @@ def _prepare(task: str, options: ConfigOptions, task_version: str | None, check:
 def run_command(task: str | None, options: ConfigOptions, *, task_version: str | None = None,
                 describe: bool = False, show_help: bool = False, argv: Sequence[str] = ()) -> int:
     """`dbnd run`: the task's help, its plan (--describe), or the run and its summary."""
-    from dbnd_prefect.api import execute
+    from dbnd_prefect.run_api import execute
     from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.cli.progress import progress_display
 
@@ -101,7 +101,7 @@ def plan_command(task: str, options: ConfigOptions, *, task_version: str | None 
 
 def versions_command(task: str, output_name: str | None, options: ConfigOptions) -> int:
     """`dbnd versions TASK [OUTPUT]`: the stored versions, newest first."""
-    from dbnd_prefect.api import data_root_of
+    from dbnd_prefect.run_api import data_root_of
     from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.discovery import find_task, recorded_versions
@@ -185,7 +185,7 @@ def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = (
 
     Tasks are those found in `[run] modules` and `modules` (and any already imported).
     """
-    from dbnd_prefect.api import RESERVED_TASK_KEYS
+    from dbnd_prefect.run_api import RESERVED_TASK_KEYS
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.config.model import split_key
     from dbnd_prefect.config.settings import RUN_KEYS

@@ -140,7 +140,7 @@ def describe(obj: Any, config: Any, planned: Sequence[Any]) -> str:
 
 def plan_head(obj: Any, config: Any, planned: Sequence[Any]) -> str:
     """`pipeline NAME: 3 task run(s) (env local, data root /p/data); nothing was run`."""
-    from dbnd_prefect.api import data_root_of
+    from dbnd_prefect.run_api import data_root_of
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.discovery import kind_of
 

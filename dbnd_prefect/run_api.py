@@ -1,6 +1,6 @@
 """Running a task or pipeline with configuration, from Python and for `dbnd run`.
 
-    from dbnd_prefect.api import run
+    from dbnd_prefect.run_api import run
     result = run("prepare_data", set={"raw_data": "data/raw.csv"}, env="local")
     train, validation = result.values
     result.outputs("prepare_data")          # {"result_1": DataFrame, "result_2": DataFrame}
@@ -199,10 +199,10 @@ class ConfigView:
 
 def validate(obj: Any, config: DbndConfig) -> None:
     """Check a run of `obj` with `config` before anything runs: task sections, values, input files."""
-    from dbnd_prefect import registry
+    from dbnd_prefect import task_registry
     from dbnd_prefect.history.selectors import is_selector
 
-    items = registry.all_items()
+    items = task_registry.all_items()
     items[obj.name] = obj  # the one being run, also when other modules define its name
     _check_sections(config, items)
     for name, item in items.items():
@@ -310,7 +310,7 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     Bad input data found only when a task loads it stays the DbndError that names the task, the
     parameter and the URI (exit code 2): an input error, not a failing task.
     """
-    from dbnd_prefect.runtime import ensure_run
+    from dbnd_prefect.run_context import ensure_run
 
     obj = prepared.obj
     with config_context(prepared.config), ensure_run(prepared.config) as current:
@@ -363,10 +363,10 @@ def _failed(obj: Any, exc: BaseException) -> TaskFailedError:
 
 def failing_task(root: Any, exc: BaseException) -> tuple[str, str]:
     """(name, "task"/"pipeline") of the deepest task function on the exception's traceback."""
-    from dbnd_prefect import registry
+    from dbnd_prefect import task_registry
     from dbnd_prefect.discovery import kind_of
 
-    codes = {getattr(item.func, "__code__", None): item for item in registry.all_items().values()}
+    codes = {getattr(item.func, "__code__", None): item for item in task_registry.all_items().values()}
     if root is not None:
         codes.setdefault(getattr(root.func, "__code__", None), root)
     found = None
@@ -392,7 +392,7 @@ def task_run_entry(run_context: Any, task_name: str) -> dict[str, Any]:
 
 def load_task_outputs(run_context: Any, task_name: str) -> dict[str, Any]:
     """The outputs of `task_name`'s last run in `run_context`, by name, loaded from their files."""
-    from dbnd_prefect import registry
+    from dbnd_prefect import task_registry
     from dbnd_prefect.targets import Target
 
     entry = task_run_entry(run_context, task_name)
@@ -401,7 +401,7 @@ def load_task_outputs(run_context: Any, task_name: str) -> dict[str, Any]:
         raise DbndError(f"task '{task_name}' finished as {entry.get('state')} with no stored outputs",
                         hint="only completed task runs have outputs")
     manifest = Target(manifest_uri, format="json").load("dict")
-    task = registry.all_items().get(task_name)
+    task = task_registry.all_items().get(task_name)
     values: dict[str, Any] = {o.name: None for o in getattr(task, "outputs", [])}  # None outputs are not stored
     for name, info in manifest.get("outputs", {}).items():
         values[name] = Target(info["uri"], format=info.get("format")).load(info.get("type_key"))
