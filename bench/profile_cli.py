@@ -8,7 +8,7 @@ functions of dbnd_prefect and Prefect (nothing in the library is changed), and p
 
     start-up         interpreter start to the wrapper's first line (site, .pth files)
     import cli       `import dbnd_prefect.cli` (+ its commands module)
-    import prefect   the modules the wrapper wraps: dbnd_prefect.api, .execution, prefect.flows... (most of
+    import prefect   the modules the wrapper wraps: dbnd_prefect.run_api, .execution, prefect.flows... (most of
                      Prefect's import, which `dbnd run` otherwise pays in prepare_run, importing the chain)
     prepare_run      configuration, discovery: importing the chain module
     run context      `make_run_context`: run settings, storage and result-storage block
@@ -87,9 +87,9 @@ def wrap(module, name, key=None):
             spent[1] += 1
     setattr(owner, attr, wrapper)
 
-wrap("dbnd_prefect.api", "prepare_run")
-wrap("dbnd_prefect.api", "execute")
-wrap("dbnd_prefect.runtime", "make_run_context", "run_context")
+wrap("dbnd_prefect.run_api", "prepare_run")
+wrap("dbnd_prefect.run_api", "execute")
+wrap("dbnd_prefect.run_context", "make_run_context", "run_context")
 wrap("dbnd_prefect.execution", "run_task_body", "task_body")
 # the library's own calls that a profile showed to cost something (each: total seconds, calls)
 wrap("dbnd_prefect.storage", "_records_block", "records block save")
@@ -134,7 +134,7 @@ if "records_block_load_first" in PATCHES:  # load the root's saved RecordStore b
     wrap("dbnd_prefect.storage", "_records_block", "records block save")
 if "gc_freeze_before_execute" in PATCHES:  # everything imported and prepared is left out of every collection
     import gc
-    import dbnd_prefect.api as api
+    import dbnd_prefect.run_api as api
     _execute = api.execute
     def execute(*a, **k):
         gc.freeze()
