@@ -1,6 +1,6 @@
 PYTHON ?= .venv/bin/python
 
-.PHONY: bench bench-quick bench-dbnd-venv
+.PHONY: bench bench-quick bench-dbnd-venv bench-profile
 
 # dbnd_prefect vs raw Prefect on one local Prefect server, and `dbnd run`/`plan` vs the original DBND 1.0.34;
 # writes bench/results/latest.md
@@ -14,3 +14,7 @@ bench-quick:
 # the original DBND 1.0.34 in .cache/bench-dbnd-venv (the suite installs it on first use; a no-op when there)
 bench-dbnd-venv:
 	$(PYTHON) bench/dbnd_venv.py
+
+# where a pipeline's per-task time goes: py-spy samples of a versioned 100-task chain and 200 independent tasks
+bench-profile:
+	$(PYTHON) bench/profile_tasks.py $(BENCH_ARGS)
