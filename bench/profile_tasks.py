@@ -93,7 +93,7 @@ with context:
     walls = []
     started = time.time()
     for run in range(runs):
-        time.sleep(2)  # right after a burst of runs the server answers 503 and the client waits 2 s
+        time.sleep(2 + n / 40)  # right after a burst of runs the server answers 503 and the client waits 2 s
         t = time.perf_counter()
         call(n, (run + 1) * 1_000_000)
         walls.append(time.perf_counter() - t)
