@@ -167,6 +167,7 @@ def _choose_port() -> int:
     """Prefect's usual port when it is free, else any free port."""
     for port in (DEFAULT_PORT, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
             try:
                 s.bind((HOST, port))
             except OSError:
