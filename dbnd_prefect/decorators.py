@@ -22,6 +22,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from dbnd_prefect import identity, task_registry
 from dbnd_prefect.calls import BoundCall, bind_call
 from dbnd_prefect.errors import ParameterError
+from dbnd_prefect.flow_parameters import flow_signature
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, check_required, coerce, output_specs, param_specs
@@ -30,25 +31,6 @@ from dbnd_prefect.run_context import RunContext, current_run, default_task_runne
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _loose_signature(func: Callable[..., Any], specs: Sequence[ParamSpec]) -> inspect.Signature:
-    """The function's signature with data parameters typed as `str` (a path or URI).
-
-    Prefect builds a flow's parameter schema (UI forms, deployment overrides) from this, and a data
-    parameter arrives from there as a location.
-    """
-    sig = _relaxed(inspect.signature(func))
-    by_name = {s.name: s for s in specs}
-    params = []
-    for p in sig.parameters.values():
-        spec = by_name.get(p.name)
-        if spec is not None and spec.is_data:
-            p = p.replace(annotation=str)
-        elif spec is not None:
-            p = p.replace(annotation=spec.annotation)
-        params.append(p)
-    return sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
 
 
 def _relaxed(sig: inspect.Signature) -> inspect.Signature:
@@ -309,7 +291,7 @@ class DbndPipeline(_Callable, prefect.Flow):
 
     def __init__(self, func: Callable[..., Any], *, _register: bool = True, **prefect_options: Any) -> None:
         self._init_specs(func, prefect_options.get("name"))
-        loose = _loose_signature(func, self.params)
+        loose = flow_signature(func, self.params)
         pipeline = self
 
         def body(*args: Any, **kwargs: Any) -> Any:
