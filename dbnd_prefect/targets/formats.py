@@ -112,13 +112,46 @@ def _dotted(ext: str) -> str:
 
 
 def get_format(name: str) -> Format:
-    """The format registered under `name`."""
+    """The format registered under `name` (no compression suffix: see `resolve_format`)."""
     try:
         return _formats[name.lower()]
     except KeyError:
-        raise FormatError(
-            f"unknown format '{name}'", hint=f"known formats: {', '.join(sorted(_formats))}"
-        ) from None
+        raise _unknown_format(name) from None
+
+
+def resolve_format(spec: str) -> tuple[Format, str | None]:
+    """(format, fsspec compression or None) for a format name, optionally compressed: "csv", "pickle.gz".
+
+    An extension works as a name ("pkl.gz"); anything else is a FormatError naming the closest known name.
+    """
+    text = spec.strip().lower().lstrip(".")
+    stem, dot, last = text.rpartition(".")
+    compression = compression_suffixes().get(f".{last}") if dot else None
+    name = stem if compression else text
+    fmt = _formats.get(name) or (_formats.get(_by_extension.get(f".{name}", "")) if name else None)
+    if fmt is None:
+        raise _unknown_format(spec)
+    return fmt, compression
+
+
+def format_file_extension(spec: str) -> str:
+    """The file name ending of an output written in `spec`: ".csv", ".pkl.gz"."""
+    fmt, compression = resolve_format(spec)
+    suffix = next((ext for ext, name in compression_suffixes().items() if name == compression), "")
+    return fmt.extensions[0] + suffix
+
+
+def _unknown_format(name: str) -> FormatError:
+    import difflib
+
+    compressed = [f"{n}{ext}" for n in _formats for ext in (".gz", ".bz2", ".xz")]
+    close = difflib.get_close_matches(name.lower(), [*_formats, *compressed, *(e[1:] for e in _by_extension)], n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return FormatError(
+        f"unknown format '{name}'",
+        hint=f"{hint}known formats: {', '.join(sorted(_formats))}, optionally compressed "
+        f"(e.g. 'csv.gz', 'pickle.bz2')",
+    )
 
 
 def known_extensions() -> list[str]:
@@ -156,7 +189,8 @@ def format_for_uri(uri: str | os.PathLike, forced: str | None = None) -> tuple[F
             hint=f"pip install {_OPTIONAL_CODECS['.' + last]}",
         )
     if forced is not None:
-        return get_format(forced), compression
+        fmt, forced_compression = resolve_format(forced)
+        return fmt, forced_compression or compression
     fmt = _lookup(name)
     if fmt is None:
         ext = ("." + name.rpartition(".")[2] if "." in name else "") + (f".{last}" if compression else "")
@@ -388,12 +422,28 @@ def _save_pickle(obj: Any, f: IO, **o: Any) -> None:
     pickle.dump(obj, f, **o)
 
 
-def _load_txt(f: IO, tk: str) -> str:
-    return f.read()
+def _load_txt(f: IO, tk: str) -> Any:
+    text = f.read()
+    return text.splitlines() if tk == "list" else text
 
 
-def _save_txt(obj: str, f: IO) -> None:
-    f.write(obj)
+def _save_txt(obj: Any, f: IO) -> None:
+    if isinstance(obj, str):
+        f.write(obj)
+        return
+    if not lines_faithful(obj):
+        raise FormatError(
+            "a txt file holds a list only as lines: every item must be a str without line breaks",
+            hint="save the list as json or pickle",
+        )
+    f.write("".join(f"{line}\n" for line in obj))
+
+
+def lines_faithful(value: Any) -> bool:
+    """True when `value` is a list of str that reads back equal from a text file of lines."""
+    return isinstance(value, list) and all(
+        isinstance(v, str) and v == (v.splitlines() or [""])[0] for v in value
+    )
 
 
 def _load_npy(f: IO, tk: str, **o: Any) -> Any:
@@ -421,7 +471,7 @@ for _fmt in (
     Format("parquet", (".parquet", ".pq"), _load_parquet, _save_parquet, True, _FRAMES, _FRAMES),
     Format("feather", (".feather", ".arrow"), _load_feather, _save_feather, True, _FRAMES, _FRAMES),
     Format("pickle", (".pkl", ".pickle"), _load_pickle, _save_pickle, True, (ANY,), (ANY,)),
-    Format("txt", (".txt", ".text", ".md", ".log"), _load_txt, _save_txt, False, ("str",), ("str",)),
+    Format("txt", (".txt", ".text", ".md", ".log"), _load_txt, _save_txt, False, ("str", "list"), ("str", "list")),
     Format("npy", (".npy",), _load_npy, _save_npy, True, (NDARRAY,), (NDARRAY,)),
 ):
     register_format(_fmt)

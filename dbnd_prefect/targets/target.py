@@ -22,6 +22,7 @@ from dbnd_prefect.targets.formats import (
     describe,
     format_for_uri,
     get_format,
+    resolve_format,
     type_key,
 )
 
@@ -67,10 +68,15 @@ class Target:
         if not raw:
             raise TargetError("a target needs a path or URI, got an empty string")
         self._protocol, self._path = split_uri(raw)
-        self._uri = self._path if self._protocol == "file" else raw
+        # a trailing slash names a folder (of part files, or one file per key of a dict)
+        self._folder_hint = raw.endswith(("/", os.sep)) and self._path.rstrip("/") != ""
+        self._path = self._path.rstrip("/") if self._folder_hint else self._path
+        self._uri = self._path if self._protocol == "file" else raw.rstrip("/")
+        if self._folder_hint:
+            self._uri += "/"
         self._forced = format
         if format is not None:
-            get_format(format)  # an unknown name fails now, not at the first write
+            resolve_format(format)  # an unknown name fails now, not at the first write
         self.load_options = dict(load_options or {})
         self.save_options = dict(save_options or {})
 
@@ -123,6 +129,10 @@ class Target:
     def __hash__(self) -> int:
         return hash(self._uri)
 
+    def is_folder(self) -> bool:
+        """Whether the URI names a folder: it ends with "/" or is a local directory."""
+        return self._folder_hint or (self.is_local and os.path.isdir(self._path))
+
     def __fspath__(self) -> str:
         if not self.is_local:
             raise TypeError(f"'{self.shown}' is not a local file; use .local_path() for a local copy")
@@ -140,6 +150,10 @@ class Target:
         if self.is_local:
             return os.path.exists(self._path)
         try:
+            if self._folder_hint:
+                from dbnd_prefect.targets.folder import listing
+
+                return bool(listing(self))
             return bool(self.fs.exists(self._path))
         except DbndError:
             raise
@@ -164,9 +178,14 @@ class Target:
             raise self._error("cannot open", "", exc) from None
 
     def load(self, type_key_or_type: Any = None, **options: Any) -> Any:
-        """Read the file as the given type (a type, annotation or type key; default: the format's own)."""
-        fmt, compression = format_for_uri(self._uri, self._forced)
+        """Read the file as the given type (a type, annotation or type key; default: the format's own).
+
+        A folder loads as one DataFrame of its part files, or as {name: DataFrame} for a dict.
+        """
         wanted = None if type_key_or_type is None else as_type_key(type_key_or_type)
+        if self.is_folder():
+            return self._load_folder(wanted, options)
+        fmt, compression = format_for_uri(self._uri, self._forced)
         if not fmt.can_load(wanted):
             raise FormatError(
                 f"format '{fmt.name}' of '{self.shown}' cannot be loaded as {wanted}",
@@ -177,7 +196,9 @@ class Target:
         try:
             with open_read(fs, self._path, compression=compression, text=not fmt.binary) as f:
                 return fmt.load(f, wanted, **{**self.load_options, **options})
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            if not self.is_local and self._remote_folder():
+                return self._load_folder(wanted, options)
             raise self._missing(exc) from None
         except DbndError as exc:
             raise type(exc)(f"cannot read '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
@@ -188,6 +209,25 @@ class Target:
             raise TargetError(
                 f"cannot read '{self.shown}' as {fmt.name}: {type(exc).__name__}: {one_line(exc, 500)}",
                 hint="check the file's content, the load options, or force another format with format='NAME'",
+            ) from None
+
+    def _remote_folder(self) -> bool:
+        try:
+            return bool(self.fs.isdir(self._path))
+        except Exception:
+            return False
+
+    def _load_folder(self, wanted: str | None, options: dict[str, Any]) -> Any:
+        from dbnd_prefect.targets.folder import load_folder
+
+        try:
+            return load_folder(self, wanted, {**self.load_options, **options})
+        except DbndError:
+            raise
+        except Exception as exc:
+            raise TargetError(
+                f"cannot read folder '{self.shown}': {type(exc).__name__}: {one_line(exc, 500)}",
+                hint="check the part files and the load options",
             ) from None
 
     def local_path(self) -> Path:
@@ -228,7 +268,12 @@ class Target:
             yield result.file
 
     def save(self, obj: Any, **options: Any) -> dict[str, Any]:
-        """Write `obj` atomically; return uri, format, compression, bytes, checksum (+ rows, schema)."""
+        """Write `obj` atomically; return uri, format, compression, bytes, checksum (+ rows, schema).
+
+        To a folder URI ("out/"), a dict of DataFrames is written as one file per key plus `_SUCCESS`.
+        """
+        if self._folder_hint:
+            return self._save_folder(obj, options)
         fmt, compression = format_for_uri(self._uri, self._forced)
         key = type_key(type(obj))
         if not fmt.can_save(key):
@@ -263,10 +308,31 @@ class Target:
             **describe(obj),
         }
 
+    def _save_folder(self, obj: Any, options: dict[str, Any]) -> dict[str, Any]:
+        from dbnd_prefect.targets.folder import folder_checksum, folder_info, save_folder
+        from dbnd_prefect.targets.formats import compression_suffixes
+
+        fmt, compression = resolve_format(self._forced) if self._forced else (get_format_for_frames(), None)
+        suffix = next((ext for ext, name in compression_suffixes().items() if name == compression), "")
+        try:
+            save_folder(self, obj, fmt, suffix, {**self.save_options, **options})
+        except DbndError as exc:
+            raise type(exc)(f"cannot write folder '{self.shown}': {exc.message}", hint=exc.hint) from None
+        info = folder_info(self)
+        return {"uri": self._uri, "format": fmt.name, "compression": compression, "bytes": info["size"],
+                "checksum": folder_checksum(self), "files": info["files"]}
+
     # --- metadata ---------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        """Store metadata without reading content: size, mtime (local), ETag / generation / version id."""
+        """Store metadata without reading content: size, mtime (local), ETag / generation / version id.
+
+        For a folder: total size and file count, from one listing.
+        """
+        if self.is_folder():
+            from dbnd_prefect.targets.folder import folder_info
+
+            return folder_info(self)
         if self.is_local:
             try:
                 st = os.stat(self._path)
@@ -305,6 +371,10 @@ class Target:
         """
         if full:
             return f"xxh3_128:{self.checksum()}"
+        if self.is_folder():
+            from dbnd_prefect.targets.folder import folder_fingerprint
+
+            return folder_fingerprint(self)
         info = self.info()
         if self.is_local:
             return f"stat:{info['size']}:{info['mtime_ns']}"
@@ -316,7 +386,11 @@ class Target:
         return f"xxh3_128:{self.checksum()}"
 
     def checksum(self) -> str:
-        """xxh3_128 hex digest of the stored bytes (as stored, i.e. still compressed)."""
+        """xxh3_128 hex digest of the stored bytes (as stored, i.e. still compressed); of every file of a folder."""
+        if self.is_folder():
+            from dbnd_prefect.targets.folder import folder_checksum
+
+            return folder_checksum(self)
         try:
             with self.fs.open(self._path, "rb", block_size=CHUNK) as f:
                 return hash_stream(f)
@@ -367,3 +441,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return value.strip('"')
     return value
+
+
+def get_format_for_frames() -> Format:
+    """The format of the files a folder output is written in when none is forced."""
+    return get_format(default_format_for("pandas.DataFrame"))
