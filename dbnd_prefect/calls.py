@@ -5,7 +5,8 @@ from the call site and the configuration and coerced, and the signature is compu
 upstream output counts by its producer's signature, which is known as soon as the producer is
 submitted. The `BoundCall` then travels to Prefect as the task run's one parameter: the cache policy
 reads its key, Prefect resolves the upstream futures inside it, and the task body loads and writes
-with it. Nothing is bound, fingerprinted or signed twice.
+with it. Nothing is bound, fingerprinted or signed twice. A call pickles (for task runners that run
+tasks in other processes, such as Dask): its task by reference, its run's settings with it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class BoundCall:
     arguments: dict[str, Any]
     signature: "Signature"
     record_key: str  # the Prefect cache key: the signature's record in the run's storage
+    run: "RunContext | None" = None  # the run it belongs to, for a task body in another process
 
     @property
     def digest(self) -> str:
@@ -37,6 +39,10 @@ class BoundCall:
 
 def bind_call(task: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], run: "RunContext") -> BoundCall:
     """Resolve a call of `task` in `run`: arguments by the precedence rule, then its signature."""
-    arguments = task.bind(args, kwargs, run)
+    return call_with(task, task.bind(args, kwargs, run), run)
+
+
+def call_with(task: Any, arguments: dict[str, Any], run: "RunContext") -> BoundCall:
+    """The call of `task` with `arguments` already bound (by the precedence rule) in `run`."""
     signature = task.signature_for(arguments, run)
-    return BoundCall(task, arguments, signature, run.storage.record_key(signature.digest))
+    return BoundCall(task, arguments, signature, run.storage.record_key(signature.digest), run)

@@ -20,9 +20,9 @@ import prefect
 from prefect.context import FlowRunContext, TaskRunContext
 
 from dbnd_prefect import identity, task_registry
-from dbnd_prefect.calls import BoundCall, bind_call
+from dbnd_prefect.calls import BoundCall, bind_call, call_with
 from dbnd_prefect.errors import ParameterError
-from dbnd_prefect.flow_parameters import flow_signature
+from dbnd_prefect.flow_parameters import pipeline_flow_signature, run_flow_body
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, check_required, coerce, output_specs, param_specs
@@ -60,10 +60,10 @@ class _Callable:
     name: str
     params: list[ParamSpec]
 
-    def _init_specs(self, func: Callable[..., Any], name: str | None) -> None:
+    def _init_specs(self, func: Callable[..., Any], name: str | None, params: list[ParamSpec] | None = None) -> None:
         self.func = func
         self.name = name or func.__name__
-        self.params = param_specs(func)
+        self.params = param_specs(func) if params is None else params
         self.param_map = {p.name: p for p in self.params}
         self.task_id = identity.identity_of(func)  # the same wherever the module was imported from
         self._func_signature = inspect.signature(func)
@@ -172,6 +172,20 @@ class DbndTask(_Callable):
         functools.update_wrapper(self, func)
         task_registry.register(self)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled by reference (module and name) where the module can be imported, so a task call sent
+        to another process (a Dask worker) finds the same definition there; by value otherwise."""
+        module, qualname = getattr(self.func, "__module__", None), self.func.__qualname__
+        if module and module != "__main__" and "<locals>" not in qualname:
+            return (_import_task, (module, qualname, self.task_id))
+        return super().__reduce_ex__(protocol)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_variants": {}, "_variants_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _variants_lock=threading.Lock())
+
     @property
     def code_fingerprint(self) -> str:
         if self._code_fingerprint is None:
@@ -269,14 +283,16 @@ class DbndTask(_Callable):
     def _single_task_pipeline(self) -> "DbndPipeline":
         task = self
 
-        def run_one(*args: Any, **kwargs: Any) -> Any:
-            return task(*args, **kwargs)
+        def run_one(**arguments: Any) -> Any:
+            # the flow bound the arguments already, with the task's own section: no second binding
+            scope, run = current_scope(), current_run()
+            call = call_with(task, arguments, run)
+            return task._wrap_outputs(scope.submit(call, run), call)
 
         run_one.__signature__ = self._signature.replace(return_annotation=inspect.Signature.empty)  # type: ignore
         for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
             setattr(run_one, attr, getattr(self.func, attr, None))
-        run_one.__annotations__ = {k: v for k, v in getattr(self.func, "__annotations__", {}).items() if k != "return"}
-        return DbndPipeline(run_one, name=self.name, _register=False)
+        return DbndPipeline(run_one, name=self.name, _register=False, _params=self.params)
 
     def as_pipeline(self) -> "DbndPipeline":
         """This task as a flow of its own: what a top-level call or `dbnd run TASK` runs."""
@@ -289,14 +305,15 @@ class DbndTask(_Callable):
 class DbndPipeline(_Callable, prefect.Flow):
     """A function that wires tasks, run as a Prefect flow."""
 
-    def __init__(self, func: Callable[..., Any], *, _register: bool = True, **prefect_options: Any) -> None:
-        self._init_specs(func, prefect_options.get("name"))
-        loose = flow_signature(func, self.params)
+    def __init__(self, func: Callable[..., Any], *, _register: bool = True, _params: list[ParamSpec] | None = None,
+                 **prefect_options: Any) -> None:
+        self._init_specs(func, prefect_options.get("name"), _params)
+        loose = pipeline_flow_signature(self)  # with the TASK.PARAM settings deployments may give
         pipeline = self
 
         def body(*args: Any, **kwargs: Any) -> Any:
-            arguments = {k: take_back(v) for k, v in loose.bind(*args, **kwargs).arguments.items()}
-            return pipeline._run_body(arguments)
+            return run_flow_body(pipeline, loose, args, kwargs,
+                                 lambda arguments: pipeline._run_body({k: take_back(v) for k, v in arguments.items()}))
 
         body.__signature__ = loose  # type: ignore[attr-defined]
         for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
@@ -365,6 +382,19 @@ class DbndPipeline(_Callable, prefect.Flow):
 
     def __repr__(self) -> str:
         return f"<dbnd pipeline {self.name}>"
+
+
+def _import_task(module: str, qualname: str, task_id: str) -> "DbndTask":
+    """The task `module.qualname` (what a pickled task reference names), checked to be the same definition."""
+    import importlib
+
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not isinstance(found, DbndTask) or found.task_id != task_id:
+        raise ParameterError(f"{module}.{qualname} is not the dbnd task {task_id} in this process",
+                             hint="run the same version of the project's code on every worker")
+    return found
 
 
 def _locations(arguments: Mapping[str, Any]) -> dict[str, Any]:

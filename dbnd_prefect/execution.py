@@ -141,17 +141,23 @@ def write_outputs(
 
 def run_task_body(call: "BoundCall") -> TaskOutputs:
     """The function Prefect runs for a dbnd task: load the call's inputs, call the function, store outputs."""
+    from dbnd_prefect.run_context import current_run, joined
+
+    run = current_run() or call.run
+    if run is None:
+        raise RuntimeError(f"task '{call.task.name}' ran outside a dbnd run")
+    with joined(run):
+        return _run_call(call, run)
+
+
+def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
     from prefect.context import TaskRunContext
 
     from dbnd_prefect.history.manifest import build_manifest
-    from dbnd_prefect.run_context import current_run
     from dbnd_prefect.targets import Target
     from dbnd_prefect.tracking import collecting_metrics
 
     task, arguments, signature = call.task, call.arguments, call.signature
-    run = current_run()
-    if run is None:
-        raise RuntimeError(f"task '{task.name}' ran outside a dbnd run")
     started = dt.datetime.now(dt.timezone.utc)
     task_ctx = TaskRunContext.get()
     task_run_id = task_ctx.task_run.id if task_ctx else None

@@ -35,6 +35,10 @@ class RunContext:
     task_runs: list[Any] = dataclasses.field(default_factory=list)
     record_uri: str | None = None  # the run record, once the root pipeline has ended
 
+    def __getstate__(self) -> dict[str, Any]:
+        # what a task body in another process needs: settings and storage, not the runs collected so far
+        return {**self.__dict__, "task_runs": []}
+
     def task_section(self, task_name: str) -> dict[str, Any]:
         """Configured values for a task's parameters: its own section over `[task]`, by layer."""
         from dbnd_prefect.config import task_values
@@ -72,6 +76,24 @@ def last_run_summary(run: RunContext | None = None) -> str:
 def current_run() -> RunContext | None:
     """The run in effect, or None outside any dbnd run."""
     return _current.get()
+
+
+@contextlib.contextmanager
+def joined(run: RunContext) -> Iterator[RunContext]:
+    """Make `run` the run in effect for the block, unless one already is (a task body in the driver).
+
+    A task body that a task runner runs in another process (a Dask worker) arrives with its run's
+    settings pickled inside its call; this makes them the run in effect there.
+    """
+    existing = _current.get()
+    if existing is not None:
+        yield existing
+        return
+    token = _current.set(run)
+    try:
+        yield run
+    finally:
+        _current.reset(token)
 
 
 def _resolve_version(value: Any) -> str | None:

@@ -33,6 +33,9 @@ class RunStorage:
         self._block = block
         self._reader: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_reader": None}
+
     @property
     def result_storage(self) -> Any:
         """The saved block Prefect keeps this root's cache records in."""

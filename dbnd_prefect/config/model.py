@@ -17,7 +17,7 @@ STORED_LAYERS: tuple[str, ...] = tuple(layer for layer in LAYERS if layer != "ca
 _RANK = {layer: rank for rank, layer in enumerate(LAYERS)}
 
 # Sections that are not task sections (everything else is a task name, or "task" for all tasks).
-RESERVED_SECTIONS = ("run", "formats")
+RESERVED_SECTIONS = ("run", "formats", "tracking")
 
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|api_key|access_key", re.IGNORECASE)
 _URI_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -117,6 +117,10 @@ class DbndConfig:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("DbndConfig is immutable; use with_layer() to get a changed copy")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a run's configuration travels with its task calls to other processes (Dask workers)
+        return (DbndConfig, (dict(self._chains),))
 
     def __repr__(self) -> str:
         return f"DbndConfig({len(self._chains)} values in {len(self.sections())} sections)"
