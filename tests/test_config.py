@@ -461,13 +461,13 @@ def test_unknown_env_lists_known_profiles(project: Path) -> None:
         load_config(cwd=project, environ={}, set_values=["run.env=prdo"])
     assert str(caught.value) == (
         "unknown environment 'prdo' (from --set run.env=prdo); did you mean 'prod'? "
-        "(known profiles: local, prod; define others as [env.NAME] tables)"
+        "(known profiles: docker, k8s, local, prod; define others as [env.NAME] tables)"
     )
     config = load_config(cwd=project, environ={})
     with pytest.raises(ConfigError) as caught:
         env_section(config, "staging")
     assert str(caught.value) == (
-        "unknown environment 'staging' (known profiles: local, prod; define others as [env.NAME] tables)"
+        "unknown environment 'staging' (known profiles: docker, k8s, local, prod; define others as [env.NAME] tables)"
     )
 
 

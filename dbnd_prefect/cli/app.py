@@ -134,6 +134,15 @@ def show_config(*, options: ConfigOptions = ConfigOptions()) -> int:
     return commands.show_config(options)
 
 
+@app.command(name="show-env")
+def show_env(name: Annotated[str | None, Parameter(name="NAME", help="profile name (default: the active one)")] = None,
+             /, *, options: ConfigOptions = ConfigOptions()) -> int:
+    """Print an environment profile with the source of each value."""
+    from dbnd_prefect.cli.env_command import show_env_command
+
+    return show_env_command(name, options)
+
+
 @app.command
 def server(action: Annotated[Literal["status", "start", "stop"], Parameter(name="ACTION")] = "status", /, *,
            verbose: Annotated[bool, Parameter(name="--verbose", help="tracebacks and debug logs")] = False) -> int:

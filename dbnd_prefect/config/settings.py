@@ -10,6 +10,7 @@ from dbnd_prefect.config.model import ConfigValue, DbndConfig, display_value
 from dbnd_prefect.errors import ConfigError, suggest
 
 BUILTIN_ENV = "local"
+BUILTIN_ENVS = ("local", "docker", "k8s")  # built-in environment profiles (see dbnd_prefect.profiles)
 
 
 class RunSettings(BaseModel):
@@ -54,9 +55,9 @@ RUN_KEYS: tuple[str, ...] = tuple(RunSettings.model_fields)
 
 
 def known_envs(config: DbndConfig) -> list[str]:
-    """Environment profile names: built-in `local` plus every `[env.NAME]` section."""
-    names = {section[len("env.") :] for section in config.sections() if section.startswith("env.")}
-    return sorted({BUILTIN_ENV, *(name for name in names if "." not in name)})
+    """Environment profile names: the built-in `local`, `docker`, `k8s` plus every `[env.NAME]` table."""
+    names = {section[len("env.") :].partition(".")[0] for section in config.sections() if section.startswith("env.")}
+    return sorted({*BUILTIN_ENVS, *names})
 
 
 def active_env(config: DbndConfig) -> str:
@@ -74,7 +75,8 @@ def active_env(config: DbndConfig) -> str:
 
 
 def env_section(config: DbndConfig, name: str) -> dict[str, ConfigValue]:
-    """Values of environment profile `name` (`local` exists even when not configured)."""
+    """Values of environment profile `name`'s own `[env.NAME]` table (`dbnd_prefect.profiles` resolves a
+    profile with its parents and built-in values)."""
     known = known_envs(config)
     if name not in known:
         raise ConfigError(
@@ -87,10 +89,12 @@ def env_section(config: DbndConfig, name: str) -> dict[str, ConfigValue]:
 def run_settings(config: DbndConfig) -> RunSettings:
     """The validated `run` section; unknown keys and bad values -> ConfigError naming their source.
 
-    Keys of the active profile that are run settings (data_root, storage_block, ...) replace
-    the `run` value unless that came from a higher layer: `[env.prod] data_root` beats
-    `[run] data_root` from the same file, but not `--set run.data_root=...`.
+    Keys of the active profile (and the profiles it extends) that are run settings (data_root,
+    storage_block, ...) replace the `run` value unless that came from a higher layer:
+    `[env.prod] data_root` beats `[run] data_root` from the same file, but not
+    `--set run.data_root=...`. The whole profile is validated too (unknown keys, parents, values).
     """
+    from dbnd_prefect.profiles import resolve_profile  # imports this module
     values = dict(config.section("run"))
     for key, found in values.items():
         if key not in RUN_KEYS:
@@ -98,12 +102,11 @@ def run_settings(config: DbndConfig) -> RunSettings:
                 f"unknown key run.{key} at {found.source}{suggest(key, RUN_KEYS)}",
                 hint=f"valid run keys: {', '.join(RUN_KEYS)}",
             )
-    profile = active_env(config)
-    for key, found in config.section(f"env.{profile}").items():
-        if key in RUN_KEYS and key != "env":
-            current = values.get(key)
-            if current is None or found.rank >= current.rank:
-                values[key] = found
+    profile = resolve_profile(config, active_env(config))
+    for key, found in profile.run_values().items():
+        current = values.get(key)
+        if current is None or found.rank >= current.rank:
+            values[key] = ConfigValue(found.value, found.layer, found.where(profile.name))
     try:
         return RunSettings(**{key: found.value for key, found in values.items()})
     except ValidationError as error:
