@@ -12,6 +12,8 @@ from typing import Any
 
 from prefect.cache_policies import CachePolicy
 
+from dbnd_prefect.task_run_labels import label_task_run
+
 
 class SignaturePolicy(CachePolicy):
     """Cache key = the record key of the task run's signature, carried by its `BoundCall`.
@@ -21,4 +23,7 @@ class SignaturePolicy(CachePolicy):
     """
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
-        return inputs["call"].record_key
+        call = inputs["call"]
+        # Prefect asks every versioned task run, reused or not, for its key: the moment to label the run
+        label_task_run(getattr(task_ctx, "task_run", None), call, call.record_key)
+        return call.record_key

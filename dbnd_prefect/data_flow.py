@@ -1,0 +1,136 @@
+"""What each task run of a pipeline run read and wrote, gathered once the pipeline's task runs are done,
+and handed to Prefect: artifacts a user reads in the UI (run_artifacts.py) and events that record the
+lineage (lineage.py).
+
+Facts come from the task manifests: a task run that ran wrote its own; a reused one (Prefect state
+`Cached`) points at the manifest of the run that made the version, which says which flow run that was.
+Everything shown here is redacted: no credentials in a URI, a link or a label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import urllib.parse
+from typing import Any, Mapping, Sequence
+
+logger = logging.getLogger("dbnd_prefect")
+
+
+@dataclasses.dataclass
+class DataRef:
+    """One input or output of a task run, as shown to a user."""
+
+    name: str
+    uri: str | None  # redacted
+    format: str | None = None
+    bytes: int | None = None
+    rows: int | None = None
+    checksum: str | None = None
+    producer_task: str | None = None  # inputs: the task whose output this is
+    producer_signature: str | None = None
+
+
+@dataclasses.dataclass
+class TaskRunIO:
+    """What one task run of a pipeline run read and wrote (or reused)."""
+
+    task: str
+    task_run_id: str | None
+    state: str  # Prefect's state name: Completed, Cached, Failed, ...
+    signature: str | None = None
+    task_version: str | None = None
+    env: str | None = None
+    inputs: list[DataRef] = dataclasses.field(default_factory=list)
+    outputs: list[DataRef] = dataclasses.field(default_factory=list)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    manifest_uri: str | None = None  # redacted
+    made_by_flow_run: str | None = None  # the flow run whose task run wrote the outputs
+    made_at: str | None = None  # when that task run ended (ISO 8601)
+
+    @property
+    def reused(self) -> bool:
+        return self.state == "Cached"
+
+
+def collect(entries: Sequence[Mapping[str, Any]]) -> list[TaskRunIO]:
+    """The data flow of a pipeline run from its task-run summaries (`PipelineScope.summaries()`)."""
+    from dbnd_prefect.history.manifest import read_manifest
+    from dbnd_prefect.redaction import redact
+
+    flows = []
+    for entry in entries:
+        io = TaskRunIO(task=entry["task"], task_run_id=entry.get("task_run_id"), state=entry.get("state") or "",
+                       signature=entry.get("signature"))
+        manifest_uri = entry.get("manifest")
+        manifest = read_manifest(manifest_uri) if manifest_uri else None
+        if manifest_uri:
+            io.manifest_uri = redact(manifest_uri)
+        if manifest is not None:
+            _fill_from_manifest(io, manifest)
+        elif entry.get("outputs"):
+            io.outputs = [DataRef(name, redact(uri)) for name, uri in entry["outputs"].items()]
+        flows.append(io)
+    return flows
+
+
+def _fill_from_manifest(io: TaskRunIO, manifest: Mapping[str, Any]) -> None:
+    from dbnd_prefect.redaction import redact
+
+    parts = manifest.get("signature_parts") or {}
+    io.task_version, io.env = parts.get("task_version"), parts.get("env")
+    io.metrics = dict(manifest.get("metrics") or {})
+    io.made_by_flow_run = (manifest.get("prefect") or {}).get("flow_run_id")
+    io.made_at = manifest.get("ended")
+    for entry in manifest.get("inputs") or []:
+        io.inputs.append(DataRef(
+            name=str(entry.get("name")), uri=redact(entry["uri"]) if entry.get("uri") else None,
+            format=entry.get("format"), producer_task=entry.get("producer_task"),
+            producer_signature=entry.get("producer_signature")))
+    for name, info in (manifest.get("outputs") or {}).items():
+        io.outputs.append(DataRef(
+            name=name, uri=redact(info["uri"]) if info.get("uri") else None, format=info.get("format"),
+            bytes=info.get("bytes"), rows=info.get("rows"), checksum=info.get("checksum")))
+
+
+def browse_url(uri: str | None) -> str | None:
+    """A link a browser can open for a stored file, or None when its store has none.
+
+    Local files as `file://` URLs; S3 and GCS objects in their consoles (or, for S3 behind a custom
+    endpoint such as an emulator, on that endpoint). Azure needs the account name, which a URI lacks.
+    """
+    if not uri or "://" not in uri:
+        return "file://" + urllib.parse.quote(os.path.abspath(uri)) if uri else None
+    scheme, rest = uri.split("://", 1)
+    scheme = scheme.lower()
+    if scheme == "file":
+        return "file://" + urllib.parse.quote(rest if rest.startswith("/") else "/" + rest)
+    bucket, _, key = rest.partition("/")
+    if "@" in bucket:  # user info never goes into a link
+        bucket = bucket.rsplit("@", 1)[1]
+    if scheme in ("s3", "s3a"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            return f"{endpoint.rstrip('/')}/{bucket}/{urllib.parse.quote(key)}"
+        return (f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={urllib.parse.quote(key)}")
+    if scheme in ("gs", "gcs") and not os.environ.get("STORAGE_EMULATOR_HOST"):
+        return f"https://console.cloud.google.com/storage/browser/_details/{bucket}/{urllib.parse.quote(key)}"
+    return None
+
+
+def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: str | None, state: str) -> None:
+    """Show a finished pipeline run's data flow in Prefect: artifacts per task run and per pipeline run,
+    and lineage events. Never fails the run: a problem is one warning line."""
+    from dbnd_prefect.redaction import one_line
+
+    if flow_run_id is None:
+        return
+    try:
+        flows = collect(entries)
+        from dbnd_prefect import lineage, run_artifacts
+
+        lineage.emit_lineage(flows, flow_run_id)
+        run_artifacts.publish_artifacts(pipeline, flows, flow_run_id, state)
+    except Exception as exc:
+        logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))

@@ -1,0 +1,146 @@
+"""Lineage as Prefect events, queryable through the API (`/events/filter`).
+
+For each output a task run wrote: a `dbnd.output.written` event (resource: the output's URI; related:
+the task run, the flow run and the inputs it read) and a Prefect asset materialization event
+(`prefect.asset.materialization.succeeded`, related to its upstream assets), the shape Prefect's own
+`@materialize` emits, so a Prefect Cloud workspace draws the lineage graph. For each output a task run
+reused: `dbnd.output.reused`, related to the flow run that made it. Prefect's events worker sends them
+in the background, in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from dbnd_prefect.data_flow import DataRef, TaskRunIO
+
+logger = logging.getLogger("dbnd_prefect")
+
+WRITTEN = "dbnd.output.written"
+REUSED = "dbnd.output.reused"
+MATERIALIZED = "prefect.asset.materialization.succeeded"
+REFERENCED = "prefect.asset.referenced"
+MATERIALIZED_BY = "dbnd-prefect"
+_MAX_RELATED = 60  # the server refuses events with more related resources than its limit (100 by default)
+
+
+def resource_uri(uri: str) -> str:
+    """The URI an event names a stored file by: redacted, local paths as file:// URIs."""
+    import os
+
+    from dbnd_prefect.redaction import redact
+
+    text = redact(uri)
+    return text if "://" in text else "file://" + os.path.abspath(text)
+
+
+def asset_key(uri: str | None) -> str | None:
+    """The Prefect asset key of a stored file (`resource_uri`), or None when that is not a valid asset key
+    (spaces, '%', '#', ... or longer than 512 characters)."""
+    from prefect.types.names import validate_valid_asset_key
+
+    if not uri:
+        return None
+    text = resource_uri(uri)
+    if "@" in text.split("://", 1)[1].split("/", 1)[0]:
+        return None  # user info in the authority: never an asset key
+    try:
+        return validate_valid_asset_key(text)
+    except ValueError:
+        return None
+
+
+def _labels(ref: "DataRef", io: "TaskRunIO") -> dict[str, str]:
+    labels = {"dbnd.task": io.task, "dbnd.output": ref.name, "dbnd.signature": io.signature or "",
+              "dbnd.format": ref.format or "", "dbnd.env": io.env or ""}
+    if ref.bytes is not None:
+        labels["dbnd.bytes"] = str(ref.bytes)
+    if ref.rows is not None:
+        labels["dbnd.rows"] = str(ref.rows)
+    if ref.checksum:
+        labels["dbnd.checksum"] = ref.checksum
+    return labels
+
+
+def _run_related(io: "TaskRunIO", flow_run_id: str) -> list[dict[str, str]]:
+    related = [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
+    if io.task_run_id:
+        related.append({"prefect.resource.id": f"prefect.task-run.{io.task_run_id}",
+                        "prefect.resource.role": "task-run", "prefect.resource.name": io.task})
+    return related
+
+
+def _occurred(io: "TaskRunIO") -> Any:
+    import datetime as dt
+
+    if io.made_at and not io.reused:
+        try:
+            return dt.datetime.fromisoformat(io.made_at)
+        except ValueError:
+            pass
+    return None
+
+
+def events_for(io: "TaskRunIO", flow_run_id: str) -> list[dict[str, Any]]:
+    """The events (keyword arguments of `prefect.events.emit_event`) that record one task run's lineage."""
+    if not io.outputs or io.state not in ("Completed", "Cached"):
+        return []
+    events: list[dict[str, Any]] = []
+    run_related = _run_related(io, flow_run_id)
+    if io.reused:
+        made_by = ([{"prefect.resource.id": f"prefect.flow-run.{io.made_by_flow_run}",
+                     "prefect.resource.role": "made-by-flow-run"}] if io.made_by_flow_run else [])
+        for ref in io.outputs:
+            if ref.uri:
+                events.append(dict(event=REUSED, resource={"prefect.resource.id": resource_uri(ref.uri),
+                                                           "prefect.resource.name": f"{io.task}.{ref.name}",
+                                                           **_labels(ref, io)},
+                                   related=run_related + made_by))
+        return events
+    inputs = [{"prefect.resource.id": resource_uri(ref.uri), "prefect.resource.role": "input",
+               "prefect.resource.name": ref.name} for ref in io.inputs if ref.uri]
+    upstream = sorted({key for key in (asset_key(ref.uri) for ref in io.inputs) if key})
+    upstream_related = [{"prefect.resource.id": key, "prefect.resource.role": "asset"} for key in upstream]
+    occurred = _occurred(io)
+    for key in upstream:
+        events.append(dict(event=REFERENCED, resource={"prefect.resource.id": key}, related=run_related,
+                           occurred=occurred))
+    for ref in io.outputs:
+        if not ref.uri:
+            continue
+        events.append(dict(event=WRITTEN, resource={"prefect.resource.id": resource_uri(ref.uri),
+                                                     "prefect.resource.name": f"{io.task}.{ref.name}",
+                                                     **_labels(ref, io)},
+                           related=(run_related + inputs)[:_MAX_RELATED], occurred=occurred))
+        key = asset_key(ref.uri)
+        if key is None:
+            continue
+        resource = {"prefect.resource.id": key, "prefect.resource.name": f"{io.task}.{ref.name}"}
+        from dbnd_prefect.data_flow import browse_url
+
+        url = browse_url(ref.uri)
+        if url and url.startswith(("http://", "https://")):
+            resource["prefect.asset.url"] = url
+        related = upstream_related + [{"prefect.resource.id": MATERIALIZED_BY,
+                                       "prefect.resource.role": "asset-materialized-by"}] + run_related
+        payload = {k: v for k, v in {"format": ref.format, "bytes": ref.bytes, "rows": ref.rows,
+                                     "checksum": ref.checksum, "signature": io.signature}.items() if v is not None}
+        events.append(dict(event=MATERIALIZED, resource=resource, related=related[:_MAX_RELATED],
+                           payload=payload, occurred=occurred))
+    return events
+
+
+def emit_lineage(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
+    """Emit the lineage events of a pipeline run's task runs; how many were queued."""
+    from prefect.events import emit_event
+
+    count = 0
+    for io in flows:
+        for kwargs in events_for(io, flow_run_id):
+            if kwargs.get("occurred") is None:
+                kwargs.pop("occurred", None)
+            if emit_event(**kwargs) is not None:
+                count += 1
+    return count
