@@ -100,11 +100,19 @@ def output_dir(run: "RunContext", task_name: str, signature: Any) -> str:
     return layout.output_dir(run.data_root, run.env, run.run_date, task_name, signature.digest)
 
 
+def output_format(spec: Any, type_key: str, config: Any) -> str:
+    """The format an output is written in: the task's choice, else the configured one for its type, else
+    the type's default. The writer passes the value's type; `dbnd plan` the annotated one."""
+    from dbnd_prefect.targets import default_format_for
+
+    return spec.format or config.get("formats", type_key) or default_format_for(type_key)
+
+
 def write_outputs(
     task: "DbndTask", run: "RunContext", signature: Any, values: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Write each non-None output to its typed target; on any failure remove what this call wrote."""
-    from dbnd_prefect.targets import Target, default_format_for, get_format, type_key
+    from dbnd_prefect.targets import Target, get_format, type_key
     from dbnd_prefect.targets.formats import json_faithful
 
     folder = output_dir(run, task.name, signature)
@@ -116,7 +124,7 @@ def write_outputs(
             if value is None:
                 continue
             key = type_key(value)
-            fmt = spec.format or run.config.get("formats", key) or default_format_for(key)
+            fmt = output_format(spec, key, run.config)
             if fmt == "json" and not spec.format and key in ("dict", "list") and not json_faithful(value):
                 logger.warning("Task '%s': output '%s' does not survive JSON (tuples, non-string keys, dates...); "
                                "storing it as a pickle.", task.name, spec.name)

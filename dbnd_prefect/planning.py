@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dbnd_prefect.execution import output_dir
+from dbnd_prefect.execution import output_dir, output_format
 from dbnd_prefect.outputs import StoredOutput, TaskOutputs
 from dbnd_prefect.run_context import RunContext, ensure_run
 from dbnd_prefect.wiring import PipelineScope
@@ -69,7 +69,7 @@ class PlanScope(PipelineScope):
         self._versions: dict[str, list[dict[str, Any]]] = {}
 
     def submit(self, call: Any, run: Any) -> TaskOutputs:
-        from dbnd_prefect.targets import default_format_for, get_format
+        from dbnd_prefect.targets import get_format
 
         task, arguments, signature = call.task, call.arguments, call.signature
         if task.versioned:
@@ -80,8 +80,11 @@ class PlanScope(PipelineScope):
         if stored is None:
             predicted = {}
             for spec in task.outputs if task.versioned else ():
-                fmt = spec.format or run.config.get("formats", spec.type_key) or default_format_for(spec.type_key)
-                uri = f"{folder}/{spec.name}{get_format(fmt).extensions[0]}"
+                if spec.format or spec.type_key != "object":
+                    fmt = output_format(spec, spec.type_key, run.config)
+                    uri = f"{folder}/{spec.name}{get_format(fmt).extensions[0]}"
+                else:  # unannotated: the returned value's type picks the format when it is written
+                    fmt, uri = "by value", f"{folder}/{spec.name}.*"
                 predicted[spec.name] = StoredOutput(uri=uri, format=fmt, type_key=spec.type_key)
             stored = TaskOutputs(task.name, signature.digest, [o.name for o in task.outputs], predicted, None)
         self.planned.append(PlannedTask(
