@@ -6,7 +6,8 @@ The whole public API:
     from dbnd_prefect import run, config_context          # running with configuration
     from dbnd_prefect import plan, reproduce              # what a run would reuse; re-run a recorded run
     from dbnd_prefect import Format, register_format      # file formats for typed targets
-    from dbnd_prefect import log_metric, log_dataframe    # tracking, shown as Prefect artifacts
+    from dbnd_prefect import log_metric, log_metrics, log_dataframe, log_artifact  # tracking, shown in the Prefect UI
+    from dbnd_prefect import Schema                       # data contracts: Annotated[DataFrame, Schema(Model)]
 
 Names are imported on first use, so importing a submodule (the pytest plugin, the CLI's error
 path) does not import Prefect, which reads its settings when imported.
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from dbnd_prefect.planning import plan
     from dbnd_prefect.reproduction import reproduce
     from dbnd_prefect.targets import Format, Target, register_format
-    from dbnd_prefect.tracking import log_dataframe, log_metric
+    from dbnd_prefect.tracking import Schema, log_artifact, log_dataframe, log_metric, log_metrics
 
 _EXPORTS = {
     "task": "dbnd_prefect.decorators",
@@ -40,6 +41,9 @@ _EXPORTS = {
     "config_context": "dbnd_prefect.config",
     "log_metric": "dbnd_prefect.tracking",
     "log_dataframe": "dbnd_prefect.tracking",
+    "log_metrics": "dbnd_prefect.tracking",
+    "log_artifact": "dbnd_prefect.tracking",
+    "Schema": "dbnd_prefect.tracking",
     "plan": "dbnd_prefect.planning",
     "reproduce": "dbnd_prefect.reproduction",
     "Format": "dbnd_prefect.targets",

@@ -77,6 +77,13 @@ class FormatError(TargetError):
     """A file format that is unknown or cannot handle the given type."""
 
 
+class DataContractError(DbndError):
+    """Data that violates the schema its parameter or output declares (`Annotated[DataFrame, Schema(...)]`)."""
+
+    column: str | None = None
+    check: str | None = None
+
+
 class OutputError(DbndError):
     """A task's return value that does not match its declared outputs."""
 
