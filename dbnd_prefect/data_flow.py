@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 logger = logging.getLogger("dbnd_prefect")
 
+SWITCH = "DBND_PUBLISH_DATA_FLOW"  # "false" turns the artifacts and lineage events of pipeline runs off
+
 
 @dataclasses.dataclass
 class DataRef:
@@ -124,7 +126,7 @@ def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: st
     and lineage events. Never fails the run: a problem is one warning line."""
     from dbnd_prefect.redaction import one_line
 
-    if flow_run_id is None:
+    if flow_run_id is None or os.environ.get(SWITCH, "").strip().lower() in ("0", "false", "off", "no"):
         return
     try:
         flows = collect(entries)

@@ -1,0 +1,142 @@
+"""What the Prefect UI shows about a pipeline run's data, read back from the real server the suite starts:
+the per-task-run artifact (`dbnd-<task>-io`), the per-pipeline data-flow artifact, and the Version, Tags and
+Cache Key of each task run, for a first run, a fully reused re-run and a failing run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from dbnd_prefect import pipeline, task
+from dbnd_prefect.run_artifacts import wait_for_artifacts
+from dbnd_prefect.run_context import last_run
+
+
+@task
+def ui_rows(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": range(n), "label": [f"r{i}" for i in range(n)]})
+
+
+@task(task_version="3")
+def ui_total(frame: pd.DataFrame) -> dict:
+    return {"sum": int(frame["x"].sum())}
+
+
+@task
+def ui_explode(frame: pd.DataFrame) -> int:
+    raise ValueError("ui_explode fails on purpose")
+
+
+@pipeline
+def ui_flow(n: int = 5):
+    return ui_total(ui_rows(n))
+
+
+@pipeline
+def ui_failing(n: int = 4):
+    return ui_explode(ui_rows(n))
+
+
+def _artifacts(flow_run_id: str) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    wait_for_artifacts()
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def _task_runs(flow_run_id: str) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name.rsplit("-", 1)[0]: r for r in runs}
+
+
+def _entry(task_name: str) -> dict[str, Any]:
+    return next(e for e in last_run().task_runs if e["task"] == task_name)
+
+
+def _manifest(task_name: str) -> dict[str, Any]:
+    return json.loads(Path(_entry(task_name)["manifest"]).read_text())
+
+
+def test_first_run_shows_what_each_task_read_and_wrote(workdir: Path) -> None:
+    assert ui_flow(n=5) == {"sum": 10}
+    run = last_run()
+    artifacts = _artifacts(run.flow_run_id)
+    assert {"dbnd-ui-rows-io", "dbnd-ui-total-io", "dbnd-ui-flow-data-flow"} <= set(artifacts)
+
+    rows, total = _entry("ui_rows"), _entry("ui_total")
+    rows_uri = rows["outputs"]["result"]
+    manifest = _manifest("ui_rows")
+    rows_md = artifacts["dbnd-ui-rows-io"].data
+    assert str(artifacts["dbnd-ui-rows-io"].task_run_id) == rows["task_run_id"]
+    assert "ui_rows: ran" in rows_md
+    assert f"[{rows_uri}](file://{rows_uri})" in rows_md, "the output URI is a clickable file:// link"
+    assert "| parquet |" in rows_md and "| 5 |" in rows_md  # format and rows
+    assert manifest["outputs"]["result"]["checksum"][:12] in rows_md
+    assert f"signature `{rows['signature'][:12]}`" in rows_md
+
+    total_md = artifacts["dbnd-ui-total-io"].data
+    assert "**Read**" in total_md and rows_uri in total_md and f"ui_rows `{rows['signature'][:12]}`" in total_md
+    assert "task version `3`" in total_md and total["outputs"]["result"] in total_md
+
+    flow_md = artifacts["dbnd-ui-flow-data-flow"].data
+    assert artifacts["dbnd-ui-flow-data-flow"].task_run_id is None
+    assert "2 task runs: 2 ran, 0 reused" in flow_md
+    assert flow_md.count(f"[{rows_uri}]") == 2, "written by ui_rows and read by ui_total"
+
+    labels = _task_runs(run.flow_run_id)
+    assert labels["ui_total"].task_version == f"v3 · local · {total['signature'][:12]}"
+    assert {"dbnd", "env:local", f"signature:{total['signature'][:12]}", "task_version:3"} <= set(labels["ui_total"].tags)
+    assert labels["ui_rows"].cache_key.endswith(rows["signature"])
+
+
+def test_fully_reused_rerun_says_which_run_made_each_version(workdir: Path) -> None:
+    ui_flow(n=6)
+    first = last_run().flow_run_id
+    first_name = last_run().flow_run_name
+    ui_flow(n=6)
+    second = last_run()
+    assert {e["state"] for e in second.task_runs} == {"Cached"}
+
+    artifacts = _artifacts(second.flow_run_id)
+    rows_md = artifacts["dbnd-ui-rows-io"].data
+    assert "ui_rows: reused a stored version" in rows_md
+    assert f"flow run **{first_name}** (`{first}`)" in rows_md
+    assert "the task body did not run" in rows_md and "**Reused**" in rows_md and "| 6 |" in rows_md
+    flow_md = artifacts["dbnd-ui-flow-data-flow"].data
+    assert "2 task runs: 0 ran, 2 reused" in flow_md and flow_md.count(f"(`{first}`)") == 2
+
+    # the same key in both runs: Prefect's history of the key compares them
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        history = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dbnd-ui-total-io"])))
+    assert {str(a.flow_run_id) for a in history} >= {first, second.flow_run_id}
+
+    labels = _task_runs(second.flow_run_id)
+    assert labels["ui_rows"].state_name == "Cached"
+    assert labels["ui_rows"].task_version.endswith(_entry("ui_rows")["signature"][:12])
+
+
+def test_failing_run_still_shows_its_data_flow(workdir: Path) -> None:
+    with pytest.raises(ValueError, match="on purpose"):
+        ui_failing(n=4)
+    run = last_run()
+    artifacts = _artifacts(run.flow_run_id)
+    flow_md = artifacts["dbnd-ui-failing-data-flow"].data
+    assert "Data flow of ui_failing: Failed" in flow_md
+    assert "| ui_explode | Failed |" in flow_md
+    assert "ui_explode: failed" in artifacts["dbnd-ui-explode-io"].data
+    assert "No output written." in artifacts["dbnd-ui-explode-io"].data
+    assert _entry("ui_rows")["outputs"]["result"] in artifacts["dbnd-ui-rows-io"].data
