@@ -27,6 +27,7 @@ from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, check_required, coerce, output_specs, param_specs
 from dbnd_prefect.prefect_api import prefect_session
+from dbnd_prefect.profiles import profile_applied
 from dbnd_prefect.run_context import RunContext, current_run, default_task_runner, ensure_run
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
@@ -349,7 +350,11 @@ class DbndPipeline(_Callable, prefect.Flow):
                     state = "Completed"
                     return resolved
                 finally:
-                    run.task_runs.extend(scope.summaries())
+                    summaries = scope.summaries()
+                    run.task_runs.extend(summaries)
+                    from dbnd_prefect.data_flow import publish  # artifacts and lineage events (#14)
+
+                    publish(self.name, summaries, flow_run_id, state)
                     if is_root:
                         from dbnd_prefect.history.run_record import write_run_record
 
@@ -377,8 +382,9 @@ class DbndPipeline(_Callable, prefect.Flow):
                 return prefect.Flow.__call__(self, **passed)
         with ensure_run() as run:
             arguments = self.bind(args, kwargs, run)
-            with handed_off(_locations(arguments)) as passed, prefect_session(run.config):
-                return prefect.Flow.__call__(self, **passed)
+            with handed_off(_locations(arguments)) as passed, prefect_session(run.config), \
+                    profile_applied(self, run) as flow:  # the profile's task runner and env vars
+                return prefect.Flow.__call__(flow, **passed)
 
     def __repr__(self) -> str:
         return f"<dbnd pipeline {self.name}>"

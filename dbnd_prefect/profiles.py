@@ -41,13 +41,15 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     "local": {"work_pool": {"name": "local", "type": "process"}, "task_runner": {"type": "thread"}},
     "docker": {"work_pool": {"name": "docker", "type": "docker"}, "task_runner": {"type": "thread"}},
     "k8s": {"work_pool": {"name": "k8s", "type": "kubernetes"}, "task_runner": {"type": "thread"},
-            "job_variables": {"namespace": "default"}},
+            "namespace": "default"},
 }
 
 # Run settings a profile may set for the runs in it (`run.env` is the profile's own name).
 PROFILE_RUN_KEYS: tuple[str, ...] = tuple(key for key in RUN_KEYS if key != "env")
-PROFILE_KEYS: tuple[str, ...] = ("extends", "work_pool", "job_variables", "task_runner", "env", "spark",
-                                 *PROFILE_RUN_KEYS)
+# What the work pool's runs need, turned into the pool type's job variables by `work_pools.job_variables`.
+WORKER_KEYS: tuple[str, ...] = ("image", "namespace", "cpu", "memory", "service_account", "volumes")
+PROFILE_KEYS: tuple[str, ...] = ("extends", "work_pool", "job_variables", "task_runner", "env", *WORKER_KEYS,
+                                 "spark", *PROFILE_RUN_KEYS)
 
 # The variables of Prefect's default base job template per pool type (prefect, prefect-docker,
 # prefect-kubernetes). A pool with its own template may take others: unknown names pass, but a
@@ -60,7 +62,7 @@ JOB_VARIABLES: dict[str, tuple[str, ...]] = {
     "kubernetes": ("name", "env", "labels", "command", "annotations", "namespace", "image",
                    "service_account_name", "image_pull_policy", "backoff_limit", "finished_job_ttl",
                    "job_watch_timeout_seconds", "pod_watch_timeout_seconds", "stream_output", "cluster_config",
-                   "cpu_request", "cpu_limit", "memory_request", "memory_limit"),
+                   "cpu_request", "cpu_limit", "memory_request", "memory_limit", "volumes", "volume_mounts"),
 }
 _TABLE_KEYS = ("work_pool", "task_runner", "job_variables", "env", "spark")
 _MAPPING_VARIABLES = ("env", "labels", "annotations", "container_create_kwargs")
@@ -125,7 +127,13 @@ class Profile(_Strict):
     name: str
     extends: str | None = None
     work_pool: WorkPool
-    job_variables: dict[str, Any] = {}
+    job_variables: dict[str, Any] = {}  # raw variables of the pool's base job template, passed through last
+    image: str | None = None
+    namespace: str | None = None
+    cpu: str | float | None = None
+    memory: str | int | None = None
+    service_account: str | None = None
+    volumes: list[Any] = []
     task_runner: TaskRunnerSpec = ThreadRunner()
     data_root: str | None = None
     storage_block: str | None = None
@@ -186,6 +194,20 @@ class ResolvedProfile:
         """Whether configuration (not only the built-in profile) sets something under `key`."""
         return any(path[0] == key and not found.builtin for path, found in self.values.items())
 
+    def worker_settings(self) -> dict[str, Any]:
+        """What the profile's work pool runs need: env, image, namespace, cpu, memory, ... and raw job_variables."""
+        profile = self.profile
+        settings = {key: getattr(profile, key) for key in WORKER_KEYS if (key,) in self.values}
+        settings.update({key: value for key, value in (("env", profile.env), ("job_variables", profile.job_variables))
+                         if value})
+        return settings
+
+    def job_variables(self) -> dict[str, Any]:
+        """The job variables of the profile's work pool type (see `dbnd_prefect.work_pools`)."""
+        from dbnd_prefect.work_pools import job_variables
+
+        return job_variables(self.profile.work_pool.type, self.worker_settings(), where=f"profile '{self.name}'")
+
     def run_values(self) -> dict[str, ProfileValue]:
         """The run settings (data_root, storage_block, ...) this profile sets."""
         return {path[0]: found for path, found in self.values.items()
@@ -217,8 +239,9 @@ def resolve_profile(config: DbndConfig, name: str) -> ResolvedProfile:
             current = merged.get(path)
             if current is None or found.rank >= current.rank:
                 merged[path] = found
-    profile = _validated(name, merged)
-    return ResolvedProfile(profile, merged, tuple(chain))
+    resolved = ResolvedProfile(_validated(name, merged), merged, tuple(chain))
+    resolved.job_variables()  # checks the worker settings against the pool type (pure, no Prefect)
+    return resolved
 
 
 def active_profile(config: DbndConfig) -> ResolvedProfile:
@@ -446,7 +469,7 @@ def check_data_reachable(resolved: ResolvedProfile, data_root: str, storage_bloc
 
 
 def _mounted(path: str, resolved: ResolvedProfile) -> bool:
-    for volume in resolved.profile.job_variables.get("volumes") or []:
+    for volume in [*resolved.profile.volumes, *(resolved.profile.job_variables.get("volumes") or [])]:
         host, _, rest = str(volume).partition(":")
         inside = rest.partition(":")[0]
         if host and host == inside and (path == host or path.startswith(host.rstrip("/") + "/")):
@@ -466,12 +489,14 @@ def _is_this_machine(address: str) -> bool:
 
 
 def check_run_profile(config: DbndConfig) -> ResolvedProfile:
-    """The active profile, after checking that its runs can reach their data (before anything runs)."""
+    """The active profile, after checking (before anything runs) that its runs can reach their data and
+    that its task runner's package is installed."""
     from dbnd_prefect.config import run_settings
 
     resolved = active_profile(config)
     settings = run_settings(config)
     check_data_reachable(resolved, settings.data_root, settings.storage_block)
+    task_runner_for(resolved)  # made, not started: connects to nothing
     return resolved
 
 
@@ -550,7 +575,7 @@ def profile_rows(config: DbndConfig, name: str) -> list[tuple[str, str, str]]:
 
 
 def _row_order(path: Path) -> tuple[int, Path]:
-    order = ("work_pool", "job_variables", "task_runner", "data_root", "storage_block", "env", "spark")
+    order = ("work_pool", *WORKER_KEYS, "job_variables", "task_runner", "data_root", "storage_block", "env", "spark")
     return (order.index(path[0]) if path[0] in order else len(order), path)
 
 

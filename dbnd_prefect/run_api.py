@@ -27,6 +27,7 @@ from dbnd_prefect.config import (
     run_settings,
     task_values,
 )
+from dbnd_prefect.config.inputs import set_entries
 from dbnd_prefect.config.model import RESERVED_SECTIONS
 from dbnd_prefect.errors import (
     ConfigError,
@@ -109,16 +110,18 @@ def prepare_run(
 
     set_values, override_values = list(set_values), list(override_values)
     dotted = [_dotted_only(m) for m in set_values], [_dotted_only(m) for m in override_values]
-    base = build_config(cwd, conf_files, dotted[0], dotted[1], environ=environ, env=env, task_version=task_version)
+    config = build_config(cwd, conf_files, dotted[0], dotted[1], environ=environ, env=env, task_version=task_version)
     if isinstance(task, str):
-        obj = find_task(task, [*run_settings(base).modules, *modules], cwd)
+        obj = find_task(task, [*run_settings(config).modules, *modules], cwd)
     else:
         obj = task
         if not hasattr(obj, "params") or not hasattr(obj, "bind"):
             raise ConfigError(f"{task!r} is not a @task or @pipeline", hint="decorate it or pass its name")
-    config = build_config(cwd, conf_files, [_to_root(obj, m, "--set") for m in set_values],
-                          [_to_root(obj, m, "--override") for m in override_values], environ=environ, env=env,
-                          task_version=task_version)
+    # bare parameter names (`--set raw_data=...`) belong to the root task, known only now
+    for layer, flag, values in (("set", "--set", set_values), ("override", "--override", override_values)):
+        bare = [_to_root(obj, m, flag) for m in (_bare_only(m) for m in values) if m]
+        if bare:
+            config = config.with_entries(layer, set_entries(bare, flag))
     if check:
         validate(obj, config)
     return PreparedRun(obj, config)
@@ -148,6 +151,10 @@ def build_config(
 
 def _dotted_only(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if "." in k or isinstance(v, Mapping)}
+
+
+def _bare_only(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if not ("." in k or isinstance(v, Mapping))}
 
 
 def _to_root(obj: Any, mapping: Mapping[str, Any], flag: str) -> dict[str, Any]:
@@ -310,12 +317,14 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     Bad input data found only when a task loads it stays the DbndError that names the task, the
     parameter and the URI (exit code 2): an input error, not a failing task.
     """
+    from dbnd_prefect.profiles import check_run_profile
     from dbnd_prefect.run_context import ensure_run
 
     obj = prepared.obj
     with config_context(prepared.config), ensure_run(prepared.config) as current:
         current.command_line = command_line
         check_remote_inputs(obj, current)
+        check_run_profile(prepared.config)  # a remote pool or cluster with data on this machine: refused here
         try:
             values = obj()
         except DbndError as exc:
