@@ -58,7 +58,7 @@ def _link(uri: str | None) -> str:
     if not uri:
         return "–"
     url = browse_url(uri)
-    shown = _cell(uri)
+    shown = _cell(redact(uri))
     return f"[{shown}]({redact(url)})" if url else f"`{shown}`"
 
 
