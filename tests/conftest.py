@@ -96,6 +96,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     reset_config_cache()
 
 
+@pytest.fixture
+def raw_csv(workdir: Path) -> Path:
+    """`raw.csv` in the working directory, read by the pipeline of tests/counted_chain.py (its counts reset)."""
+    import pandas as pd
+
+    from tests.counted_chain import calls
+
+    calls.clear()
+    path = workdir / "raw.csv"
+    pd.DataFrame({"x": [1, 2, 3, -1]}).to_csv(path, index=False)
+    return path
+
+
 def run_python(*args: str, cwd: Path | str = REPO, timeout: float = 180, env: dict | None = None
                ) -> subprocess.CompletedProcess:
     """Run this interpreter in a subprocess, as a user would run a script."""

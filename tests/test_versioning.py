@@ -1,61 +1,21 @@
-"""Signature-addressed outputs, verified reuse, plan reasons and manifests, on a real Prefect server."""
+"""Signature-addressed outputs and verified reuse: what reruns, what is reused, on a real Prefect server."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import textwrap
 import time
 from pathlib import Path
 
-import jsonschema
+import numpy as np
 import pandas as pd
-import pytest
 
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.config import config_context
 from dbnd_prefect.planning import plan
 from dbnd_prefect.run_context import last_run
-
-calls: dict[str, int] = {}
-
-
-def _count(name: str) -> None:
-    calls[name] = calls.get(name, 0) + 1
-
-
-@task
-def load_rows(raw: pd.DataFrame) -> pd.DataFrame:
-    _count("load_rows")
-    return raw[raw["x"] >= 0]
-
-
-@task
-def scale(frame: pd.DataFrame, factor: float = 2.0) -> pd.DataFrame:
-    _count("scale")
-    return frame.assign(x=frame["x"] * factor)
-
-
-@task
-def summarize(frame: pd.DataFrame) -> dict:
-    _count("summarize")
-    return {"rows": int(len(frame)), "total": float(frame["x"].sum())}
-
-
-@pipeline
-def chain(raw: pd.DataFrame):
-    rows = load_rows(raw)
-    scaled = scale(rows)
-    return summarize(scaled), summarize(rows)
-
-
-@pytest.fixture
-def raw_csv(workdir: Path) -> Path:
-    calls.clear()
-    path = workdir / "raw.csv"
-    pd.DataFrame({"x": [1, 2, 3, -1]}).to_csv(path, index=False)
-    return path
+from tests.counted_chain import calls, chain, count_run, load_rows, summarize
 
 
 def _states() -> dict[str, str]:
@@ -148,54 +108,6 @@ def test_outputs_live_at_signature_addressed_paths(raw_csv):
     assert (path.parent / "_manifest.json").is_file()
 
 
-def test_manifest_validates_against_shipped_schema(raw_csv):
-    chain("raw.csv")
-    schema = json.loads((Path(__file__).parent.parent / "dbnd_prefect" / "manifest.schema.json").read_text())
-    for entry in last_run().task_runs:
-        manifest = json.loads(Path(entry["manifest"]).read_text())
-        jsonschema.validate(manifest, schema)
-        assert manifest["signature"] == entry["signature"]
-        assert manifest["prefect"]["task_run_id"] == entry["task_run_id"]
-    load = json.loads(Path(next(e for e in last_run().task_runs if e["task"] == "load_rows")["manifest"]).read_text())
-    assert load["inputs"][0]["uri"].endswith("raw.csv")
-    out = load["outputs"]["result"]
-    assert out["rows"] == 3 and out["schema"] == {"x": "int64"} and out["bytes"] == Path(out["uri"]).stat().st_size
-
-
-@task
-def connect(url: str, password: str = "hunter2") -> str:
-    return url
-
-
-def test_manifest_masks_secret_parameters(workdir):
-    connect("db://host")
-    manifest = Path(last_run().task_runs[0]["manifest"]).read_text()
-    assert "hunter2" not in manifest and '"password": "****"' in manifest
-
-
-def test_plan_says_hit_miss_and_why(raw_csv):
-    planned = plan(chain, "raw.csv")
-    assert [p.status for p in planned] == ["miss"] * 4
-    assert planned[0].reason == "never ran in this environment"
-    chain("raw.csv")
-    assert [p.status for p in plan(chain, "raw.csv")] == ["hit"] * 4
-    with config_context({"scale.factor": "5"}):
-        planned = {p.task.name + str(i): p for i, p in enumerate(plan(chain, "raw.csv"))}
-    assert planned["load_rows0"].status == "hit"
-    assert planned["scale1"].status == "miss" and "parameter 'factor' changed" in planned["scale1"].reason
-    assert planned["summarize2"].status == "miss" and "input 'frame' changed" in planned["summarize2"].reason
-    assert planned["summarize3"].status == "hit"
-    assert calls == {"load_rows": 1, "scale": 1, "summarize": 2}, "plan ran a task"
-
-
-def test_plan_reports_stale_outputs(raw_csv):
-    chain("raw.csv")
-    entry = next(e for e in last_run().task_runs if e["task"] == "scale")
-    Path(entry["outputs"]["result"]).unlink()
-    status = {p.task.name: (p.status, p.reason) for p in plan(chain, "raw.csv")}
-    assert status["scale"][0] == "stale" and "missing" in status["scale"][1]
-
-
 HELPER_MODULE = """
 from dbnd_prefect import task
 
@@ -233,141 +145,9 @@ def test_helper_function_change_invalidates_but_unrelated_change_does_not(workdi
     assert "BODY-RAN" in out and "VALUE 12" in out
 
 
-@task
-def total(frame: pd.DataFrame) -> float:
-    return float(frame["x"].sum())
-
-
-def test_latest_and_run_selectors_resolve_to_stored_outputs(raw_csv):
-    chain("raw.csv")
-    first_run = next(e for e in last_run().task_runs if e["task"] == "scale")
-    manifest = json.loads(Path(first_run["manifest"]).read_text())
-    flow_run_id = manifest["prefect"]["flow_run_id"]
-    with config_context({"scale.factor": "10"}):
-        chain("raw.csv")
-    assert total("scale.result@latest") == 60.0
-    assert total(f"scale.result@run:{flow_run_id}") == 12.0
-    assert total(f"scale.result@run:{flow_run_id[:8]}") == 12.0
-
-
-def test_selector_errors_name_the_selector(raw_csv):
-    from dbnd_prefect.errors import ParameterError
-
-    with pytest.raises(ParameterError, match=r"scale\.result@latest: no stored outputs of task 'scale'"):
-        total("scale.result@latest")
-    chain("raw.csv")
-    with pytest.raises(ParameterError, match=r"no stored output 'nope'.*\['result'\]"):
-        total("scale.nope@latest")
-
-
-def test_reproduce_reruns_with_recorded_inputs_and_matches(raw_csv):
-    from dbnd_prefect.reproduction import reproduce
-
-    chain("raw.csv")
-    entry = next(e for e in last_run().task_runs if e["task"] == "load_rows")
-    flow_run_id = json.loads(Path(entry["manifest"]).read_text())["prefect"]["flow_run_id"]
-    before = dict(calls)
-    report = reproduce(flow_run_id)
-    assert {(r.task, r.output) for r in report} == {("load_rows", "result"), ("scale", "result"),
-                                                    ("summarize", "result")}
-    assert all(r.matches for r in report), [(r.task, r.original_checksum, r.checksum) for r in report]
-    assert calls["load_rows"] == before["load_rows"] + 1, "reproduce did not run the task again"
-
-
-def test_local_file_system_block_as_data_root(raw_csv, workdir):
-    from prefect.filesystems import LocalFileSystem
-
-    root = workdir / "block-root"
-    LocalFileSystem(basepath=str(root)).save("dbnd-test-root", overwrite=True)
-    with config_context({"run.storage_block": "local-file-system/dbnd-test-root"}):
-        first = chain("raw.csv")
-        assert last_run().data_root == str(root)
-        second = chain("raw.csv")
-    assert first == second and calls["load_rows"] == 1
-    entry = next(e for e in last_run().task_runs if e["task"] == "scale")
-    assert entry["state"] == "Cached" and entry["outputs"]["result"].startswith(str(root / "local"))
-    assert list((root / ".dbnd" / "prefect-records").iterdir()), "cache records are not kept with the data"
-
-
-def test_unknown_storage_block_is_a_clear_error(raw_csv):
-    from dbnd_prefect.errors import ConfigError
-
-    with config_context({"run.storage_block": "local-file-system/no-such-block"}):
-        with pytest.raises(ConfigError, match="storage block 'local-file-system/no-such-block' could not be loaded"):
-            chain("raw.csv")
-
-
-def test_remote_uri_data_root_keeps_records_there(raw_csv):
-    import fsspec
-
-    with config_context({"run.data_root": "memory://dbnd-bucket/root"}):
-        chain("raw.csv")
-        chain("raw.csv")
-    assert calls["scale"] == 1
-    fs = fsspec.filesystem("memory")
-    assert fs.glob("/dbnd-bucket/root/.dbnd/prefect-records/*")
-    assert fs.glob("/dbnd-bucket/root/local/*/scale/scale_*/result.parquet")
-
-
-@task
-def scored(frame: pd.DataFrame) -> float:
-    from dbnd_prefect import log_dataframe, log_metric
-
-    log_dataframe("input", frame)
-    log_metric("score", 0.75)
-    return 0.75
-
-
-def test_metrics_reach_manifest_and_prefect_artifacts(workdir):
-    scored(pd.DataFrame({"x": [1.0, 2.0, None]}))
-    entry = last_run().task_runs[0]
-    assert json.loads(Path(entry["manifest"]).read_text())["metrics"] == {"score": 0.75}
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["profile-input"])))
-    assert found and "| x | float64 | 1 |" in found[0].data
-
-
-@task
-def fit(frame: pd.DataFrame):
-    return {"mean": float(frame["x"].mean())}  # an untyped output
-
-
-@task
-def apply_fit(model, frame: pd.DataFrame) -> float:
-    return model["mean"] * len(frame)
-
-
-@pipeline
-def untyped_chain(raw: pd.DataFrame):
-    rows = load_rows(raw)
-    return apply_fit(fit(rows), rows)
-
-
-@pipeline
-def outer_untyped(raw: pd.DataFrame):
-    return untyped_chain(raw)
-
-
-def test_untyped_upstream_input_is_recorded_and_reproduced(raw_csv):
-    from dbnd_prefect.reproduction import reproduce
-
-    assert outer_untyped("raw.csv") == 6.0
-    run = last_run()
-    manifest = json.loads(Path(next(e for e in run.task_runs if e["task"] == "apply_fit")["manifest"]).read_text())
-    model_input = next(i for i in manifest["inputs"] if i["name"] == "model")
-    assert model_input["producer_task"] == "fit" and model_input["uri"].endswith("result.json")
-    assert "model" not in manifest["parameters"]
-    assert manifest["prefect"]["root_flow_run_id"] == run.flow_run_id != manifest["prefect"]["flow_run_id"]
-    report = reproduce(run.flow_run_id)  # the root run's id reaches tasks of the nested pipeline
-    assert {r.task for r in report} == {"load_rows", "fit", "apply_fit"} and all(r.matches for r in report)
-
-
 @task(versioned=False)
 def offset(frame: pd.DataFrame, by: int = 1) -> pd.DataFrame:
-    _count("offset")
+    count_run("offset")
     return frame.assign(x=frame["x"] + by)
 
 
@@ -389,52 +169,42 @@ def test_unversioned_task_always_runs_stores_nothing_and_still_chains(raw_csv, w
     assert {p.task.name: p.status for p in plan(with_glue, "raw.csv")}["offset"] == "miss"
 
 
-def test_every_pipeline_run_leaves_a_run_record(raw_csv, workdir):
-    chain("raw.csv")
-    run = last_run()
-    record = json.loads(Path(run.record_uri).read_text())
-    assert Path(run.record_uri) == workdir / "data" / ".dbnd" / "runs" / f"{run.flow_run_id}.json"
-    assert record["pipeline"] == "chain" and record["state"] == "Completed"
-    assert record["parameters"]["raw"].endswith("raw.csv")
-    by_task = {e["task"]: e for e in record["task_runs"]}
-    assert set(by_task) == {"load_rows", "scale", "summarize"}
-    for entry in by_task.values():
-        assert entry["state"] == "Completed" and Path(entry["manifest"]).is_file()
-
-
-def test_a_fully_cached_run_is_recorded_and_reproducible(raw_csv):
-    from dbnd_prefect.reproduction import reproduce
-
-    chain("raw.csv")
-    first = last_run()
-    chain("raw.csv")
-    second = last_run()
-    record = json.loads(Path(second.record_uri).read_text())
-    assert {e["state"] for e in record["task_runs"]} == {"Cached"}
-    # the reused outputs' manifests are the first run's: the record is what ties them to this run
-    assert {e["manifest"] for e in record["task_runs"]} == {e["manifest"] for e in first.task_runs}
-    report = reproduce(second.flow_run_id[:8])
-    assert {(r.task, r.output) for r in report} == {("load_rows", "result"), ("scale", "result"),
-                                                    ("summarize", "result")}
-    assert all(r.matches for r in report)
+ran: list[str] = []
 
 
 @task
-def explode(frame: pd.DataFrame) -> int:
-    raise ValueError("boom")
+def noisy(n: int) -> pd.DataFrame:
+    ran.append("noisy")
+    time.sleep(0.3)
+    return pd.DataFrame({"x": np.random.default_rng().random(n)})
 
 
 @pipeline
-def broken(raw: pd.DataFrame, password: str = "hunter2-secret"):
-    return explode(load_rows(raw))
+def same_call_four_times():
+    return [noisy(5) for _ in range(4)]
 
 
-def test_a_failed_run_is_recorded_with_the_failing_task_and_no_secrets(raw_csv):
-    with pytest.raises(Exception, match="boom"):
-        broken("raw.csv")
-    run = last_run()
-    text = Path(run.record_uri).read_text()
-    record = json.loads(text)
-    assert record["state"] == "Failed"
-    assert {e["task"]: e["state"] for e in record["task_runs"]} == {"load_rows": "Completed", "explode": "Failed"}
-    assert "hunter2" not in text and record["parameters"]["password"] == "****"
+def test_identical_concurrent_calls_compute_once(workdir):
+    ran.clear()
+    frames = same_call_four_times()
+    assert ran == ["noisy"]
+    assert all(f.equals(frames[0]) for f in frames)
+
+
+@task(task_version="1")
+def stamped() -> float:
+    ran.append("stamped")
+    return time.time()
+
+
+def test_task_version_now_from_a_higher_layer_beats_a_configured_task_version(workdir):
+    (workdir / "dbnd.toml").write_text('[run]\ndata_root = "data"\n\n[stamped]\ntask_version = "1"\n')
+    from dbnd_prefect.config import reset_config_cache
+
+    reset_config_cache()
+    ran.clear()
+    first = stamped()
+    assert stamped() == first and ran == ["stamped"]
+    with config_context({"run.task_version": "now"}):
+        assert stamped() != first
+    assert ran == ["stamped", "stamped"]

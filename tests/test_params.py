@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dbnd_prefect import Data, Target, task
+from tests.sample_tasks import sample_frame, split3, typed
 
 
 @task
@@ -106,11 +107,19 @@ def test_memory_uri_input(workdir):
     with fsspec.open("memory://bucket/frame.parquet", "wb") as f:
         pd.DataFrame({"a": [1], "b": [2]}).to_parquet(f)
     assert semicolon_rows.func(pd.read_parquet("memory://bucket/frame.parquet")) == ["a", "b"]
-    from tests.test_core_tasks import split3
-
     first, _, _ = split3("memory://bucket/frame.parquet")
     assert list(first.columns) == ["a", "b"]
 
 
 def test_dates_are_parsed_from_strings(workdir):
     assert when("2026-01-02", "2026-01-02T13:45:00") == "2026-01-02 13"
+
+
+def test_strings_are_parsed_by_declared_type(workdir):
+    assert typed("4", "0.25", "yes") == 1.0
+
+
+def test_pipeline_called_with_a_path_loads_it(workdir):
+    sample_frame(6).to_csv(workdir / "in.csv", index=False)
+    first, second, third = split3("in.csv")
+    assert list(first["y"]) == ["s0", "s1"]

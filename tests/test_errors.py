@@ -10,6 +10,7 @@ import pytest
 
 from dbnd_prefect import DbndError, pipeline, task
 from dbnd_prefect.errors import FormatError, OutputError, ParameterError, TargetError
+from tests.sample_tasks import typed
 
 
 @task
@@ -25,11 +26,6 @@ def two_outputs(n: int) -> Tuple[int, int]:
 @task(result="a, b")
 def dict_outputs(n: int) -> dict:
     return {"a": n, "c": n}
-
-
-@task
-def typed(n: int, ratio: float = 0.5, flag: bool = False) -> float:
-    return n * ratio if flag else n
 
 
 @pipeline
@@ -80,10 +76,6 @@ def test_return_value_not_matching_declared_outputs(workdir):
 def test_uncoercible_value_names_parameter_and_type(workdir):
     with pytest.raises(ParameterError, match=r"typed\.n.*integer.*'abc'"):
         typed("abc")
-
-
-def test_strings_are_parsed_by_declared_type(workdir):
-    assert typed("4", "0.25", "yes") == 1.0
 
 
 def test_unknown_keyword_lists_valid_parameters(workdir):
