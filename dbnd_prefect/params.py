@@ -38,6 +38,8 @@ class Data:
     format: str | None = None
     load_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     save_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    profile: bool | None = None  # profile this input/output automatically (None: `tracking.profile`)
+    histograms: bool | None = None  # with histograms (None: `tracking.histograms`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,17 @@ class OutputSpec:
     annotation: Any
     type_key: str
     format: str | None = None
+    data: Data | None = None  # the output's Data marker (a Schema is one)
+
+    @property
+    def save_options(self) -> dict[str, Any]:
+        """Options for the format's writer, from `Data(save_options=...)`."""
+        return dict(self.data.save_options) if self.data is not None else {}
+
+    @property
+    def lines(self) -> bool:
+        """Declared as `List[str]`: stored as a text file of lines."""
+        return typing.get_origin(self.annotation) is list and typing.get_args(self.annotation) == (str,)
 
 
 def _unwrap_annotated(annotation: Any) -> tuple[Any, Data | None]:
@@ -184,8 +197,49 @@ def output_specs(
     for name, tp in zip(names, element_types):
         tp, m = _unwrap_annotated(tp)
         fmt = formats.get(name) or (m.format if m else None) or (marker.format if marker and len(names) == 1 else None)
-        specs.append(OutputSpec(name=name, annotation=tp, type_key=annotation_type_key(tp), format=fmt))
+        data = m or (marker if len(names) == 1 else None)
+        spec = OutputSpec(name=name, annotation=tp, type_key=annotation_type_key(tp), format=fmt, data=data)
+        _check_output_format(func, spec)
+        specs.append(spec)
     return specs
+
+
+def _check_output_format(func: Callable[..., Any], spec: OutputSpec) -> None:
+    """OutputError at decoration for a forced format that is unknown or cannot hold the declared type."""
+    from dbnd_prefect.errors import FormatError
+    from dbnd_prefect.targets.formats import resolve_format
+
+    if spec.format is None:
+        return
+    where = f"task '{getattr(func, '__name__', func)}', output '{spec.name}'"
+    try:
+        fmt, _ = resolve_format(spec.format)
+    except FormatError as exc:
+        raise OutputError(f"{where}: {exc.message}", hint=exc.hint) from None
+    frame_folder = spec.type_key == "dict" and fmt.can_save("pandas.DataFrame")  # Dict[str, DataFrame]
+    if spec.type_key not in ("object", "pathlib.Path", "dbnd_prefect.Target") and not fmt.can_save(spec.type_key) \
+            and not frame_folder:
+        raise OutputError(
+            f"{where}: format '{spec.format}' cannot store {spec.type_key}",
+            hint=f"{fmt.name} stores {', '.join(fmt.save_types)}; pick another format or drop it",
+        )
+
+
+def input_target(spec: ParamSpec | None, value: Any) -> Any:
+    """The Target a data parameter reads `value` (a path, URI or Target) from.
+
+    The annotation's `Data(format=..., load_options=...)` apply whatever route the value came by;
+    a Target's own format and options win over the annotation's.
+    """
+    from dbnd_prefect.targets import Target
+
+    data = spec.data if spec is not None else None
+    if data is None or (data.format is None and not data.load_options):
+        return value if isinstance(value, Target) else Target(value)
+    if isinstance(value, Target):
+        return Target(value, format=value._forced or data.format,
+                      load_options={**data.load_options, **value.load_options})
+    return Target(value, format=data.format, load_options=dict(data.load_options) or None)
 
 
 def split_outputs(task_name: str, specs: Sequence[OutputSpec], value: Any) -> dict[str, Any]:

@@ -30,6 +30,21 @@ _STAMP_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "LastMod
                "updated", "mtime")
 
 
+FOLDER_TYPE_KEYS = frozenset({DATAFRAME, SERIES, "dict"})
+
+
+def may_be_folder(uri: str, type_key_: str) -> bool:
+    """Whether a data input of this type given `uri` is read as a folder (checked when it is loaded)."""
+    if type_key_ not in FOLDER_TYPE_KEYS:
+        return False
+    if uri.endswith("/"):
+        return True
+    from dbnd_prefect.targets.filesystem import split_uri
+
+    protocol, path = split_uri(uri)
+    return protocol == "file" and os.path.isdir(path)
+
+
 def is_meta_name(relative: str) -> bool:
     """Whether a file inside a folder is bookkeeping (markers, checksums, staging), not data."""
     return any(part.startswith(("_", ".")) for part in relative.split("/"))

@@ -16,17 +16,37 @@ def fingerprint_input(spec: Any, value: Any, full_content: bool = False) -> str:
 
     if isinstance(value, (OutputRef, TaskOutputs)):
         return _output_fingerprint(value)
-    if spec is not None and spec.is_data and isinstance(value, (str, os.PathLike)):
-        value = Target(value)
+    is_data = spec is not None and spec.is_data
+    if is_data and isinstance(value, (str, os.PathLike, Target)):
+        from dbnd_prefect.params import input_target
+
+        try:
+            value = input_target(spec, value)
+        except DbndError:  # an unknown forced format: the task run reports it, with its context
+            value = Target(value)
     if isinstance(value, Target):
         from dbnd_prefect.redaction import redact
 
         uri = redact(value.uri)  # the fingerprint is recorded in manifests: no credentials in it
         try:
-            return f"target:{uri}:{value.fingerprint(full=full_content)}"
+            stamp = value.fingerprint(full=full_content)
         except DbndError:  # missing or unreadable: the task run reports it, with its context
-            return f"target:{uri}:unavailable"
+            stamp = "unavailable"
+        return f"target:{uri}:{stamp}{_read_as(value)}"
     return "value:" + fingerprint_value(_outputs_named(value))
+
+
+def _read_as(target: Any) -> str:
+    """How the input is parsed, when it is not by its extension's defaults: a forced format, load options.
+
+    Part of the fingerprint, so that an input read differently never reuses outputs computed from the
+    other reading. Empty for a plain file, which keeps the fingerprints of existing runs.
+    """
+    from dbnd_prefect.fingerprint import fingerprint_value
+
+    if target._forced is None and not target.load_options:
+        return ""
+    return ":read=" + fingerprint_value({"format": target._forced, "load_options": target.load_options})
 
 
 def _output_fingerprint(value: Any) -> str:
