@@ -1,9 +1,10 @@
 """A dbnd pipeline deployed on a Docker work pool runs to completion in a container, and the CLI reuses its outputs.
 
 A private `dockerd` (tests/docker_engine.py) serves a real `prefect worker --type docker`; the pool's job
-variables come from a profile's worker settings through `dbnd_prefect.work_pools`. The container sees the
-project read-only and the data root read-write, both bind-mounted at their host paths; the data root reaches it
-through the profile's `env`. Skipped, with the reason, only where the Docker engine cannot start.
+variables come from the project's `[env.docker]` profile (`dbnd_prefect.profiles` through
+`dbnd_prefect.work_pools`). The container sees the project read-only and the profile's data root read-write,
+both bind-mounted at their host paths; the profile's `env` (`DBND__RUN__ENV=docker`) selects the same profile
+in the container. Skipped, with the reason, only where the Docker engine cannot start.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from dbnd_prefect.work_pools import base_job_template, check_job_variables, job_variables
+from dbnd_prefect.config import load_config
+from dbnd_prefect.profiles import resolve_profile
+from dbnd_prefect.work_pools import base_job_template, check_job_variables
 from tests.conftest import REPO
 from tests.docker_engine import docker_engine, python_image, python_mounts
 from tests.test_entry_points import BIN, PIPELINE, TASKS, command, ok, summary_states, task_states
@@ -41,13 +44,31 @@ def image(engine) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """The repository's `flows/` in a fresh project; the data root is a folder beside it."""
+def project(tmp_path: Path, image: str) -> Path:
+    """The repository's `flows/` in a fresh project whose `[env.docker]` profile runs on a Docker pool.
+
+    The profile's data root is a folder beside the project, bind-mounted read-write at its host path; the
+    project itself is mounted read-only, so whatever a run writes can only go to the data root.
+    """
     project = tmp_path / "docker-project"
     shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("data", "__pycache__"))
     shutil.copytree(REPO / "flows" / "data", project / "flows" / "data")
-    (project / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
-    (tmp_path / "shared-data").mkdir()
+    data_root = tmp_path / "shared-data"
+    data_root.mkdir()
+    volumes = [*python_mounts(), f"{project}:{project}:ro", f"{data_root}:{data_root}"]
+    (project / "dbnd.toml").write_text(f"""\
+[run]
+data_root = "data"
+
+[env.docker]
+data_root = {json.dumps(str(data_root))}
+image = {json.dumps(image)}
+memory = "2Gi"
+volumes = {json.dumps(volumes)}
+env = {{ DBND__RUN__ENV = "docker" }}
+# no registry to pull from, and the Prefect server listens on the host's 127.0.0.1
+job_variables = {{ image_pull_policy = "Never", network_mode = "host" }}
+""")
     return project
 
 
@@ -70,7 +91,7 @@ def stop(worker: subprocess.Popen) -> None:
 def outputs_under(root: Path) -> dict[str, tuple[int, int]]:
     """Every output and manifest file under a data root (not the run records), with size and mtime."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in (root / "local").rglob("*") if p.is_file()}
+            for p in root.rglob("*") if p.is_file() and ".dbnd" not in p.relative_to(root).parts}
 
 
 def records_under(root: Path) -> list[dict]:
@@ -79,16 +100,10 @@ def records_under(root: Path) -> list[dict]:
 
 def test_docker_pool_runs_a_pipeline_in_a_container_and_the_cli_reuses_its_outputs(engine, image, project):
     data_root = project.parent / "shared-data"
-    settings = {  # a profile's worker settings, as a `docker` profile would hold them
-        "image": image,
-        "env": {"DBND__RUN__DATA_ROOT": str(data_root)},
-        "memory": "2Gi",
-        "volumes": [*python_mounts(), f"{project}:{project}:ro", f"{data_root}:{data_root}"],
-        # no registry to pull from, and the Prefect server listens on the host's 127.0.0.1
-        "job_variables": {"image_pull_policy": "Never", "network_mode": "host"},
-    }
-    variables = job_variables("docker", settings, where="profile 'docker'")
-    assert variables["mem_limit"] == "2g"
+    profile = resolve_profile(load_config(project, environ={}), "docker")
+    variables = profile.job_variables()
+    assert variables["image"] == image and variables["mem_limit"] == "2g"
+    assert variables["env"] == {"DBND__RUN__ENV": "docker"}
     template = base_job_template("docker")
     check_job_variables(template, variables)
 
@@ -131,7 +146,9 @@ def test_docker_pool_runs_a_pipeline_in_a_container_and_the_cli_reuses_its_outpu
     assert deployed["state"] == "Completed"
     assert task_states(deployed) == {name: "Completed" for name in TASKS}
     outputs = outputs_under(data_root)
-    assert len([p for p in outputs if p.endswith("manifest.json")]) == len(TASKS)
+    manifests = [p for p in outputs if p.endswith("manifest.json")]
+    assert len(manifests) == len(TASKS)
+    assert all(p.startswith("docker/") for p in outputs), outputs  # the layout names the run's environment
     assert not (project / "data").exists()
     containers = engine.client().containers.list(all=True)
     assert [c.image.tags for c in containers] == [[image]], containers
@@ -140,9 +157,8 @@ def test_docker_pool_runs_a_pipeline_in_a_container_and_the_cli_reuses_its_outpu
     print(f"the container itself ran from {state['StartedAt']} to {state['FinishedAt']}")
 
     # a later CLI run on the host with the same data root reuses every output and writes none
-    stdout = ok(command(str(BIN / "dbnd"), "run", f"flows.wine_quality.{PIPELINE}",
-                        "--set", "raw_data=flows/data/wine.csv", cwd=project,
-                        env={"DBND__RUN__DATA_ROOT": str(data_root)}))
+    stdout = ok(command(str(BIN / "dbnd"), "run", f"flows.wine_quality.{PIPELINE}", "--env", "docker",
+                        "--set", "raw_data=flows/data/wine.csv", cwd=project))
     assert summary_states(stdout) == {name: "Cached" for name in TASKS}, stdout
     assert outputs_under(data_root) == outputs
     assert len(records_under(data_root)) == 2
