@@ -1,7 +1,8 @@
 """A profile's Kubernetes settings become the Job a real `KubernetesWorker` submits for a dbnd deployment.
 
-No cluster runs here. The Job manifest is rendered offline from the pool's base job template and the job
-variables `dbnd_prefect.work_pools` derives from a profile (prefect-kubernetes' own rendering); then a
+No cluster runs here. The Job manifest is rendered offline (prefect-kubernetes' own rendering) from the pool's
+base job template and the job variables of a project's `[env.k8s_prod]` profile (`dbnd_prefect.profiles`
+through `dbnd_prefect.work_pools`); then a
 deployment of the wine pipeline on a `kubernetes` pool is run through `prefect worker start --type kubernetes`
 against `kmock` (tests/kmock_server.py, a Kubernetes API emulator served on 127.0.0.1), and the Job is read
 back from that API. kmock runs no pods, so the flow run stays Pending after its Job is created.
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from dbnd_prefect.config import load_config
 from dbnd_prefect.errors import ConfigError
+from dbnd_prefect.profiles import resolve_profile
 from dbnd_prefect.work_pools import base_job_template, check_job_variables, job_variables
 from tests.conftest import REPO
 from tests.kmock_server import kmock_cluster
@@ -29,15 +32,18 @@ from tests.test_entry_points import BIN, PIPELINE, command, ok
 
 NAMESPACE = "dbnd-pipelines"
 IMAGE = "registry.example.com/dbnd/wine:1.4"
-PROFILE = {  # a `k8s` profile's worker settings
-    "image": IMAGE,
-    "namespace": NAMESPACE,
-    "service_account": "dbnd-runner",
-    "cpu": "1500m",
-    "memory": "2Gi",
-    "env": {"DBND__RUN__DATA_ROOT": "s3://dbnd-k8s/root", "DBND__TRAIN_MODEL__ALPHA": 0.3},
-    "volumes": ["wine-data:/mnt/wine:ro", "/var/cache/dbnd:/cache"],
-}
+PROFILE_TOML = f"""\
+[env.k8s_prod]
+extends = "k8s"
+image = "{IMAGE}"
+namespace = "{NAMESPACE}"
+service_account = "dbnd-runner"
+cpu = "1500m"
+memory = "2Gi"
+volumes = ["wine-data:/mnt/wine:ro", "/var/cache/dbnd:/cache"]
+data_root = "s3://dbnd-k8s/root"
+env = {{ DBND__RUN__ENV = "k8s_prod", DBND__TRAIN_MODEL__ALPHA = 0.3 }}
+"""
 
 
 def container(manifest: dict) -> dict:
@@ -50,7 +56,7 @@ def env_of(manifest: dict) -> dict[str, str]:
 
 
 def assert_profile_job(manifest: dict, flow_run_id: str) -> None:
-    """The Job carries every worker setting of PROFILE, and runs the flow run `flow_run_id`."""
+    """The Job carries every worker setting of `[env.k8s_prod]`, and runs the flow run `flow_run_id`."""
     pod = manifest["spec"]["template"]["spec"]
     assert manifest["kind"] == "Job"
     assert manifest["metadata"]["namespace"] == NAMESPACE
@@ -59,7 +65,7 @@ def assert_profile_job(manifest: dict, flow_run_id: str) -> None:
                                                 "limits": {"cpu": "1500m", "memory": "2Gi"}}
     assert pod["serviceAccountName"] == "dbnd-runner"
     env = env_of(manifest)
-    assert env["DBND__RUN__DATA_ROOT"] == "s3://dbnd-k8s/root"
+    assert env["DBND__RUN__ENV"] == "k8s_prod"
     assert env["DBND__TRAIN_MODEL__ALPHA"] == "0.3"
     assert env["PREFECT__FLOW_RUN_ID"] == flow_run_id
     assert env["PREFECT_API_URL"] == os.environ["PREFECT_API_URL"]
@@ -75,12 +81,25 @@ def assert_profile_job(manifest: dict, flow_run_id: str) -> None:
     assert manifest["metadata"]["labels"]["prefect.io/flow-run-id"] == flow_run_id
 
 
-def test_profile_job_variables_render_into_the_kubernetes_job_manifest():
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The repository's `flows/` in a fresh project whose `[env.k8s_prod]` profile extends the built-in `k8s`."""
+    project = tmp_path / "k8s-project"
+    shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "dbnd.toml").write_text(PROFILE_TOML)
+    return project
+
+
+def profile_job_variables(project: Path) -> dict:
+    return resolve_profile(load_config(project, environ={}), "k8s_prod").job_variables()
+
+
+def test_profile_job_variables_render_into_the_kubernetes_job_manifest(project: Path):
     from prefect.client.schemas.objects import FlowRun
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
     template = base_job_template("kubernetes")
-    variables = job_variables("kubernetes", PROFILE, where="profile 'k8s'")
+    variables = profile_job_variables(project)
     check_job_variables(template, variables)
     started = time.monotonic()
     configuration = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(template, variables))
@@ -114,13 +133,6 @@ def test_profile_settings_that_a_pool_type_cannot_use_are_refused_by_name():
     assert "s3cr3t" not in str(refused.value)  # an env value may be a credential: never echoed
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    project = tmp_path / "k8s-project"
-    shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    return project
-
-
 @pytest.mark.slow
 def test_kubernetes_worker_submits_the_profile_job_to_the_cluster(project: Path):
     pool = f"k8s-{uuid.uuid4().hex[:8]}"
@@ -133,7 +145,7 @@ def test_kubernetes_worker_submits_the_profile_job_to_the_cluster(project: Path)
         "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/dbnd-project"}}],
         "deployments": [{"name": "wine-k8s", "entrypoint": f"flows/wine_quality.py:{PIPELINE}",
                          "parameters": {"raw_data": "flows/data/wine.csv"},
-                         "work_pool": {"name": pool, "job_variables": job_variables("kubernetes", PROFILE)}}],
+                         "work_pool": {"name": pool, "job_variables": profile_job_variables(project)}}],
     }))
     ok(command(str(BIN / "prefect"), "--no-prompt", "deploy", "--all", cwd=project))
     created = ok(command(str(BIN / "prefect"), "deployment", "run", f"{PIPELINE}/wine-k8s", cwd=project))
