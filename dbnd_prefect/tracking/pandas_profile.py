@@ -28,8 +28,10 @@ def profile_pandas(value: Any, options: "ProfileOptions") -> dict[str, Any]:
     rows = int(len(frame))
     sample_index = None
     if rows > options.sample_rows:
-        rng = np.random.default_rng(0)
-        sample_index = np.sort(rng.choice(rows, options.sample_rows, replace=False))
+        # stratified: one random row from each of `sample_rows` equal slices (sorted, no shuffle of all rows)
+        starts = (np.arange(options.sample_rows, dtype=np.int64) * rows) // options.sample_rows
+        sizes = np.diff(np.append(starts, rows))
+        sample_index = starts + (np.random.default_rng(0).random(options.sample_rows) * sizes).astype(np.int64)
     profile: dict[str, Any] = {
         "engine": "pandas",
         "type": f"pandas.{type(value).__name__}",
@@ -62,11 +64,13 @@ def profile_pandas(value: Any, options: "ProfileOptions") -> dict[str, Any]:
 
 def _profile_column(name: str, column: "pd.Series", sample_index: Any, options: "ProfileOptions",
                     warnings: list[str]) -> dict[str, Any]:
-    import pandas as pd
+    import numpy as np
     from pandas.api import types
 
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":
+        return _profile_numbers(column, sample_index, options)
     rows = len(column)
-    nulls = int(column.isna().sum())
+    nulls = _null_count(column)
     info: dict[str, Any] = {"dtype": str(column.dtype), "nulls": nulls,
                             "null_fraction": round(nulls / rows, 4) if rows else 0.0}
     sample = column if sample_index is None else column.take(sample_index)
@@ -97,6 +101,54 @@ def _profile_column(name: str, column: "pd.Series", sample_index: Any, options: 
     return info
 
 
+def _profile_numbers(column: "pd.Series", sample_index: Any, options: "ProfileOptions") -> dict[str, Any]:
+    """The profile of a plain numpy numeric column: whole-column reductions once each, one sort of the sample."""
+    import numpy as np
+
+    values = column.to_numpy()
+    missing = np.isnan(values) if values.dtype.kind == "f" else None
+    nulls = int(np.count_nonzero(missing)) if missing is not None else 0
+    present = values[~missing] if nulls else values
+    rows = len(values)
+    info: dict[str, Any] = {"dtype": str(column.dtype), "nulls": nulls,
+                            "null_fraction": round(nulls / rows, 4) if rows else 0.0}
+    sample = values if sample_index is None else values[sample_index]
+    if nulls:
+        sample = sample[~np.isnan(sample)]
+    ordered = np.sort(sample)
+    if options.with_stats:
+        info["distinct"] = int(np.count_nonzero(ordered[1:] != ordered[:-1]) + 1) if len(ordered) else 0
+        if len(present):
+            info["mean"] = _number(present.mean(dtype="float64"))
+            info["std"] = _number(present.std(dtype="float64", ddof=1)) if len(present) > 1 else None
+            info["min"], info["max"] = _number(present.min()), _number(present.max())
+        if len(ordered):
+            for label, q in (("25%", 0.25), ("50%", 0.5), ("75%", 0.75)):
+                position = q * (len(ordered) - 1)
+                low, high = int(np.floor(position)), int(np.ceil(position))
+                below = float(ordered[low])
+                info[label] = _number(below + (float(ordered[high]) - below) * (position - low))
+    if options.with_histograms:
+        finite = ordered[np.isfinite(ordered)] if ordered.dtype.kind == "f" else ordered
+        if len(finite):
+            counts, edges = np.histogram(finite, bins=options.histogram_bins)
+            info["histogram"] = {"kind": "numeric", "edges": [_number(e) for e in edges],
+                                 "counts": [int(c) for c in counts]}
+        else:
+            info["histogram"] = {"kind": "numeric", "edges": [], "counts": []}
+    return info
+
+
+def _null_count(column: "pd.Series") -> int:
+    import numpy as np
+
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
+        return 0  # numpy integers and booleans hold no missing values
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+        return int(np.count_nonzero(np.isnan(column.to_numpy())))
+    return int(column.isna().sum())
+
+
 def _hashable_values(name: str, sample: "pd.Series", warnings: list[str]) -> "pd.Series":
     """`sample` itself, or its values as text when they mix types or cannot be hashed."""
     kinds = sample.dropna().map(type).value_counts()
@@ -118,13 +170,25 @@ def _hashable_values(name: str, sample: "pd.Series", warnings: list[str]) -> "pd
 
 
 def _numeric_stats(column: "pd.Series", sample: "pd.Series") -> dict[str, Any]:
-    values = column.astype("float64", copy=False) if column.dtype.kind in "iub" else column
+    import numpy as np
+
     stats: dict[str, Any] = {}
-    for stat in ("mean", "std", "min", "max"):
-        try:
-            stats[stat] = _number(getattr(values, stat)())
-        except (TypeError, ValueError):
-            stats[stat] = None
+    if isinstance(column.dtype, np.dtype):  # plain numpy: one pass per statistic, no per-call null masks
+        values = column.to_numpy()
+        if values.dtype.kind == "f":
+            finite = values[~np.isnan(values)] if np.isnan(values.min()) else values
+        else:
+            finite = values
+        if len(finite):
+            stats["mean"] = _number(finite.mean(dtype="float64"))
+            stats["std"] = _number(finite.std(dtype="float64", ddof=1)) if len(finite) > 1 else None
+            stats["min"], stats["max"] = _number(finite.min()), _number(finite.max())
+    else:
+        for stat in ("mean", "std", "min", "max"):
+            try:
+                stats[stat] = _number(getattr(column, stat)())
+            except (TypeError, ValueError):
+                stats[stat] = None
     try:
         q = sample.quantile([0.25, 0.5, 0.75])
         stats["25%"], stats["50%"], stats["75%"] = (_number(v) for v in q.tolist())

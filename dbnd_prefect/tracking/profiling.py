@@ -25,7 +25,7 @@ class ProfileOptions:
     with_stats: bool = True
     with_histograms: bool = False
     with_preview: bool = False
-    sample_rows: int = 100_000
+    sample_rows: int = 50_000
     preview_rows: int = 10
     top_values: int = 5
     histogram_bins: int = 20

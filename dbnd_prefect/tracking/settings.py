@@ -14,7 +14,7 @@ class TrackingSettings:
 
     profile: bool = True  # profile every task's data inputs and DataFrame outputs
     histograms: bool = False  # histograms in automatic profiles
-    sample_rows: int = 100_000  # above this many rows, distinct counts, quartiles, top values, histograms use a sample
+    sample_rows: int = 50_000  # above this many rows, distinct counts, quartiles, top values, histograms use a sample
     preview_rows: int = 10  # rows shown by with_preview=True
     top_values: int = 5  # most frequent values listed per non-numeric column (and categorical histogram bars)
     histogram_bins: int = 20
