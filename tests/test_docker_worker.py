@@ -22,13 +22,10 @@ import pytest
 
 from dbnd_prefect.config import load_config
 from dbnd_prefect.profiles import resolve_profile
-from dbnd_prefect.work_pools import base_job_template, check_job_variables
+from dbnd_prefect.work_pools import base_job_template, check_job_variables, job_variables
 from tests.conftest import REPO
 from tests.docker_engine import docker_engine, python_image, python_mounts
 from tests.test_entry_points import BIN, PIPELINE, TASKS, command, ok, summary_states, task_states
-
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def engine():
@@ -64,6 +61,7 @@ data_root = "data"
 data_root = {json.dumps(str(data_root))}
 image = {json.dumps(image)}
 memory = "2Gi"
+cpu = 1.5
 volumes = {json.dumps(volumes)}
 env = {{ DBND__RUN__ENV = "docker" }}
 # no registry to pull from, and the Prefect server listens on the host's 127.0.0.1
@@ -98,6 +96,20 @@ def records_under(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((root / ".dbnd" / "runs").glob("*.json"))]
 
 
+def test_docker_profile_settings_become_the_containers_limits_mounts_and_env():
+    variables = job_variables("docker", {
+        "image": "me/flows:1", "cpu": "500m", "memory": "1G", "env": {"DEBUG": True, "N": 3},
+        "volumes": ["/srv/data:/data", "/srv/in:/in:ro"], "job_variables": {"network_mode": "host"}})
+    assert variables == {
+        "image": "me/flows:1", "env": {"DEBUG": "true", "N": "3"},
+        "container_create_kwargs": {"nano_cpus": 500_000_000},
+        "mem_limit": "1000000000b",  # Docker's "g" is GiB: a decimal 1G is given in bytes
+        "volumes": ["/srv/data:/data", "/srv/in:/in:ro"], "network_mode": "host"}
+    assert job_variables("docker", {"memory": "512Mi"})["mem_limit"] == "512m"
+    check_job_variables(base_job_template("docker"), variables)
+
+
+@pytest.mark.slow
 def test_docker_pool_runs_a_pipeline_in_a_container_and_the_cli_reuses_its_outputs(engine, image, project):
     data_root = project.parent / "shared-data"
     profile = resolve_profile(load_config(project, environ={}), "docker")
@@ -152,6 +164,8 @@ def test_docker_pool_runs_a_pipeline_in_a_container_and_the_cli_reuses_its_outpu
     assert not (project / "data").exists()
     containers = engine.client().containers.list(all=True)
     assert [c.image.tags for c in containers] == [[image]], containers
+    host_config = containers[0].attrs["HostConfig"]
+    assert (host_config["Memory"], host_config["NanoCpus"]) == (2 * 2**30, 1_500_000_000)  # the profile's limits
     state = containers[0].attrs["State"]
     assert state["ExitCode"] == 0
     print(f"the container itself ran from {state['StartedAt']} to {state['FinishedAt']}")
