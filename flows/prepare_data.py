@@ -9,12 +9,13 @@ from typing import Tuple
 from pandas import DataFrame
 from sklearn.model_selection import train_test_split
 
-from dbnd_prefect import task
+from dbnd_prefect import log_metric, task
 
 
 @task
 def prepare_data(raw_data: DataFrame) -> Tuple[DataFrame, DataFrame]:
     train_df, validation_df = train_test_split(raw_data, random_state=0)
+    log_metric("training rows", len(train_df))
 
     return train_df, validation_df
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from pandas import DataFrame
 
-from dbnd_prefect import pipeline, task
+from dbnd_prefect import log_dataframe, log_metrics, pipeline, task
 
 
 class Split(NamedTuple):
@@ -23,6 +23,7 @@ def fetch_data(raw_data: DataFrame) -> DataFrame:
     """Drop incomplete rows and normalise column names."""
     data = raw_data.dropna()
     data.columns = [c.strip().lower().replace(" ", "_") for c in data.columns]
+    log_dataframe("wine data", data, with_histograms=True)  # a profile in the Prefect UI's Artifacts tab
     return data
 
 
@@ -51,12 +52,14 @@ def validate_model(model, validation_set: DataFrame) -> dict:
 
     predicted = model.predict(validation_set.drop(columns=["quality"]))
     actual = validation_set["quality"]
-    return {
+    metrics = {
         "rmse": float(mean_squared_error(actual, predicted) ** 0.5),
         "mae": float(mean_absolute_error(actual, predicted)),
         "r2": float(r2_score(actual, predicted)),
         "rows": int(len(actual)),
     }
+    log_metrics(metrics)  # compared across runs in the Prefect UI (artifacts metric-rmse, ...)
+    return metrics
 
 
 @pipeline
