@@ -96,5 +96,62 @@ class OutputRef:
             source = source.result()
         return source.get(self.name)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to another process (a Dask worker), a reference to a task run's future becomes a reference to
+        # its cache record in the data root: the runner's future does not travel (see `remote_upstreams`).
+        source = self.source
+        task_run_id = None if isinstance(source, TaskOutputs) else getattr(source, "task_run_id", None)
+        if task_run_id is not None and self.signature:
+            source = RecordedOutputs(str(task_run_id), self.signature)
+        return (OutputRef, (source, self.name, self.signature))
+
     def __repr__(self) -> str:
         return f"<output '{self.name}' of {getattr(self.source, 'task_name', None) or self.source!r}>"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedOutputs:
+    """The outputs of a task run that ran in another process, read from its cache record in the run's data
+    root: how a task on one Dask worker gets the outputs of its upstream task from another."""
+
+    task_run_id: str
+    signature: str
+
+    def result(self) -> TaskOutputs:
+        from dbnd_prefect.errors import DbndError
+        from dbnd_prefect.run_context import current_run
+
+        run = current_run()
+        storage = run.storage if run is not None else None
+        try:
+            record = storage.record_reader().read(storage.record_key(self.signature)) if storage else None
+        except Exception:  # noqa: BLE001 - any unreadable record is the same problem for the user
+            record = None
+        if record is None or not isinstance(record.result, TaskOutputs):
+            raise DbndError(f"the outputs of upstream task run {self.task_run_id} are not recorded in the data root",
+                            hint="a task on another worker reads its inputs from there: keep upstream tasks "
+                                 "versioned (not versioned=False) and the data root shared")
+        return record.result
+
+
+def remote_upstreams(value: Any) -> list[Any]:
+    """The futures of upstream task runs inside `value` (a call's arguments) that run in other processes
+    (e.g. Dask): given to Prefect as `wait_for`, so the runner starts the task only after them."""
+    from prefect.futures import PrefectConcurrentFuture, PrefectFuture
+
+    found: list[Any] = []
+
+    def visit(item: Any) -> None:
+        if isinstance(item, OutputRef):
+            source = item.source  # the thread pool's futures are resolved by Prefect itself, in this process
+            if isinstance(source, PrefectFuture) and not isinstance(source, PrefectConcurrentFuture):
+                found.append(source)
+        elif isinstance(item, (list, tuple, set)):
+            for inner in item:
+                visit(inner)
+        elif isinstance(item, dict):
+            for inner in item.values():
+                visit(inner)
+
+    visit(value)
+    return found

@@ -63,7 +63,9 @@ class PipelineScope:
             from dbnd_prefect.versioning.verify import drop_if_broken
 
             drop_if_broken(call, run)
-        future = task.prefect_for(run).submit(call=call)
+        from dbnd_prefect.outputs import remote_upstreams
+
+        future = task.prefect_for(run).submit(call=call, wait_for=remote_upstreams(call.arguments) or None)
         self.calls.append((task, future))
         observer = _on_submit.get()
         if observer is not None:

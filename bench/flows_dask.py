@@ -1,0 +1,54 @@
+"""The same trivial tasks as a dbnd pipeline and as a raw Prefect flow, both on a Dask cluster (bench/dask_rows.py).
+
+The cluster's address comes from DBND_BENCH_DASK_ADDRESS; the workers import this module (PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow
+from prefect import task as prefect_task
+
+from dbnd_prefect import pipeline, task
+
+ADDRESS = os.environ.get("DBND_BENCH_DASK_ADDRESS", "")
+
+
+def _runner():
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(address=ADDRESS)
+
+
+@prefect_task
+def raw_trivial(i: int) -> int:
+    return i + 1
+
+
+@flow(task_runner=_runner() if ADDRESS else None)
+def raw_many(n: int, start: int = 0) -> None:
+    futures = [raw_trivial.submit(i) for i in range(start, start + n)]
+    for future in futures:
+        future.result()
+
+
+@flow(task_runner=_runner() if ADDRESS else None)
+def raw_empty() -> None:
+    pass
+
+
+@task
+def dask_trivial(i: int) -> int:
+    return i + 1
+
+
+@pipeline
+def dbnd_many(n: int, start: int = 0) -> None:
+    """`n` trivial tasks, submitted as the pipeline calls them (the profile puts them on the Dask cluster)."""
+    for i in range(start, start + n):
+        dask_trivial(i)
+
+
+@pipeline
+def dbnd_empty() -> None:
+    pass

@@ -1,0 +1,103 @@
+"""A profile with a Dask scheduler address runs a pipeline's tasks on that cluster: a real `distributed`
+scheduler and two worker processes on 127.0.0.1, outputs on an S3 data root (moto), reused by a second run."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from dbnd_prefect import pipeline, task
+from dbnd_prefect.pytest_plugin import run_cmd
+from tests.dask_cluster import DaskCluster, dask_cluster, running
+from tests.servers import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, Server
+
+PIPE = "tests.test_dask_runner.dask_where_pipe"
+
+
+@task
+def dask_where(part: int) -> dict:
+    """Which process and Dask worker ran this call."""
+    from distributed import get_worker
+
+    time.sleep(0.3)  # gives both workers a share
+    return {"part": part, "pid": os.getpid(), "worker": get_worker().name}
+
+
+@task
+def dask_gather(places: list) -> dict:
+    """Fan-in on a worker: the upstream outputs arrive as values."""
+    from distributed import get_worker
+
+    return {"parts": sorted(p["part"] for p in places), "worker": get_worker().name}
+
+
+@pipeline
+def dask_where_pipe(parts: int = 4):
+    places = [dask_where(i) for i in range(parts)]
+    return dask_gather(places)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server: Server) -> Iterator[DaskCluster]:
+    """Scheduler and two workers that reach the S3 emulator as the test process does."""
+    env = {"AWS_ENDPOINT_URL": s3_server.url, "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
+           "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY, "AWS_DEFAULT_REGION": AWS_REGION,
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    with dask_cluster(env) as started:
+        yield started
+    assert not any(running(pid) for pid in started.pids), "a dask process outlived its fixture"
+
+
+def project(workdir: Path, text: str) -> None:
+    (workdir / "dbnd.toml").write_text('[run]\ndata_root = "data"\n' + textwrap.dedent(text), encoding="utf-8")
+
+
+def loaded(uri: str) -> dict:
+    from dbnd_prefect.targets import Target
+
+    return Target(uri).load("dict")
+
+
+def test_a_dask_profile_runs_the_tasks_on_the_cluster_workers_and_a_second_run_reuses_them(
+        workdir, s3_bucket, cluster):
+    project(workdir, f"""
+        [env.cluster]
+        data_root = "s3://{s3_bucket}/pipelines"
+        task_runner = {{ type = "dask", address = "{cluster.address}" }}
+    """)
+
+    first = run_cmd(["run", PIPE, "--env", "cluster"])
+    assert first.exit_code == 0, first
+    assert "ERROR" not in first.stderr and "Traceback" not in first.stderr
+    entries = first.run.task_runs
+    assert [e["state"] for e in entries] == ["Completed"] * 5
+    places = [loaded(e["outputs"]["result"]) for e in entries if e["task"] == "dask_where"]
+    assert sorted(p["part"] for p in places) == [0, 1, 2, 3]
+    assert {p["worker"] for p in places} <= set(cluster.workers)
+    assert os.getpid() not in {p["pid"] for p in places}  # ran in the worker processes, not here
+    gathered = loaded(next(e for e in entries if e["task"] == "dask_gather")["outputs"]["result"])
+    assert gathered["parts"] == [0, 1, 2, 3] and gathered["worker"] in cluster.workers
+    assert all(uri.startswith(f"s3://{s3_bucket}/pipelines/") for e in entries for uri in e["outputs"].values())
+
+    second = run_cmd(["run", PIPE, "--env", "cluster"])
+    assert second.exit_code == 0, second
+    assert [e["state"] for e in second.run.task_runs] == ["Cached"] * 5
+    assert [e["outputs"] for e in second.run.task_runs] == [e["outputs"] for e in entries]
+
+
+def test_a_dask_profile_with_a_local_data_root_on_this_machine_runs(workdir, cluster):
+    """A scheduler on 127.0.0.1 shares this machine's disk: a local root is accepted."""
+    project(workdir, f"""
+        [env.cluster]
+        task_runner = {{ type = "dask", address = "{cluster.address}" }}
+    """)
+    result = run_cmd(["run", PIPE, "--env", "cluster", "--set", "parts=2"])
+    assert result.exit_code == 0, result
+    assert [e["state"] for e in result.run.task_runs] == ["Completed"] * 3
+    assert all(uri.startswith(str(workdir / "data")) for e in result.run.task_runs for uri in e["outputs"].values())
