@@ -87,8 +87,13 @@ class OutputSpec:
 def _unwrap_annotated(annotation: Any) -> tuple[Any, Data | None]:
     if typing.get_origin(annotation) is typing.Annotated:
         base, *extras = typing.get_args(annotation)
-        marker = next((e for e in extras if isinstance(e, Data)), None)
-        return base, marker
+        markers = [e for e in extras if isinstance(e, Data)]
+        if len(markers) > 1:  # one would be ignored (a Schema's contract, silently): say so instead
+            raise ParameterError(
+                f"{annotation} has {len(markers)} Data markers; give one",
+                hint="pass the format and options to it, e.g. Schema(Model, format='csv')",
+            )
+        return base, markers[0] if markers else None
     return annotation, None
 
 

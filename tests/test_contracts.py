@@ -143,3 +143,20 @@ def test_schema_rejects_what_is_not_a_pandera_schema():
 
     with pytest.raises(TypeError, match="Schema\\(\\) takes a pandera DataFrameModel or DataFrameSchema, got dict"):
         Schema({"alcohol": float})
+
+
+def test_a_schema_beside_another_data_marker_is_refused_not_ignored():
+    from typing import Annotated
+
+    import pandera.pandas as pa
+
+    from dbnd_prefect import Data, Schema, task
+    from dbnd_prefect.errors import ParameterError
+
+    class Rows(pa.DataFrameModel):
+        a: int
+
+    with pytest.raises(ParameterError, match="has 2 Data markers; give one .*Schema\\(Model, format='csv'\\)"):
+        @task
+        def load(rows: Annotated[pd.DataFrame, Data(format="csv"), Schema(Rows)]) -> int:
+            return len(rows)
