@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import pytest
@@ -146,8 +147,6 @@ def test_schema_rejects_what_is_not_a_pandera_schema():
 
 
 def test_a_schema_beside_another_data_marker_is_refused_not_ignored():
-    from typing import Annotated
-
     import pandera.pandas as pa
 
     from dbnd_prefect import Data, Schema, task
@@ -156,7 +155,9 @@ def test_a_schema_beside_another_data_marker_is_refused_not_ignored():
     class Rows(pa.DataFrameModel):
         a: int
 
+    def load(rows) -> int:
+        return len(rows)
+
+    load.__annotations__["rows"] = Annotated[pd.DataFrame, Data(format="csv"), Schema(Rows)]
     with pytest.raises(ParameterError, match="has 2 Data markers; give one .*Schema\\(Model, format='csv'\\)"):
-        @task
-        def load(rows: Annotated[pd.DataFrame, Data(format="csv"), Schema(Rows)]) -> int:
-            return len(rows)
+        task(load)
