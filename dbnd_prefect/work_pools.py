@@ -4,10 +4,11 @@ A profile names what its runs need (`image`, `env`, `namespace`, `cpu`, `memory`
 `volumes`) once; `job_variables` turns that into the variables the pool type's base job template reads
 (`service_account` becomes Kubernetes' `service_account_name`, `memory = "512Mi"` becomes Docker's
 `mem_limit = "512m"`, ...). A raw `job_variables` table in the profile is passed through last, for any other
-variable of the pool's template. `base_job_template` gives the template to create a pool with, and
-`check_job_variables` names job variables a pool's template does not declare.
+variable of the pool's template. `base_job_template` gives the template to create a pool with (also printed
+by `python -m dbnd_prefect.work_pools TYPE`), and `check_job_variables` names job variables a pool's template
+does not declare.
 
-Pure functions: nothing here talks to Prefect, Docker or Kubernetes.
+Pure functions: nothing here talks to a Prefect server, Docker or Kubernetes.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def job_variables(pool_type: str, settings: Mapping[str, Any], *, where: str = "
 def check_pool_type(pool_type: str, *, where: str = "profile") -> str:
     """`pool_type` if this library knows it, else `ConfigError` naming the closest type."""
     if pool_type not in POOL_TYPES:
-        raise ConfigError(f"{where}: unknown work pool type {pool_type!r}{suggest(str(pool_type), POOL_TYPES)} "
+        raise ConfigError(f"{where}{': ' if where else ''}unknown work pool type {pool_type!r}{suggest(str(pool_type), POOL_TYPES)} "
                           f"(one of: {', '.join(POOL_TYPES)})")
     return pool_type
 
@@ -105,7 +106,7 @@ def base_job_template(pool_type: str) -> dict[str, Any]:
     them in the pod spec (Prefect's default has no volumes). Imports the worker's package (prefect-docker,
     prefect-kubernetes) only when asked.
     """
-    pool_type = check_pool_type(pool_type, where="work pool")
+    pool_type = check_pool_type(pool_type, where="")
     if pool_type == "process":
         from prefect.workers.process import ProcessWorker as worker
     elif pool_type == "docker":
@@ -211,3 +212,25 @@ def _kubernetes_volumes(specs: Sequence[Any], where: str) -> tuple[list[dict], l
                        else {"name": name, "persistentVolumeClaim": {"claimName": source}})
         mounts.append({"name": name, "mountPath": target, "readOnly": mode == ["ro"]})
     return volumes, mounts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m dbnd_prefect.work_pools TYPE`: print the base job template to create a TYPE pool with."""
+    import json
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print(f"usage: python -m dbnd_prefect.work_pools {{{','.join(POOL_TYPES)}}}", file=sys.stderr)
+        return 2
+    try:
+        template = base_job_template(args[0])
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print(json.dumps(template, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

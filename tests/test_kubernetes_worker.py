@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 import urllib.request
 import uuid
@@ -132,12 +133,17 @@ def test_profile_settings_that_a_pool_type_cannot_use_are_refused_by_name():
         job_variables("docker", {"env": {"TOKEN": {"secret": "s3cr3t-value"}}})
     assert "s3cr3t" not in str(refused.value)  # an env value may be a credential: never echoed
 
+    refused = command(sys.executable, "-m", "dbnd_prefect.work_pools", "kubernets", cwd=REPO)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == ("error: unknown work pool type 'kubernets'; did you mean 'kubernetes'? "
+                              "(one of: process, docker, kubernetes)\n")
+
 
 @pytest.mark.slow
 def test_kubernetes_worker_submits_the_profile_job_to_the_cluster(project: Path):
     pool = f"k8s-{uuid.uuid4().hex[:8]}"
-    template_file = project.parent / "template.json"
-    template_file.write_text(json.dumps(base_job_template("kubernetes")))
+    template_file = project.parent / "template.json"  # as the README shows: the template with volumes
+    template_file.write_text(ok(command(sys.executable, "-m", "dbnd_prefect.work_pools", "kubernetes", cwd=project)))
     ok(command(str(BIN / "prefect"), "work-pool", "create", pool, "--type", "kubernetes",
                "--base-job-template", str(template_file), cwd=project))
     (project / "prefect.yaml").write_text(json.dumps({  # YAML is a superset of JSON
