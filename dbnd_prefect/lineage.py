@@ -134,8 +134,19 @@ def events_for(io: "TaskRunIO", flow_run_id: str) -> list[dict[str, Any]]:
 
 def emit_lineage(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
     """Emit the lineage events of a pipeline run's task runs; how many were queued."""
+    import contextvars
+
+    return contextvars.copy_context().run(_emit_all, flows, flow_run_id)
+
+
+def _emit_all(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
+    from prefect.context import TaskRunContext
     from prefect.events import emit_event
 
+    # Prefect's events worker adds the task run of the sender's context to each event, and where the
+    # sender's context never set one, that of the task run that started the worker: these events name
+    # their own task run, so the sender's context says "no task run" explicitly.
+    TaskRunContext.__var__.set(None)
     count = 0
     for io in flows:
         for kwargs in events_for(io, flow_run_id):

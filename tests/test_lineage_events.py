@@ -85,7 +85,7 @@ def test_each_written_output_is_an_event_and_an_asset_with_its_upstream(workdir:
     assert downstream["resource"]["dbnd.task"] == "lin_double"
     assert downstream["resource"]["dbnd.signature"] == double["signature"]
     assert downstream["resource"]["dbnd.rows"] == "3" and downstream["resource"]["dbnd.format"] == "parquet"
-    assert _related(downstream, "task-run") == [f"prefect.task-run.{double['task_run_id']}"]
+    assert _related(downstream, "task-run") == [f"prefect.task-run.{double['task_run_id']}"], (downstream, last_run().task_runs)
     assert _related(downstream, "input") == [source_uri]
     assert f"prefect.flow-run.{run.flow_run_id}" in _related(downstream, "flow-run")
 
