@@ -23,11 +23,10 @@ from typing import Any, Iterable, Mapping, Sequence
 from dbnd_prefect.config import (
     DbndConfig,
     config_context,
-    load_config,
     run_settings,
     task_values,
 )
-from dbnd_prefect.config.inputs import set_entries
+from dbnd_prefect.config.loader import read_layers, with_command_line
 from dbnd_prefect.config.model import RESERVED_SECTIONS
 from dbnd_prefect.errors import (
     ConfigError,
@@ -109,19 +108,19 @@ def prepare_run(
     from dbnd_prefect.discovery import find_task
 
     set_values, override_values = list(set_values), list(override_values)
-    dotted = [_dotted_only(m) for m in set_values], [_dotted_only(m) for m in override_values]
-    config = build_config(cwd, conf_files, dotted[0], dotted[1], environ=environ, env=env, task_version=task_version)
+    files = read_layers(cwd, conf_files, environ)
     if isinstance(task, str):
-        obj = find_task(task, [*run_settings(config).modules, *modules], cwd)
+        # the modules to search may come from --set run.modules=...; bare parameter names need the task
+        dotted = [_dotted_only(m) for m in set_values], [_dotted_only(m) for m in override_values]
+        probe = _with_flags(with_command_line(files, *dotted), env, task_version)
+        obj = find_task(task, [*run_settings(probe).modules, *modules], cwd)
     else:
         obj = task
         if not hasattr(obj, "params") or not hasattr(obj, "bind"):
             raise ConfigError(f"{task!r} is not a @task or @pipeline", hint="decorate it or pass its name")
-    # bare parameter names (`--set raw_data=...`) belong to the root task, known only now
-    for layer, flag, values in (("set", "--set", set_values), ("override", "--override", override_values)):
-        bare = [_to_root(obj, m, flag) for m in (_bare_only(m) for m in values) if m]
-        if bare:
-            config = config.with_entries(layer, set_entries(bare, flag))
+    config = _with_flags(with_command_line(files, [_to_root(obj, m, "--set") for m in set_values],
+                                           [_to_root(obj, m, "--override") for m in override_values]),
+                         env, task_version)
     if check:
         validate(obj, config)
     return PreparedRun(obj, config)
@@ -138,8 +137,12 @@ def build_config(
     task_version: str | None = None,
 ) -> DbndConfig:
     """`load_config` plus the `--env` and `--task-version` flags (set layer), validated."""
-    sets, overrides = set_values, override_values
-    config = load_config(cwd=cwd, conf_files=conf_files, set_values=sets, override_values=overrides, environ=environ)
+    files = read_layers(cwd, conf_files, environ)
+    return _with_flags(with_command_line(files, set_values, override_values), env, task_version)
+
+
+def _with_flags(config: DbndConfig, env: str | None, task_version: str | None) -> DbndConfig:
+    """`config` with the `--env` and `--task-version` flags (set layer, after every --set), validated."""
     if env is not None:
         config = config.with_layer("set", {"run": {"env": env}}, f"--env {env}")
     if task_version is not None:
@@ -151,10 +154,6 @@ def build_config(
 
 def _dotted_only(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if "." in k or isinstance(v, Mapping)}
-
-
-def _bare_only(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if not ("." in k or isinstance(v, Mapping))}
 
 
 def _to_root(obj: Any, mapping: Mapping[str, Any], flag: str) -> dict[str, Any]:

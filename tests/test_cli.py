@@ -288,7 +288,7 @@ ERRORS = [
     (["run", "cli_scale_pipe", "--set", "cli_scale.factor=2.5"],
      ["parameter 'cli_scale.factor' expects an integer, got '2.5' at --set cli_scale.factor=2.5"]),
     (["run", "cli_scale", "--set", "value=1", "--env", "prdo"],
-     ["unknown environment 'prdo' (from --env prdo)", "known profiles: local"]),
+     ["unknown environment 'prdo' (from --env prdo)", "known profiles: docker, k8s, local"]),
     (["run", "cli_scale", "--set", "value=1", "--conf-file", "missing.toml"],
      ["configuration file not found: missing.toml"]),
     (["run", "cli_count_rows", "--set", "table=missing.csv"],

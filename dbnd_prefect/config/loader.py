@@ -42,6 +42,17 @@ def load_config(
     `{"prepare_data.raw_data": "s3://..."}`. `environ` defaults to `os.environ`.
     Raises ConfigError for malformed files, unknown `run` keys or an unknown environment.
     """
+    config = with_command_line(read_layers(cwd, conf_files, environ), set_values, override_values)
+    run_settings(config)
+    return config
+
+
+def read_layers(
+    cwd: str | os.PathLike[str] | None = None,
+    conf_files: Iterable[str | os.PathLike[str]] = (),
+    environ: Mapping[str, str] | None = None,
+) -> DbndConfig:
+    """The defaults, project files, `conf_files` and DBND__ variables seen from `cwd` (not validated)."""
     base = Path(cwd) if cwd is not None else Path.cwd()
     base = base.resolve()
     config = default_config()
@@ -52,8 +63,15 @@ def load_config(
         path = Path(conf_file)
         path = path if path.is_absolute() else base / path
         config = config._with_entries("conf-file", read_toml_entries(path, base))
-    config = config._with_entries("env", env_entries(os.environ if environ is None else environ))
+    return config._with_entries("env", env_entries(os.environ if environ is None else environ))
+
+
+def with_command_line(
+    config: DbndConfig,
+    set_values: Iterable[str | Mapping[str, Any]] = (),
+    override_values: Iterable[str | Mapping[str, Any]] = (),
+) -> DbndConfig:
+    """`config` with `--set` and `--override` values added, in the order given (not validated)."""
     config = config._with_entries("set", set_entries(set_values, "--set"))
-    config = config._with_entries("override", set_entries(override_values, "--override"))
-    run_settings(config)
-    return config
+    return config._with_entries("override", set_entries(override_values, "--override"))
+
