@@ -78,6 +78,8 @@ def test_partitioned_folder_keys_keep_their_subfolders(tmp_path):
         (tmp_path / "p" / f"year={year}").mkdir(parents=True)
         pd.DataFrame({"v": [int(year)]}).to_parquet(tmp_path / "p" / f"year={year}" / "0.parquet")
     assert sorted(Target(str(tmp_path / "p")).load("dict")) == ["year=2024/0", "year=2025/0"]
+    frame = Target(str(tmp_path / "p")).load(pd.DataFrame)  # the partition values come back as a column
+    assert frame.to_dict("list") == {"v": [2024, 2025], "year": ["2024", "2025"]}
 
 
 def test_folder_does_not_load_as_a_list(tmp_path):

@@ -151,13 +151,20 @@ def load_folder(target: Target, wanted: str | None, options: dict[str, Any]) -> 
         return {_stem(rel): frame for rel, frame in loaded.items()}
     import pandas as pd
 
-    frames = list(loaded.values())
+    frames = [_with_partition_columns(rel, frame) for rel, frame in loaded.items()]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     if wanted == SERIES:
         if frame.shape[1] != 1:
             raise FormatError(f"folder '{target.shown}' has {frame.shape[1]} columns; a pandas.Series needs one")
         return frame.iloc[:, 0]
     return frame
+
+
+def _with_partition_columns(relative: str, frame: Any) -> Any:
+    """A part of a Hive-partitioned folder (`year=2024/...`) with its partition values as columns (str)."""
+    pairs = [seg.split("=", 1) for seg in relative.split("/")[:-1] if "=" in seg]
+    missing = {k: v for k, v in pairs if k not in frame.columns}
+    return frame.assign(**missing) if missing else frame
 
 
 def _stem(relative: str) -> str:

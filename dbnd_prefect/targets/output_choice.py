@@ -72,6 +72,25 @@ def chosen_format(value: Any, request: OutputRequest) -> tuple[str, bool, str | 
     return spec, False, None
 
 
+def planned_uri(folder: str, request: OutputRequest, declared_type_key: str) -> tuple[str, str]:
+    """(URI, format name) an output of the declared type is expected at, before its value exists."""
+    if request.forced:
+        spec = request.forced
+        folder_out = declared_type_key == "dict" and not resolve_format(spec)[0].can_save("dict")
+    elif declared_type_key == "list" and request.lines and request.configured is None:
+        spec, folder_out = "txt", False
+    else:
+        spec, folder_out = request.configured or default_format_for(declared_type_key), False
+    try:
+        fmt, _ = resolve_format(spec)
+    except FormatError:
+        spec = default_format_for(declared_type_key)
+        fmt, _ = resolve_format(spec)
+    if folder_out:
+        return f"{folder}/{request.name}/", fmt.name
+    return f"{folder}/{request.name}{format_file_extension(spec)}", fmt.name
+
+
 def output_target(folder: str, request: OutputRequest, spec: str, is_folder: bool) -> Target:
     """The target of an output written in format `spec` inside the task run's output folder."""
     options = dict(request.save_options) or None
