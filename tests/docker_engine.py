@@ -93,7 +93,7 @@ def python_image(engine: Engine, tag: str = "dbnd-test-python:1") -> tuple[str, 
     return tag, time.monotonic() - started
 
 
-def _fail_or_skip(reason: str) -> None:
+def _skip(reason: str) -> None:
     pytest.skip(f"the Docker engine cannot start here: {reason}")
 
 
@@ -110,9 +110,9 @@ def docker_engine() -> Iterator[Engine]:
     """`dockerd` on a socket in a temporary folder until the context exits; skips the test if it cannot start."""
     dockerd = shutil.which("dockerd")
     if dockerd is None:
-        _fail_or_skip(f"dockerd is not installed; {INSTALL_HINT}")
+        _skip(f"dockerd is not installed; {INSTALL_HINT}")
     if os.geteuid() != 0:
-        _fail_or_skip("dockerd needs root")
+        _skip("dockerd needs root")
     root = Path(tempfile.mkdtemp(prefix="dbnd-dockerd-"))  # short: a unix socket path has at most 107 bytes
     host = f"unix://{root}/docker.sock"
     log_path = root / "dockerd.log"
@@ -129,7 +129,7 @@ def docker_engine() -> Iterator[Engine]:
         while True:
             if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-                _fail_or_skip(f"dockerd exited with {proc.returncode}: {' | '.join(tail)}")
+                _skip(f"dockerd exited with {proc.returncode}: {' | '.join(tail)}")
             with contextlib.suppress(Exception):
                 client = engine.client()
                 try:
