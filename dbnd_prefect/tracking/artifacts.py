@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any
 
-from dbnd_prefect.tracking.notices import in_prefect_run, warn
+from dbnd_prefect.tracking.notices import in_prefect_run, warn, warn_once
 
 _KEY_LIMIT = 100
 
@@ -50,6 +50,8 @@ def publish_link(key: str, link: str, text: str, description: str) -> bool:
 
 def _publish(create: Any, key: str) -> bool:
     if not in_prefect_run():
+        warn_once("artifact outside a run", f"tracking: '{key}' is logged outside a task or pipeline run: it is "
+                  "returned (log_dataframe) or stored (log_artifact) but not shown in Prefect; log it inside a task")
         return False
     try:
         create()

@@ -17,7 +17,7 @@ import threading
 from typing import Any, Iterator, Mapping
 
 from dbnd_prefect.tracking.artifacts import artifact_key, publish_table
-from dbnd_prefect.tracking.notices import in_prefect_run, warn
+from dbnd_prefect.tracking.notices import in_prefect_run, warn, warn_once
 
 _TEXT_LIMIT = 200
 _ARTIFACT_ROWS = 1000  # the newest points shown in an artifact; the manifest keeps them all
@@ -53,7 +53,6 @@ class MetricLog:
 _current: contextvars.ContextVar[MetricLog | None] = contextvars.ContextVar("dbnd_metric_log", default=None)
 _outside = MetricLog()
 _by_prefect_run: dict[str, MetricLog] = {}  # pipeline bodies and plain Prefect tasks, by run id
-_warned_outside = False
 
 
 def log_metric(key: str, value: Any) -> None:
@@ -125,7 +124,6 @@ def _metric_value(key: str, value: Any) -> Any:
 
 
 def _log(key: str, value: Any) -> None:
-    global _warned_outside
     log = _current.get()
     if log is not None:
         log.add(key, value)
@@ -137,10 +135,9 @@ def _log(key: str, value: Any) -> None:
         log.publish([key])
         return
     _outside.add(key, value)
-    if not _warned_outside:
-        _warned_outside = True
-        warn(f"tracking: log_metric({key!r}) outside a task or pipeline run: the value is kept in this process "
-             "(dbnd_prefect.tracking.metrics_outside_runs()), not sent to Prefect; log metrics inside a task")
+    warn_once("metric outside a run",
+              f"tracking: log_metric({key!r}) outside a task or pipeline run: the value is kept in this process "
+              "(dbnd_prefect.tracking.metrics_outside_runs()), not sent to Prefect; log metrics inside a task")
 
 
 def _prefect_run_id() -> str | None:

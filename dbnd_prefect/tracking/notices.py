@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 
 logger = logging.getLogger("dbnd_prefect")
@@ -19,6 +21,16 @@ def in_prefect_run() -> bool:
     return TaskRunContext.get() is not None or FlowRunContext.get() is not None
 
 
+_warned: set[str] = set()
+
+
+def warn_once(topic: str, message: str) -> None:
+    """`warn(message)` the first time `topic` comes up in this process."""
+    if topic not in _warned:
+        _warned.add(topic)
+        warn(message)
+
+
 def warn(message: str) -> None:
     """Tell the user: in a Prefect run through its logger (shown in the UI and console), else as a warning."""
     if in_prefect_run():
@@ -29,4 +41,13 @@ def warn(message: str) -> None:
             return
         except Exception:
             pass
-    warnings.warn(message, TrackingWarning, stacklevel=3)
+    warnings.warn(message, TrackingWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The `stacklevel` of the first frame outside this package: the user's line that made the call."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1  # frame 1 is warn(): stacklevel 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
