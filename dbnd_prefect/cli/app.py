@@ -144,6 +144,31 @@ def show_env(name: Annotated[str | None, Parameter(name="NAME", help="profile na
 
 
 @app.command
+def deploy(pipelines: Annotated[tuple[str, ...], Parameter(name="PIPELINE", help=TASK_HELP)] = (), /, *,
+           options: ConfigOptions = ConfigOptions(),
+           name: Annotated[str | None, Parameter(name="--name", help="deployment name (default: "
+                                                                      "PIPELINE-ENV)")] = None,
+           params: Annotated[tuple[str, ...], Parameter(name="--param", metavar="KEY=VALUE", help=(
+               "a deployment parameter: the pipeline's own or TASK.PARAM (repeatable)"))] = (),
+           cron: Annotated[str | None, Parameter(name="--cron", metavar="EXPR", help="schedule, UTC")] = None,
+           interval: Annotated[float | None, Parameter(name="--interval", metavar="SECONDS",
+                                                       help="schedule every SECONDS")] = None,
+           prefect_file: Annotated[str, Parameter(name="--prefect-file", metavar="PATH")] = "prefect.yaml",
+           write_only: Annotated[bool, Parameter(name="--write-only", help="write prefect.yaml; deploy "
+                                                                            "nothing")] = False) -> int:
+    """Create or update deployments of pipelines on the work pool of an environment profile (--env).
+
+    Writes one prefect.yaml entry per pipeline (so `prefect deploy --all` keeps working) and applies it
+    with `prefect deploy`. Local input files are uploaded to the data root of a profile that runs off
+    this machine.
+    """
+    from dbnd_prefect.cli.deploy_command import deploy_command
+
+    return deploy_command(pipelines, options, name=name, params=params, cron=cron, interval=interval,
+                          prefect_file=prefect_file, apply=not write_only)
+
+
+@app.command
 def server(action: Annotated[Literal["status", "start", "stop"], Parameter(name="ACTION")] = "status", /, *,
            verbose: Annotated[bool, Parameter(name="--verbose", help="tracebacks and debug logs")] = False) -> int:
     """The local Prefect server that runs share: status, start, stop.
