@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
     """The value a task function receives for one parameter."""
+    from dbnd_prefect.params import input_target
     from dbnd_prefect.targets import Target
+    from dbnd_prefect.targets.folder import FOLDER_TYPE_KEYS
 
     if isinstance(value, OutputRef):
         value = value.result()
@@ -36,11 +38,11 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
     if spec is None or not spec.is_data:
         return value
     if spec.type_key == "dbnd_prefect.Target":
-        return value if isinstance(value, Target) or value is None else Target(value, **_target_options(spec))
+        return value if value is None else input_target(spec, value)
     if not isinstance(value, (Target, str, os.PathLike)):
         return value
     try:
-        target = value if isinstance(value, Target) else Target(value, **_target_options(spec))
+        target = input_target(spec, value)
         if spec.type_key == "pathlib.Path":
             return target.local_path()
         return target.load(spec.type_key)
@@ -48,7 +50,7 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         from dbnd_prefect.redaction import redact
 
         uri = redact(str(getattr(value, "uri", value)))
-        directory = _directory_error(value)
+        directory = None if spec.type_key in FOLDER_TYPE_KEYS else _directory_error(value)
         if directory is None:
             raise _as_input_error(exc, task_name, spec.name, uri)
         raise _as_input_error(directory, task_name, spec.name, uri) from exc
@@ -89,31 +91,17 @@ def _fail_as_input_error() -> None:
         context.persist_result = False  # read by Prefect's failure handling of this attempt only
 
 
-def _target_options(spec: ParamSpec) -> dict[str, Any]:
-    if spec.data is None:
-        return {}
-    return {"format": spec.data.format, "load_options": dict(spec.data.load_options) or None}
-
-
 def output_dir(run: "RunContext", task_name: str, signature: Any) -> str:
     """The folder of this run's outputs of `task_name` with `signature` (see layout.py)."""
     return layout.output_dir(run.data_root, run.env, run.run_date, task_name, signature.digest)
-
-
-def output_format(spec: Any, type_key: str, config: Any) -> str:
-    """The format an output is written in: the task's choice, else the configured one for its type, else
-    the type's default. The writer passes the value's type; `dbnd plan` the annotated one."""
-    from dbnd_prefect.targets import default_format_for
-
-    return spec.format or config.get("formats", type_key) or default_format_for(type_key)
 
 
 def write_outputs(
     task: "DbndTask", run: "RunContext", signature: Any, values: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Write each non-None output to its typed target; on any failure remove what this call wrote."""
-    from dbnd_prefect.targets import Target, get_format, type_key
-    from dbnd_prefect.targets.formats import json_faithful
+    from dbnd_prefect.targets import type_key
+    from dbnd_prefect.targets.output_choice import OutputRequest, save_output
 
     folder = output_dir(run, task.name, signature)
     written: list[Any] = []
@@ -123,24 +111,16 @@ def write_outputs(
             value = values[spec.name]
             if value is None:
                 continue
-            key = type_key(value)
-            fmt = output_format(spec, key, run.config)
-            if fmt == "json" and not spec.format and key in ("dict", "list") and not json_faithful(value):
-                logger.warning("Task '%s': output '%s' does not survive JSON (tuples, non-string keys, dates...); "
-                               "storing it as a pickle.", task.name, spec.name)
-                fmt = "pickle"
-
-            ext = get_format(fmt).extensions[0]
-            target = Target(f"{folder}/{spec.name}{ext}", format=fmt)
-            info = dict(target.save(value))
+            configured = run.config.get("formats", type_key(value))
+            request = OutputRequest(spec.name, spec.format, configured, spec.save_options, spec.lines)
+            target, info = save_output(folder, task.name, request, value)  # a format that holds the value
             written.append(target)
-            info["type_key"] = key
             info["store_version"] = target.fingerprint()
             infos[spec.name] = info
     except Exception:
         for target in written:
             try:
-                target.fs.rm(target.path)
+                target.fs.rm(target.path, recursive=True)
             except Exception:
                 pass
         raise

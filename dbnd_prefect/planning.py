@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dbnd_prefect.execution import output_dir, output_format
+from dbnd_prefect.execution import output_dir
 from dbnd_prefect.outputs import StoredOutput, TaskOutputs
 from dbnd_prefect.run_context import RunContext, ensure_run
 from dbnd_prefect.wiring import PipelineScope
@@ -69,7 +69,7 @@ class PlanScope(PipelineScope):
         self._versions: dict[str, list[dict[str, Any]]] = {}
 
     def submit(self, call: Any, run: Any) -> TaskOutputs:
-        from dbnd_prefect.targets import get_format
+        from dbnd_prefect.targets.output_choice import OutputRequest, planned_uri
 
         task, arguments, signature = call.task, call.arguments, call.signature
         if task.versioned:
@@ -81,8 +81,9 @@ class PlanScope(PipelineScope):
             predicted = {}
             for spec in task.outputs if task.versioned else ():
                 if spec.format or spec.type_key != "object":
-                    fmt = output_format(spec, spec.type_key, run.config)
-                    uri = f"{folder}/{spec.name}{get_format(fmt).extensions[0]}"
+                    request = OutputRequest(spec.name, spec.format, run.config.get("formats", spec.type_key),
+                                            lines=spec.lines)
+                    uri, fmt = planned_uri(folder, request, spec.type_key)
                 else:  # unannotated: the returned value's type picks the format when it is written
                     fmt, uri = "by value", f"{folder}/{spec.name}.*"
                 predicted[spec.name] = StoredOutput(uri=uri, format=fmt, type_key=spec.type_key)
