@@ -109,7 +109,7 @@ def test_output_contract_result_is_in_the_profile_artifact(project):
         "entry = last_run().task_runs[0]\n"
         "manifest = json.load(open(entry['manifest']))\n"
         "print(json.dumps(manifest['tracking']['profiles']['outputs']['result']['contract']))\n"
-        "found = ArtifactFilter(key=ArtifactFilterKey(any_=['profile-make-wines-result']),\n"
+        "found = ArtifactFilter(key=ArtifactFilterKey(any_=['profiles-make-wines']),\n"
         "                       task_run_id=ArtifactFilterTaskRunId(any_=[entry['task_run_id']]))\n"
         "with get_client(sync_client=True) as client:\n"
         "    print(client.read_artifacts(artifact_filter=found)[0].data)\n"

@@ -65,8 +65,8 @@ def test_inputs_and_outputs_are_profiled_into_manifest_and_artifacts(workdir):
     assert "histogram" not in result["columns"]["alcohol"]  # histograms are off by default
     assert "note" not in tracking["profiles"]["inputs"]  # a plain parameter is not data
     run_id = task_run_id("clean")
-    assert "### clean input 'raw': 5 rows" in artifacts("profile-clean-raw", run_id)[0].data
-    assert "### clean output 'result': 3 rows" in artifacts("profile-clean-result", run_id)[0].data
+    assert "### clean input 'raw': 5 rows" in artifacts("profiles-clean", run_id)[0].data
+    assert "### clean output 'result': 3 rows" in artifacts("profiles-clean", run_id)[0].data
 
 
 @task
@@ -84,7 +84,7 @@ def test_profiling_is_configurable_globally_and_per_parameter(workdir):
     with config_context({"tracking.profile": False}):
         clean(WINES.head(4))
     assert manifest_of("clean")["tracking"]["profiles"] == {"inputs": {}, "outputs": {}}
-    assert not artifacts("profile-clean-result", task_run_id("clean"))
+    assert not artifacts("profiles-clean", task_run_id("clean"))
 
     with config_context({"tracking.histograms": "true"}):
         clean(WINES.head(3))
@@ -102,7 +102,7 @@ def test_a_large_frame_is_profiled_on_a_sample(workdir):
     assert profile["rows"] == rows and profile["sampled"] is True and profile["sample_rows"] == 5000
     assert profile["columns"]["x"]["nulls"] == rows // 10  # counted on every row
     assert profile["columns"]["k"]["distinct"] <= 1000
-    text = artifacts("profile-clean-raw", task_run_id("clean"))[0].data
+    text = artifacts("profiles-clean", task_run_id("clean"))[0].data
     assert "random sample of 5,000 rows" in text
 
 

@@ -44,6 +44,11 @@ class Schema(Data):
     def __repr__(self) -> str:
         return f"Schema({self.name})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schema) and other.schema is self.schema and Data.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # like Data: its options are dicts
+
 
 @dataclasses.dataclass(frozen=True)
 class ContractSite:

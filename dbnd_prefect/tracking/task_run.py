@@ -9,7 +9,7 @@ The run path calls, in order:
         returned = task.call_function(loaded)
     values = tracking.outputs(values)                  # contracts (violation: nothing written), profiles
     manifest["tracking"] = tracking.record()
-    tracking.publish()                                 # profile artifacts
+    tracking.publish()                                 # the profiles artifact
 """
 
 from __future__ import annotations
@@ -153,16 +153,16 @@ class TaskTracking:
         }
 
     def publish(self) -> None:
-        """One markdown artifact per automatic profile: `profile-{task}-{input or output}`."""
+        """The automatic profiles as one markdown artifact, `profiles-{task}` (one API call per task run)."""
         from dbnd_prefect.tracking.artifacts import artifact_key, publish_markdown
         from dbnd_prefect.tracking.render import profile_markdown
 
-        for side, found in self.profiles.items():
-            kind = "input" if side == "inputs" else "output"
-            for name, profile in found.items():
-                publish_markdown(artifact_key("profile", self.task_name, name),
-                                 profile_markdown(f"{self.task_name} {kind} '{name}'", profile),
-                                 description=f"data profile of {kind} **{name}** of task **{self.task_name}**")
+        sections = [profile_markdown(f"{self.task_name} {kind} '{name}'", profile)
+                    for side, kind in (("inputs", "input"), ("outputs", "output"))
+                    for name, profile in self.profiles[side].items()]
+        if sections:
+            publish_markdown(artifact_key("profiles", self.task_name), "\n\n".join(sections),
+                             description=f"data profiles of the inputs and outputs of task **{self.task_name}**")
 
 
 def _is_frame(value: Any) -> bool:
