@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from server import QUIET_ENV, free_port, prefect_server, temporary_home  # noqa:
 
 RESULT_PREFIX = "DASK_BENCH_RESULT "
 TARGET = 1.1
+EXIT_TIMEOUT = 60.0  # a measuring process that has not exited this long after reporting is killed (and noted)
 
 
 @contextlib.contextmanager
@@ -80,7 +82,7 @@ def dask_cluster(env: dict[str, str], workers: int = 2) -> Iterator[str]:
 
 
 def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
-    """In a fresh process: an empty flow (warm-up), an empty flow timed, then `n` tasks timed."""
+    """In a fresh process: a 4-task flow and an empty flow (warm-up), an empty flow timed, then `n` tasks timed."""
     import flows_dask as f
 
     if variant == "dbnd":
@@ -95,6 +97,7 @@ def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
         context = contextlib.nullcontext()
         run_many, run_empty = f.raw_many, f.raw_empty
     with context:
+        run_many(4, start - 4)  # warm-up: imports and first task runs in this process and on the workers
         run_empty()
         began = time.perf_counter()
         run_empty()
@@ -106,13 +109,28 @@ def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
 
 
 def run_variant(variant: str, n: int, start: int, data_root: str, env: dict[str, str]) -> dict[str, Any]:
+    """One measurement in a fresh process; `exit_seconds` is how long the process took to exit after it."""
     argv = [sys.executable, str(Path(__file__)), "--variant", variant, "--n", str(n), "--start", str(start),
             "--data-root", data_root]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=data_root)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    raise RuntimeError(f"{variant} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, text=True, cwd=data_root)
+        result = None
+        for line in proc.stdout:
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+                break
+        reported = time.perf_counter()
+        try:
+            proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if result is None:
+            err.seek(0)
+            raise RuntimeError(f"{variant} run failed ({proc.returncode}):\n{err.read()[-3000:]}")
+        result["exit_seconds"] = time.perf_counter() - reported
+        result["exit_hung"] = proc.returncode != 0
+        return result
 
 
 def main() -> int:
@@ -123,6 +141,7 @@ def main() -> int:
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--data-root", default="")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the server and the cluster stop too
     if args.variant:  # one measurement, in this fresh process
         print(RESULT_PREFIX + json.dumps(measure(args.variant, args.n, args.start, args.data_root)), flush=True)
         return 0
@@ -139,7 +158,8 @@ def main() -> int:
             for rep in range(args.reps):
                 for variant in ("raw", "dbnd"):
                     # new start values every repetition: dbnd computes every task (no reuse)
-                    results[variant].append(run_variant(variant, args.n, rep * args.n, str(data_root), env))
+                    start = 10 + rep * (args.n + 10)
+                    results[variant].append(run_variant(variant, args.n, start, str(data_root), env))
                     time.sleep(3)  # let the server digest the run's events
     raw = statistics.median(r["per_task_ms"] for r in results["raw"])
     dbnd = statistics.median(r["per_task_ms"] for r in results["dbnd"])
@@ -151,6 +171,9 @@ def main() -> int:
           f"prefect-dask `.submit()`) | {raw:.3g} ms | {dbnd:.3g} ms | {ratio:.3g}× | ≤ {TARGET}× | "
           f"{'yes' if ratio <= TARGET else 'no'} |")
     print(f"ratio dbnd/raw per task on Dask: {ratio:.3f}")
+    hung = [f"{variant} run {i + 1}" for variant, runs in results.items() for i, r in enumerate(runs) if r["exit_hung"]]
+    if hung:
+        print(f"note: did not exit within {EXIT_TIMEOUT:.0f} s after the run (killed): {', '.join(hung)}")
     return 0
 
 

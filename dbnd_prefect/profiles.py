@@ -319,6 +319,22 @@ def _check_key(name: str, path: Path, found: ConfigValue) -> None:
                           hint=f"write {key} = ... in [env.{name}]")
 
 
+def check_profile_key(dotted: str) -> None:
+    """ConfigError naming the closest key when `env.NAME.KEY...` names no profile setting (for `config explain`)."""
+    parts = dotted.split(".")
+    if len(parts) < 3 or not parts[1]:
+        raise ConfigError(f"config key {dotted!r} names no profile setting", hint="use env.NAME.KEY, e.g. "
+                                                                                  "env.prod.data_root")
+    path = tuple(parts[2:])
+    _check_key(parts[1], path, ConfigValue(None, "set", "config explain"))
+    if path[0] in ("work_pool", "task_runner") and len(path) == 2:
+        valid = ("name", "type") if path[0] == "work_pool" else \
+            tuple(dict.fromkeys(field for model in _RUNNER_MODELS.values() for field in model.model_fields))
+        if path[1] not in valid:
+            raise ConfigError(f"unknown key {dotted}{suggest(path[1], valid)}",
+                              hint=f"{path[0]} keys: {', '.join(valid)}")
+
+
 def _validated(name: str, merged: Mapping[Path, ProfileValue]) -> Profile:
     data: dict[str, Any] = {"name": name}
     for path, found in merged.items():
@@ -582,4 +598,4 @@ def _row_order(path: Path) -> tuple[int, Path]:
 __all__ = ["BUILTIN_PROFILES", "PROFILE_KEYS", "Profile", "ProfileValue", "ResolvedProfile", "WorkPool",
            "ThreadRunner", "DaskRunner", "RayRunner", "resolve_profile", "active_profile", "task_runner_for",
            "remote_compute", "check_data_reachable", "check_run_profile", "environment_variables",
-           "profile_applied", "with_task_runner", "profile_rows"]
+           "profile_applied", "with_task_runner", "profile_rows", "check_profile_key"]

@@ -195,3 +195,13 @@ def test_a_ray_runner_without_prefect_ray_is_one_line_naming_the_package(workdir
     user_error(dbnd("run", PIPE, "--env", "ray"), "env.ray.task_runner.type = 'ray' needs prefect-ray",
                "pip install prefect-ray")
     assert not (workdir / "data").exists()
+
+
+def test_config_explain_takes_profile_keys_and_names_the_closest_one(workdir):
+    project(workdir, '[env.prod.task_runner]\ntype = "dask"\naddress = "tcp://127.0.0.1:8786"\n')
+    result = dbnd("config", "explain", "env.prod.task_runner.address")
+    assert result.exit_code == 0, result
+    assert result.stdout.splitlines()[:2] == ["env.prod.task_runner.address = 'tcp://127.0.0.1:8786'",
+                                              "  set by: project layer, dbnd.toml:5"]
+    user_error(dbnd("config", "explain", "env.prod.task_runner.adress"), "unknown key env.prod.task_runner.adress",
+               "did you mean 'address'?")

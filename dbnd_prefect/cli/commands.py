@@ -193,7 +193,12 @@ def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = (
     from dbnd_prefect.discovery import discover
 
     section, key = split_key(dotted_key)
-    if section == "run" or section.startswith("env."):
+    if section.startswith("env."):
+        from dbnd_prefect.profiles import check_profile_key
+
+        check_profile_key(f"{section}.{key}")
+        return
+    if section == "run":
         if key not in RUN_KEYS or (section != "run" and key == "env"):
             raise ConfigError(f"unknown key {section}.{key}{suggest(key, RUN_KEYS)}",
                               hint=f"{section} keys: {', '.join(k for k in RUN_KEYS if section == 'run' or k != 'env')}")
