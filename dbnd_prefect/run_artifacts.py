@@ -172,7 +172,9 @@ def publish_artifacts(pipeline: str, flows: Sequence["TaskRunIO"], flow_run_id: 
 
     reused_from = {io.made_by_flow_run for io in flows if io.reused} - {None}
     names = run_coro_as_sync(_flow_run_names(reused_from)) if reused_from else {}
-    worker = ArtifactWorker.instance()
+    from prefect.settings import PREFECT_API_URL
+
+    worker = ArtifactWorker.instance(PREFECT_API_URL.value())  # one per API: the client is made on start
     for io in flows:
         if io.task_run_id:
             worker.send(ArtifactCreate(
