@@ -504,16 +504,40 @@ def _is_this_machine(address: str) -> bool:
         return False
 
 
-def check_run_profile(config: DbndConfig) -> ResolvedProfile:
-    """The active profile, after checking (before anything runs) that its runs can reach their data and
-    that its task runner's package is installed."""
+def check_run_profile(config: DbndConfig, obj: Any = None, run: Any = None) -> ResolvedProfile:
+    """The active profile, after checking (before anything runs) that its runs can reach their data (the data
+    root, and the data inputs of `obj` bound in `run`) and that its task runner's package is installed."""
     from dbnd_prefect.config import run_settings
 
     resolved = active_profile(config)
     settings = run_settings(config)
     check_data_reachable(resolved, settings.data_root, settings.storage_block)
+    if obj is not None and run is not None:
+        check_inputs_reachable(resolved, obj, run)
     task_runner_for(resolved)  # made, not started: connects to nothing
     return resolved
+
+
+def check_inputs_reachable(resolved: ResolvedProfile, obj: Any, run: Any) -> None:
+    """ConfigError naming the first data input of `obj` that is a local file when the profile runs work off
+    this machine (a task there could not read it)."""
+    why = remote_compute(resolved)
+    if why is None:
+        return
+    from dbnd_prefect.targets import split_uri
+
+    for key, value in obj.bind((), {}, run).items():
+        spec = obj.param_map[key]
+        text = getattr(value, "uri", value)
+        if not spec.is_data or not isinstance(text, (str, os.PathLike)):
+            continue
+        protocol, path = split_uri(os.fspath(text))
+        if protocol in ("file", "memory") and not (protocol == "file" and _mounted(path, resolved)):
+            raise ConfigError(
+                f"input {obj.name}.{key} = {os.fspath(text)!r} is on this machine, but environment "
+                f"'{resolved.name}' runs work off it ({why})",
+                hint=f"upload it and pass its URI: --set {obj.name}.{key}=s3://.../{os.path.basename(path)} "
+                     "(or gs://, az://)")
 
 
 _env_lock = threading.Lock()

@@ -26,6 +26,11 @@ def profile_probe(index: int) -> dict:
     return {"thread": threading.get_ident(), "greeting": os.environ.get("DBND_PROFILE_GREETING"), "index": index}
 
 
+@task
+def profile_reader(settings: dict) -> int:
+    return len(settings)
+
+
 @pipeline
 def profile_probe_pipe(count: int = 3):
     return [profile_probe(i) for i in range(count)]
@@ -205,3 +210,19 @@ def test_config_explain_takes_profile_keys_and_names_the_closest_one(workdir):
                                               "  set by: project layer, dbnd.toml:5"]
     user_error(dbnd("config", "explain", "env.prod.task_runner.adress"), "unknown key env.prod.task_runner.adress",
                "did you mean 'address'?")
+
+
+def test_a_local_input_for_work_off_this_machine_is_refused_before_anything_runs(workdir):
+    project(workdir, """
+        [env.remote]
+        data_root = "s3://team-bucket/root"
+        task_runner = { type = "dask", address = "tcp://dask-scheduler.internal:8786" }
+    """)
+    (workdir / "settings.json").write_text('{"a": 1}')
+    user_error(dbnd("run", "tests.test_profiles.profile_reader", "--env", "remote", "--set", "settings=settings.json"),
+               "input profile_reader.settings = ", "settings.json' is on this machine",
+               "environment 'remote' runs work off it (its dask scheduler tcp://dask-scheduler.internal:8786 is on "
+               "another machine)", "--set profile_reader.settings=s3://")
+    # the same input in the local profile runs
+    result = dbnd("run", "tests.test_profiles.profile_reader", "--set", "settings=settings.json")
+    assert result.exit_code == 0, result
