@@ -288,19 +288,19 @@ def _check_input(item: Any, spec: Any, value: Any, source: str) -> None:
     if spec.type_key in ("dict", "list") and text.lstrip()[:1] in ("{", "["):
         return
     from dbnd_prefect.targets import Target, format_for_uri, split_uri
-    from dbnd_prefect.targets.folder import may_be_folder
+    from dbnd_prefect.targets.folder import FOLDER_TYPE_KEYS, check_folder_input
 
     where = f"{item.name}.{spec.name}"
     forced = spec.data.format if spec.data else None
     protocol, path = split_uri(text)
-    if may_be_folder(text, spec.type_key):
-        return  # a folder of part files: its marker and parts are checked when it is loaded
-    if protocol == "file" and Path(path).is_dir():
+    if protocol == "file" and Path(path).is_dir() and spec.type_key not in FOLDER_TYPE_KEYS:
         raise TargetError(
             f"input is a directory, not a file: {where} = {text!r} (from {source}; looked at {path})",
             hint=f"pass the path of a file with --set {where}=PATH",
         )
     try:
+        if check_folder_input(text, spec.type_key, spec.data):
+            return  # a folder of part files (marker and parts checked, nothing read)
         format_for_uri(text, forced)
         Target(text, format=forced)
     except DbndError as exc:

@@ -81,8 +81,8 @@ BAD_DATA = [
     ("corrupt.parquet", "cannot read", "as parquet", "check the file's content"),
     ("broken.csv", "cannot read", "as csv", "check the file's content"),
     ("empty.csv", "cannot read", "EmptyDataError", "check the file's content"),
-    ("folder", "is a directory, not a file", "", "pass the path of a file"),
-    ("folder.csv", "is a directory, not a file", "", "pass the path of a file"),
+    ("folder", "holds no data files", "", "pass the path of a file, or of a folder of part files"),
+    ("folder.csv", "holds no data files", "", "pass the path of a file, or of a folder of part files"),
 ]
 
 
@@ -110,13 +110,12 @@ def test_verbose_shows_one_traceback_of_the_input_error(project):
     assert proc.stderr.strip().splitlines()[-1].startswith("dbnd: error: task 'count_rows', parameter 'table'")
 
 
-def test_a_directory_given_to_the_task_being_run_is_refused_before_anything_runs(project):
+def test_an_empty_directory_given_to_the_task_being_run_is_refused_before_anything_runs(project):
     proc = dbnd(project, "run", "count_rows", "--set", "table=folder.csv")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"dbnd: error: input is a directory, not a file: count_rows.table = 'folder.csv' (from --set "
-        f"count_rows.table=folder.csv; looked at {project / 'folder.csv'}) (pass the path of a file with "
-        "--set count_rows.table=PATH)"]
+        f"dbnd: error: count_rows.table = 'folder.csv' (from --set count_rows.table=folder.csv): folder "
+        f"'{project / 'folder.csv'}/' holds no data files (pass the path of a file, or of a folder of part files)"]
     assert not (project / "data").exists()
 
 

@@ -105,8 +105,39 @@ def data_files(target: Target, files: dict[str, dict[str, Any]], require_marker:
             f"Data(load_options={{'{MARKER_OPTION}': False}})",
         )
     if not parts:
-        raise TargetError(f"folder '{target.shown}' holds no data files", hint="check the path")
+        raise _empty(target)
     return parts
+
+
+def _empty(target: Target) -> TargetError:
+    return TargetError(f"folder '{target.shown}' holds no data files",
+                       hint="pass the path of a file, or of a folder of part files")
+
+
+def _listed(target: Target) -> dict[str, dict[str, Any]]:
+    """The folder's listing; TargetError when it is missing or empty."""
+    files = listing(target)
+    if files:
+        return files
+    if target.is_local and os.path.isdir(target.path):
+        raise _empty(target)
+    raise target._missing(None)
+
+
+def check_folder_input(uri: str, type_key_: str, data: Any = None) -> bool:
+    """Whether a data input is read as a folder; for a local one, raise the error loading it would (no part read).
+
+    `data` is the parameter's `Data` marker (its format and `success_marker` load option), if any.
+    """
+    from dbnd_prefect.targets.target import Target
+
+    if not may_be_folder(uri, type_key_):
+        return False
+    target = Target(uri if uri.endswith("/") else f"{uri}/", format=getattr(data, "format", None))
+    if target.is_local:
+        options = getattr(data, "load_options", None) or {}
+        data_files(target, _listed(target), options.get(MARKER_OPTION))
+    return True
 
 
 def part_format(target: Target, relative: str) -> tuple[Format, str | None]:
@@ -137,10 +168,7 @@ def load_folder(target: Target, wanted: str | None, options: dict[str, Any]) -> 
             f"folder '{target.shown}' loads as a pandas.DataFrame or a dict of them, not as {wanted}",
             hint="annotate the parameter as DataFrame or Dict[str, DataFrame], or pass a file",
         )
-    files = listing(target)
-    if not files:
-        raise target._missing(None)
-    parts = data_files(target, files, require)
+    parts = data_files(target, _listed(target), require)
     base = target.uri.rstrip("/")
     loaded = {}
     for rel in parts:
@@ -213,17 +241,13 @@ def _write_parts(target_cls: type, base: str, items: dict[str, Any], fmt: Format
 
 def folder_info(target: Target) -> dict[str, Any]:
     """Total size and file count of a folder, from one listing."""
-    files = listing(target)
-    if not files:
-        raise target._missing(None)
+    files = _listed(target)
     return {"uri": target.uri, "size": sum(int(i.get("size") or 0) for i in files.values()), "files": len(files)}
 
 
 def folder_fingerprint(target: Target) -> str:
     """A digest of the folder's listing (names, sizes, versions or mtimes): no file is read."""
-    files = listing(target)
-    if not files:
-        raise target._missing(None)
+    files = _listed(target)
     hasher = new_hasher()
     for rel, info in files.items():
         stamp = next((str(info[k]) for k in _STAMP_KEYS if info.get(k) not in (None, "")), "")
@@ -235,9 +259,7 @@ def folder_checksum(target: Target) -> str:
     """A digest of every file's name and content, in name order."""
     from dbnd_prefect.targets.target import Target
 
-    files = listing(target)
-    if not files:
-        raise target._missing(None)
+    files = _listed(target)
     hasher = new_hasher()
     base = target.uri.rstrip("/")
     for rel in files:
