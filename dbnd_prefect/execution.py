@@ -93,7 +93,8 @@ def _fail_as_input_error() -> None:
 
 def output_dir(run: "RunContext", task_name: str, signature: Any) -> str:
     """The folder of this run's outputs of `task_name` with `signature` (see layout.py)."""
-    return layout.output_dir(run.data_root, run.env, run.run_date, task_name, signature.digest)
+    date = dt.date.fromisoformat(signature.target_date) if signature.target_date else run.run_date
+    return layout.output_dir(run.data_root, run.env, date, task_name, signature.digest)
 
 
 def write_outputs(
@@ -143,7 +144,7 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
 
     from dbnd_prefect.history.manifest import build_manifest
     from dbnd_prefect.targets import Target
-    from dbnd_prefect.tracking import collecting_metrics
+    from dbnd_prefect.tracking import TaskTracking
 
     task, arguments, signature = call.task, call.arguments, call.signature
     started = dt.datetime.now(dt.timezone.utc)
@@ -151,12 +152,15 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
     task_run_id = task_ctx.task_run.id if task_ctx else None
 
     specs = task.param_map
+    tracking = TaskTracking(task, run, output_dir(run, task.name, signature) if task.versioned else None)
     loaded = {name: load_input(task.name, specs.get(name), value) for name, value in arguments.items()}
-    with collecting_metrics() as metrics:
+    loaded = tracking.inputs(arguments, loaded)  # data contracts and profiles
+    with tracking.collecting() as metrics:
         returned = task.call_function(loaded)
-    values = split_outputs(task.name, task.outputs, returned)
+    values = tracking.outputs(split_outputs(task.name, task.outputs, returned))
     names = [s.name for s in task.outputs]
     if not task.versioned:  # outputs stay in memory; the signature still chains downstream tasks
+        tracking.publish()
         return TaskOutputs(task.name, signature.digest, names, {}, None, values)
     infos = write_outputs(task, run, signature, values)
 
@@ -179,7 +183,9 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
         cwd=os.getcwd(),
         metrics=metrics,
     )
+    manifest["tracking"] = tracking.record()
     Target(manifest_uri, format="json").save(manifest)
+    tracking.publish()
     stored = {
         name: StoredOutput(uri=i["uri"], format=i["format"], type_key=i["type_key"], checksum=i.get("checksum"),
                            bytes=i.get("bytes"))
