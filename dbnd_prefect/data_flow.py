@@ -9,11 +9,16 @@ Everything shown here is redacted: no credentials in a URI, a link or a label.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import urllib.parse
-from typing import Any, Mapping, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
+
+# A Prefect internal, the base of its own log and event workers: a queue served on Prefect's loop thread
+# and drained at interpreter exit.
+from prefect._internal.concurrency.services import QueueService
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -123,16 +128,64 @@ def browse_url(uri: str | None) -> str | None:
 
 def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: str | None, state: str) -> None:
     """Show a finished pipeline run's data flow in Prefect: artifacts per task run and per pipeline run,
-    and lineage events. Never fails the run: a problem is one warning line."""
-    from dbnd_prefect.redaction import one_line
+    and lineage events.
 
+    Done in the background, like Prefect's own logs and events: the pipeline does not wait for a request
+    per task run; what is queued is sent before the process exits (`wait_until_published()` waits earlier).
+    Never fails the run: a problem is one warning line.
+    """
     if flow_run_id is None or os.environ.get(SWITCH, "").strip().lower() in ("0", "false", "off", "no"):
         return
-    try:
-        flows = collect(entries)
-        from dbnd_prefect import lineage, run_artifacts
+    from prefect.settings import PREFECT_API_URL
 
-        lineage.emit_lineage(flows, flow_run_id)
-        run_artifacts.publish_artifacts(pipeline, flows, flow_run_id, state)
+    try:  # one publisher per API: its client is made when it starts
+        DataFlowPublisher.instance(PREFECT_API_URL.value()).send(
+            (pipeline, [dict(e) for e in entries], flow_run_id, state))
     except Exception as exc:
+        from dbnd_prefect.redaction import one_line
+
         logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))
+
+
+def wait_until_published() -> None:
+    """Wait until the data flow of every finished pipeline run has been sent to the Prefect API."""
+    DataFlowPublisher.drain_all(at_exit=False)
+
+
+class _NoProgressNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Still processing items")
+
+
+class DataFlowPublisher(QueueService[tuple]):
+    """Publishes queued pipeline runs (pipeline, task-run summaries, flow run id, state) on Prefect's loop
+    thread: manifests are read and events emitted in a worker thread, artifacts created with one client."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # Prefect's services note each drain with a warning; a drain is the normal end of a run here
+        self._logger = logging.getLogger("dbnd_prefect.data_flow")
+        if not any(isinstance(f, _NoProgressNotes) for f in self._logger.filters):
+            self._logger.addFilter(_NoProgressNotes())
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            self._client = client
+            yield
+
+    async def _handle(self, item: tuple) -> None:
+        import asyncio
+
+        from dbnd_prefect import lineage, run_artifacts
+        from dbnd_prefect.redaction import one_line
+
+        pipeline, entries, flow_run_id, state = item
+        try:
+            flows = await asyncio.to_thread(collect, entries)
+            await asyncio.to_thread(lineage.emit_lineage, flows, flow_run_id)
+            await run_artifacts.create_artifacts(self._client, pipeline, flows, flow_run_id, state)
+        except Exception as exc:
+            logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))

@@ -140,13 +140,14 @@ def emit_lineage(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
 
 
 def _emit_all(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
-    from prefect.context import TaskRunContext
+    from prefect.context import FlowRunContext, TaskRunContext
     from prefect.events import emit_event
 
-    # Prefect's events worker adds the task run of the sender's context to each event, and where the
-    # sender's context never set one, that of the task run that started the worker: these events name
-    # their own task run, so the sender's context says "no task run" explicitly.
+    # Prefect's events worker adds the flow and task run of the sender's context to each event, and where
+    # the sender's context never set them, those of the run that started the worker: these events name
+    # their own runs, so the sender's context says "no run" explicitly.
     TaskRunContext.__var__.set(None)
+    FlowRunContext.__var__.set(None)
     count = 0
     for io in flows:
         for kwargs in events_for(io, flow_run_id):

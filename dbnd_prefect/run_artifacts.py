@@ -8,18 +8,11 @@ runs, so Prefect's per-key history compares runs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
-
-# A Prefect internal, the base of its own log and event workers: a queue served on Prefect's loop thread
-# and drained at interpreter exit.
-from prefect._internal.concurrency.services import QueueService
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from prefect.client.schemas.actions import ArtifactCreate
-
     from dbnd_prefect.data_flow import TaskRunIO
 
 logger = logging.getLogger("dbnd_prefect")
@@ -160,77 +153,41 @@ def data_flow_markdown(pipeline: str, state: str, flows: Sequence["TaskRunIO"],
     return "\n".join(lines) + "\n"
 
 
-def publish_artifacts(pipeline: str, flows: Sequence["TaskRunIO"], flow_run_id: str, state: str) -> None:
-    """Queue the task-run artifacts and the pipeline-run artifact of one pipeline run.
+async def create_artifacts(client: Any, pipeline: str, flows: Sequence["TaskRunIO"], flow_run_id: str,
+                           state: str) -> None:
+    """Create the task-run artifacts and the pipeline-run artifact of one pipeline run with `client`.
 
-    They are created in the background, like Prefect's own logs and events, so a pipeline of many task
-    runs does not wait for one request per task run; the queue is drained before the process exits
-    (`wait_for_artifacts()` waits for it earlier).
+    A task run that stored nothing (an unversioned task) gets none of its own: the pipeline's shows it.
     """
     from prefect.client.schemas.actions import ArtifactCreate
-    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from dbnd_prefect.redaction import one_line
 
     reused_from = {io.made_by_flow_run for io in flows if io.reused} - {None}
-    names = run_coro_as_sync(_flow_run_names(reused_from)) if reused_from else {}
-    from prefect.settings import PREFECT_API_URL
-
-    worker = ArtifactWorker.instance(PREFECT_API_URL.value())  # one per API: the client is made on start
-    for io in flows:
-        if io.task_run_id:
-            worker.send(ArtifactCreate(
-                key=task_io_key(io.task), type="markdown", data=task_io_markdown(io, names),
-                description=f"what task run {io.task} read and wrote", flow_run_id=flow_run_id,
-                task_run_id=io.task_run_id))
-    worker.send(ArtifactCreate(
+    names = await _flow_run_names(client, reused_from) if reused_from else {}
+    artifacts = [
+        ArtifactCreate(key=task_io_key(io.task), type="markdown", data=task_io_markdown(io, names),
+                       description=f"what task run {io.task} read and wrote", flow_run_id=flow_run_id,
+                       task_run_id=io.task_run_id)
+        for io in flows if io.task_run_id and (io.outputs or io.state != "Completed")
+    ]
+    artifacts.append(ArtifactCreate(
         key=data_flow_key(pipeline), type="markdown", data=data_flow_markdown(pipeline, state, flows, names),
         description=f"data flow of pipeline {pipeline}", flow_run_id=flow_run_id))
-
-
-def wait_for_artifacts() -> None:
-    """Wait until every queued artifact has been sent to the Prefect API."""
-    ArtifactWorker.drain_all(at_exit=False)
-
-
-class _NoProgressNotes(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Still processing items")
-
-
-class ArtifactWorker(QueueService["ArtifactCreate"]):
-    """Creates queued artifacts through the Prefect API in the background; drained at interpreter exit."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        # Prefect's services note each drain with a warning; a drain is the normal end of a run here
-        self._logger = logging.getLogger("dbnd_prefect.artifacts")
-        if not any(isinstance(f, _NoProgressNotes) for f in self._logger.filters):
-            self._logger.addFilter(_NoProgressNotes())
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self) -> AsyncIterator[None]:
-        from prefect.client.orchestration import get_client
-
-        async with get_client() as client:
-            self._client = client
-            yield
-
-    async def _handle(self, item: "ArtifactCreate") -> None:
-        from dbnd_prefect.redaction import one_line
-
+    for artifact in artifacts:
         try:
-            await self._client.create_artifact(item)
+            await client.create_artifact(artifact)
         except Exception as exc:
-            logger.warning("Artifact '%s' could not be created in Prefect: %s", item.key, one_line(exc))
+            logger.warning("Artifact '%s' could not be created in Prefect: %s", artifact.key, one_line(exc))
+            return
 
 
-async def _flow_run_names(ids: set[str]) -> dict[str, str]:
+async def _flow_run_names(client: Any, ids: set[str]) -> dict[str, str]:
     """Names of the flow runs with these ids (one request); those the server no longer knows are left out."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     try:
-        async with get_client() as client:
-            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(ids))))
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(ids))))
     except Exception:
         return {}
     return {str(run.id): run.name for run in runs}

@@ -48,6 +48,9 @@ def _events(flow_run_id: str, expected: int, timeout: float = 30) -> list[dict[s
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
+    from dbnd_prefect.data_flow import wait_until_published
+
+    wait_until_published()
     flt = EventFilter(event=EventNameFilter(prefix=["dbnd.", "prefect.asset."]),
                       related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
     deadline = time.monotonic() + timeout
@@ -129,7 +132,7 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
     from tests import servers
 
     from dbnd_prefect.config import reset_config_cache
-    from dbnd_prefect.run_artifacts import wait_for_artifacts
+    from dbnd_prefect.data_flow import wait_until_published
     from dbnd_prefect.targets import Target
 
     (workdir / "dbnd.toml").write_text(f'[run]\ndata_root = "s3://{s3_bucket}/data"\n')
@@ -147,7 +150,7 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    wait_for_artifacts()
+    wait_until_published()
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.flow_run_id])))

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.run_artifacts import wait_for_artifacts
+from dbnd_prefect.data_flow import wait_until_published
 from dbnd_prefect.run_context import last_run
 
 
@@ -45,7 +45,7 @@ def _artifacts(flow_run_id: str) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    wait_for_artifacts()
+    wait_until_published()
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     return {a.key: a for a in found}
