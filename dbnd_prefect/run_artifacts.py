@@ -153,6 +153,36 @@ def data_flow_markdown(pipeline: str, state: str, flows: Sequence["TaskRunIO"],
     return "\n".join(lines) + "\n"
 
 
+LIMIT_VARIABLE = "DBND_TASK_ARTIFACTS_MAX"
+DEFAULT_LIMIT = 50  # each artifact is one request the server digests (~10-200 ms on a 2-core machine)
+
+
+def task_artifacts_limit() -> int:
+    """How many task runs of one pipeline run get an artifact of their own (DBND_TASK_ARTIFACTS_MAX, default 50)."""
+    import os
+
+    try:
+        return max(0, int(os.environ.get(LIMIT_VARIABLE, DEFAULT_LIMIT)))
+    except ValueError:
+        return DEFAULT_LIMIT
+
+
+def _has_own(io: "TaskRunIO") -> bool:
+    return bool(io.task_run_id) and (bool(io.outputs) or io.state != "Completed")
+
+
+def task_runs_shown(flows: Sequence["TaskRunIO"], limit: int) -> list["TaskRunIO"]:
+    """The task runs that get their own artifact: at most `limit`, those that did not complete first, then
+    those that ran, then the reused ones, each in pipeline order. Task runs that stored nothing get none."""
+    def rank(io: "TaskRunIO") -> int:
+        return 2 if io.reused else (1 if io.state == "Completed" else 0)
+
+    candidates = [io for io in flows if _has_own(io)]
+    chosen = sorted(candidates, key=rank)[:limit]
+    keep = {id(io) for io in chosen}
+    return [io for io in candidates if id(io) in keep]
+
+
 async def create_artifacts(client: Any, pipeline: str, flows: Sequence["TaskRunIO"], flow_run_id: str,
                            state: str) -> None:
     """Create the task-run artifacts and the pipeline-run artifact of one pipeline run with `client`.
@@ -165,14 +195,18 @@ async def create_artifacts(client: Any, pipeline: str, flows: Sequence["TaskRunI
 
     reused_from = {io.made_by_flow_run for io in flows if io.reused} - {None}
     names = await _flow_run_names(client, reused_from) if reused_from else {}
+    shown = task_runs_shown(flows, task_artifacts_limit())
     artifacts = [
         ArtifactCreate(key=task_io_key(io.task), type="markdown", data=task_io_markdown(io, names),
                        description=f"what task run {io.task} read and wrote", flow_run_id=flow_run_id,
                        task_run_id=io.task_run_id)
-        for io in flows if io.task_run_id and (io.outputs or io.state != "Completed")
+        for io in shown
     ]
+    note = (f"Task-run artifacts for {len(shown)} of {len(flows)} task runs (failed first, then those that ran; "
+            f"{LIMIT_VARIABLE} sets how many)." if len(shown) < sum(1 for io in flows if _has_own(io)) else "")
     artifacts.append(ArtifactCreate(
-        key=data_flow_key(pipeline), type="markdown", data=data_flow_markdown(pipeline, state, flows, names),
+        key=data_flow_key(pipeline), type="markdown",
+        data=data_flow_markdown(pipeline, state, flows, names) + (f"\n{note}\n" if note else ""),
         description=f"data flow of pipeline {pipeline}", flow_run_id=flow_run_id))
     for artifact in artifacts:
         try:

@@ -5,6 +5,7 @@ Cache Key of each task run, for a first run, a fully reused re-run and a failing
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,18 @@ def _artifacts(flow_run_id: str) -> dict[str, Any]:
     return {a.key: a for a in found}
 
 
-def _task_runs(flow_run_id: str) -> dict[str, Any]:
+def _task_runs(flow_run_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The task runs of a flow run once the server has recorded their final states (it does so from events)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0]: r for r in runs}
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        if all(r.state and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+            return {r.name.rsplit("-", 1)[0]: r for r in runs}
+        time.sleep(0.3)
 
 
 def _entry(task_name: str) -> dict[str, Any]:
@@ -140,3 +146,12 @@ def test_failing_run_still_shows_its_data_flow(workdir: Path) -> None:
     assert "ui_explode: failed" in artifacts["dbnd-ui-explode-io"].data
     assert "No output written." in artifacts["dbnd-ui-explode-io"].data
     assert _entry("ui_rows")["outputs"]["result"] in artifacts["dbnd-ui-rows-io"].data
+
+
+def test_task_artifacts_per_pipeline_run_are_capped(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBND_TASK_ARTIFACTS_MAX", "1")
+    ui_flow(n=3)
+    artifacts = _artifacts(last_run().flow_run_id)
+    assert "dbnd-ui-rows-io" in artifacts and "dbnd-ui-total-io" not in artifacts
+    flow_md = artifacts["dbnd-ui-flow-data-flow"].data
+    assert "Task-run artifacts for 1 of 2 task runs" in flow_md and "| ui_total | Completed |" in flow_md
