@@ -10,6 +10,7 @@ A pipeline is a Prefect flow; called inside another pipeline it is a nested flow
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import inspect
@@ -20,7 +21,7 @@ import prefect
 from prefect.context import FlowRunContext, TaskRunContext
 
 from dbnd_prefect import identity, task_registry
-from dbnd_prefect.calls import BoundCall, bind_call, call_with
+from dbnd_prefect.calls import NO_OPTIONS, BoundCall, CallOptions, bind_call, call_with, split_call_options
 from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.flow_parameters import pipeline_flow_signature, run_flow_body
 from dbnd_prefect.handoff import handed_off, take_back
@@ -32,6 +33,9 @@ from dbnd_prefect.run_context import RunContext, current_run, default_task_runne
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The call-site options (`task_version=`, `override=`...) of a top-level task call, for its one-task flow.
+_top_call_options: contextvars.ContextVar[CallOptions] = contextvars.ContextVar("dbnd_top_call", default=NO_OPTIONS)
 
 
 def _relaxed(sig: inspect.Signature) -> inspect.Signature:
@@ -54,6 +58,20 @@ def _check_supported(name: str, func: Callable[..., Any], sig: inspect.Signature
                              hint="use a list or dict parameter instead")
 
 
+_OWN_TASK_OPTIONS = ("result", "task_version", "output_formats", "non_significant", "versioned")
+
+
+def _check_options(kind: str, name: str, options: Mapping[str, Any], prefect_cls: type, own: Sequence[str]) -> None:
+    """ParameterError for a decorator option that neither dbnd nor Prefect's Task/Flow knows."""
+    from dbnd_prefect.errors import suggest
+
+    known = [p for p in inspect.signature(prefect_cls.__init__).parameters if p not in ("self", "fn")]
+    for option in options:
+        if option not in known:
+            raise ParameterError(f"@{kind} {name}: unknown option '{option}'{suggest(option, [*own, *known])}",
+                                 hint=f"dbnd options: {', '.join(own)}; the rest go to prefect.{prefect_cls.__name__}")
+
+
 class _Callable:
     """What tasks and pipelines share: specs, configuration binding and the undecorated function."""
 
@@ -70,6 +88,16 @@ class _Callable:
         self._func_signature = inspect.signature(func)
         self._signature = _relaxed(self._func_signature)
         _check_supported(self.name, func, self._func_signature)
+
+    def run(self, *args: Any, **options: Any) -> Any:
+        """Run this task or pipeline as `dbnd_prefect.run` does (`set=`, `override=`, `env=`, `conf_files=`,
+        `task_version=`), call arguments given positionally or as `set` values; its `RunResult`."""
+        from dbnd_prefect.run_api import run
+
+        if args:
+            bound = self._signature.bind_partial(*args).arguments
+            options["set"] = {**bound, **(options.get("set") or {})}
+        return run(self, **options)
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], run: RunContext | None) -> dict[str, Any]:
         """Parameter values for one call: --override > call site > configuration > default."""
@@ -130,6 +158,7 @@ class DbndTask(_Callable):
         **prefect_options: Any,
     ) -> None:
         self._init_specs(func, prefect_options.pop("name", None))
+        _check_options("task", self.name, prefect_options, prefect.Task, _OWN_TASK_OPTIONS)
         if isinstance(output_formats, str):
             names = [o.name for o in output_specs(func, result)]
             output_formats = {n: output_formats for n in names}
@@ -206,8 +235,22 @@ class DbndTask(_Callable):
             return _resolve_version(configured.value)  # the task's own, unless a higher layer set run's
         return run.task_version or self.task_version
 
-    def signature_for(self, inputs: Mapping[str, Any], run: RunContext | None) -> Any:
-        """The signature of a run of this task with these (unloaded) inputs."""
+    def overriding(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`override={...}` of a call: values of this task's parameters, coerced, beating every other source."""
+        from dbnd_prefect.errors import suggest
+
+        out = {}
+        for key, value in values.items():
+            name = key[len(self.name) + 1:] if key.startswith(self.name + ".") else key
+            spec = self.param_map.get(name)
+            if spec is None:
+                raise ParameterError(f"{self.name}(override=...): unknown parameter '{key}'{suggest(name, self.param_map)}",
+                                     hint=f"parameters of {self.name}: {', '.join(self.param_map) or 'none'}")
+            out[name] = coerce(self.name, spec, value)
+        return out
+
+    def signature_for(self, inputs: Mapping[str, Any], run: RunContext | None, options: Any = None) -> Any:
+        """The signature of a run of this task with these (unloaded) inputs (and call-site options)."""
         from dbnd_prefect.fingerprint.signature import compute_signature
         from dbnd_prefect.versioning.inputs import fingerprint_input
 
@@ -217,11 +260,14 @@ class DbndTask(_Callable):
             for name, value in inputs.items()
             if name not in self.non_significant
         }
-        return compute_signature(
-            self.task_id, self.code_fingerprint, fingerprints, self.task_version_for(run), run.env if run else "local"
-        )
+        version = options.task_version if options is not None and options.task_version is not None \
+            else self.task_version_for(run)
+        target_date = options.target_date if options is not None and options.target_date is not None \
+            else (run.target_date.isoformat() if run is not None and run.target_date else None)
+        return compute_signature(self.task_id, self.code_fingerprint, fingerprints, version,
+                                 run.env if run else "local", target_date)
 
-    def prefect_for(self, run: RunContext) -> prefect.Task:
+    def prefect_for(self, run: RunContext, run_name: str | None = None) -> prefect.Task:
         """The Prefect task that keeps its cache records beside this run's data.
 
         Unversioned tasks persist nothing, but get the same saved storage block: Prefect resolves an
@@ -235,7 +281,7 @@ class DbndTask(_Callable):
                 if variant is None:
                     variant = self.prefect_task.with_options(result_storage=run.storage.result_storage)
                     self._variants = {key: variant}  # one run's storage at a time is what is ever used
-        return variant
+        return variant if run_name is None else variant.with_options(task_run_name=run_name)
 
     def _wrap_outputs(self, future: Any, call: BoundCall) -> Any:
         refs = [OutputRef(future, o.name, call.digest) for o in self.outputs]
@@ -256,12 +302,22 @@ class DbndTask(_Callable):
         if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
             with ensure_run() as run:
                 call = bind_call(self, args, kwargs, run)
-                if self.versioned:
+                if not self.versioned:
+                    return self.prefect_for(run, call.run_name)(call=call).value()
+                # same signature, same outputs: a second call in this run is served by the first
+                done = run.calls_in_tasks.get(call.digest)
+                if done is None:
                     from dbnd_prefect.versioning.verify import drop_if_broken
 
                     drop_if_broken(call, run)
-                return self.prefect_for(run)(call=call).value()
-        return self.as_pipeline()(*args, **kwargs)
+                    done = run.calls_in_tasks[call.digest] = self.prefect_for(run, call.run_name)(call=call)
+                return done.value()
+        kwargs, options = split_call_options(self, kwargs)
+        token = _top_call_options.set(options)
+        try:
+            return self.as_pipeline()(*args, **kwargs)
+        finally:
+            _top_call_options.reset(token)
 
     def map(self, *args: Any, **kwargs: Any) -> list[Any]:
         """One call of this task per element, inside a pipeline: Prefect's `Task.map` for dbnd tasks.
@@ -287,7 +343,10 @@ class DbndTask(_Callable):
         def run_one(**arguments: Any) -> Any:
             # the flow bound the arguments already, with the task's own section: no second binding
             scope, run = current_scope(), current_run()
-            call = call_with(task, arguments, run)
+            options = _top_call_options.get()  # the flow body runs in the caller's context
+            if options.override:
+                arguments = {**arguments, **task.overriding(options.override)}
+            call = call_with(task, arguments, run, options)
             return task._wrap_outputs(scope.submit(call, run), call)
 
         run_one.__signature__ = self._signature.replace(return_annotation=inspect.Signature.empty)  # type: ignore
@@ -309,6 +368,10 @@ class DbndPipeline(_Callable, prefect.Flow):
     def __init__(self, func: Callable[..., Any], *, _register: bool = True, _params: list[ParamSpec] | None = None,
                  **prefect_options: Any) -> None:
         self._init_specs(func, prefect_options.get("name"), _params)
+        result = prefect_options.pop("result", None)
+        _check_options("pipeline", self.name, prefect_options, prefect.Flow, ("result",))
+        # names of what the pipeline returns (a tuple is matched by position), for run results and the CLI
+        self.result_names = [o.name for o in output_specs(func, result)] if result is not None else None
         loose = pipeline_flow_signature(self)  # with the TASK.PARAM settings deployments may give
         pipeline = self
 

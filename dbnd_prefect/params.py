@@ -12,6 +12,7 @@ import datetime as dt
 import inspect
 import json
 import pathlib
+import re
 import typing
 from typing import Any, Callable, Mapping, Sequence
 
@@ -23,7 +24,7 @@ DATA_TYPE_KEYS = frozenset(
 )
 _SIMPLE_KEYS: tuple[tuple[type, str], ...] = (
     (bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
-    (dt.datetime, "datetime.datetime"), (dt.date, "datetime.date"),
+    (dt.datetime, "datetime.datetime"), (dt.date, "datetime.date"), (dt.timedelta, "datetime.timedelta"),
 )
 
 
@@ -83,6 +84,13 @@ class OutputSpec:
         """Declared as `List[str]`: stored as a text file of lines."""
         return typing.get_origin(self.annotation) is list and typing.get_args(self.annotation) == (str,)
 
+    @property
+    def frames(self) -> bool:
+        """Declared as `Dict[str, DataFrame]`: stored as a folder of one file per key."""
+        args = typing.get_args(self.annotation)
+        return typing.get_origin(self.annotation) is dict and len(args) == 2 and args[0] is str \
+            and annotation_type_key(args[1]) == "pandas.DataFrame"
+
 
 def _unwrap_annotated(annotation: Any) -> tuple[Any, Data | None]:
     if typing.get_origin(annotation) is typing.Annotated:
@@ -131,17 +139,44 @@ def _is_target_annotation(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Target)
 
 
+def type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """`func`'s annotations with string annotations resolved; one that cannot be resolved (or that is no
+    type, like a tuple literal `-> (DataFrame, DataFrame)`) stays as written or as evaluated."""
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:
+        pass
+    namespace = getattr(func, "__globals__", {})
+    hints = {}
+    for name, annotation in getattr(func, "__annotations__", {}).items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # noqa: S307 - what get_type_hints does, one at a time
+            except Exception:
+                pass
+        hints[name] = annotation
+    return hints
+
+
+def _default_type(default: Any) -> Any:
+    """The type a parameter without annotation takes from its default, as the reference does
+    (`n=0` is an int, `when=timedelta(days=1)` a timedelta); `inspect.Parameter.empty` otherwise."""
+    for simple, _ in _SIMPLE_KEYS:
+        if type(default) is simple:
+            return simple
+    return inspect.Parameter.empty
+
+
 def param_specs(func: Callable[..., Any]) -> list[ParamSpec]:
     """Typed parameter specs of `func`, resolving string annotations."""
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception:  # unresolvable forward refs: fall back to raw annotations
-        hints = {}
+    hints = type_hints(func)
     specs = []
     for p in inspect.signature(func).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         raw = hints.get(p.name, p.annotation)
+        if raw is inspect.Parameter.empty and p.default is not inspect.Parameter.empty:
+            raw = _default_type(p.default)
         base, marker = _unwrap_annotated(raw)
         base = _unwrap_optional(base)
         key = "dbnd_prefect.Target" if _is_target_annotation(base) else annotation_type_key(base)
@@ -158,7 +193,9 @@ def param_specs(func: Callable[..., Any]) -> list[ParamSpec]:
 def _parse_result_names(result: str | Sequence[str] | None) -> list[str] | None:
     if result is None:
         return None
-    names = [n.strip() for n in result.split(",")] if isinstance(result, str) else [str(n) for n in result]
+    # "name," is one output (a trailing comma, as in the reference)
+    names = [n.strip() for n in result.split(",") if n.strip()] if isinstance(result, str) \
+        else [str(n) for n in result]
     if not all(n.isidentifier() for n in names) or len(set(names)) != len(names):
         raise OutputError(f"result={result!r} must be distinct identifiers such as 'train, test'")
     return names
@@ -168,10 +205,7 @@ def output_specs(
     func: Callable[..., Any], result: str | Sequence[str] | None = None, formats: Mapping[str, str] | None = None
 ) -> list[OutputSpec]:
     """Named outputs of `func` from `result=`, a NamedTuple or Tuple return annotation, or 'result'."""
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception:
-        hints = {}
+    hints = type_hints(func)
     ret = hints.get("return", inspect.signature(func).return_annotation)
     ret, marker = _unwrap_annotated(ret)
     names = _parse_result_names(result)
@@ -182,6 +216,10 @@ def output_specs(
         if names is None:
             names = list(ret._fields)
         element_types = [typing.get_type_hints(ret).get(f, Any) for f in ret._fields]
+    elif isinstance(ret, tuple) and ret:  # a tuple literal, `-> (DataFrame, DataFrame)`, as the reference allows
+        element_types = list(ret)
+        if names is None:
+            names = [f"result_{i}" for i in range(1, len(ret) + 1)]
     elif typing.get_origin(ret) in (tuple, typing.Tuple):
         args = [a for a in typing.get_args(ret) if a is not Ellipsis]
         if args and not (len(typing.get_args(ret)) == 2 and typing.get_args(ret)[1] is Ellipsis):
@@ -307,6 +345,8 @@ def coerce(task_name: str, spec: ParamSpec, value: Any) -> Any:
             return dt.datetime.fromisoformat(value.strip())
         if key == "datetime.date":
             return dt.date.fromisoformat(value.strip())
+        if key == "datetime.timedelta":
+            return parse_timedelta(value)
         if key in ("dict", "list") and value.lstrip()[:1] in ("{", "["):
             parsed = json.loads(value)
             if not isinstance(parsed, dict if key == "dict" else list):
@@ -318,9 +358,23 @@ def coerce(task_name: str, spec: ParamSpec, value: Any) -> Any:
         raise
     except (ValueError, json.JSONDecodeError):
         names = {"int": "an integer", "float": "a number", "datetime.datetime": "an ISO datetime",
-                 "datetime.date": "an ISO date (YYYY-MM-DD)"}
+                 "datetime.date": "an ISO date (YYYY-MM-DD)",
+                 "datetime.timedelta": "a duration (5d, 1h30m, 90s or ISO 8601 like P1DT2H)"}
         raise fail(names.get(key, f"a {key}")) from None
     return value
+
+
+def parse_date(task_name: str, name: str, value: Any) -> dt.date:
+    """A date given as a `date`, a `datetime` or ISO text (`2024-01-31`); ParameterError otherwise."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ParameterError(f"{task_name}: {name} expects an ISO date (YYYY-MM-DD), got {value!r}",
+                             hint=f"e.g. {name}=2024-01-31") from None
 
 
 def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[str, Any]) -> None:
@@ -331,3 +385,28 @@ def check_required(task_name: str, specs: list[ParamSpec], arguments: Mapping[st
             f"task '{task_name}' is missing required parameter(s) {missing}",
             hint=f"pass them in the call or with --set {task_name}.{missing[0]}=VALUE",
         )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|us|w|d|h|m|s)", re.IGNORECASE)
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
+    re.IGNORECASE)
+_UNIT = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds",
+         "us": "microseconds"}
+
+
+def parse_timedelta(text: str) -> dt.timedelta:
+    """`5d`, `1h30m`, `2w 3d`, `90s`, `250ms` or ISO 8601 (`P1DT2H`, `PT30M`) as a timedelta; ValueError otherwise."""
+    compact = text.strip().replace(" ", "")
+    iso = _ISO_DURATION.fullmatch(compact)
+    if iso and compact.upper() not in ("P", "PT") and any(iso.groupdict().values()):
+        return dt.timedelta(**{_UNIT[k]: float(v) for k, v in iso.groupdict().items() if v})
+    parts = _DURATION_PART.findall(compact)
+    if compact and parts and "".join(n + u for n, u in parts) == compact:
+        total = dt.timedelta()
+        for number, unit in parts:
+            total += dt.timedelta(**{_UNIT[unit.lower()]: float(number)})
+        return total
+    raise ValueError(f"not a duration: {text!r}")
+

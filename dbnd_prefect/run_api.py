@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from dbnd_prefect.config import (
     DbndConfig,
     config_context,
+    context_config,
     run_settings,
     task_values,
 )
@@ -55,6 +56,36 @@ class RunResult:
 
     values: Any
     run: Any
+    task: Any = None  # the task or pipeline that was run
+
+    @property
+    def task_outputs(self) -> dict[str, dict[str, str]]:
+        """Where each task of the run wrote its outputs: `{task: {output: uri}}` (its last call)."""
+        return {e["task"]: dict(e.get("outputs", {})) for e in self.run.task_runs}
+
+    def load(self, name: str) -> Any:
+        """One output, loaded: a name the run's task or pipeline gives its outputs (`result=`), or `TASK.OUTPUT`.
+
+        A task's outputs are read from where they were written; a pipeline's named results are the
+        values it returned.
+        """
+        root = self.task
+        pipeline_names = getattr(root, "result_names", None)
+        if pipeline_names and name in pipeline_names:
+            values = self.values if len(pipeline_names) > 1 else (self.values,)
+            return values[pipeline_names.index(name)]
+        task_name, dot, output = name.rpartition(".")
+        if not dot and root is not None and hasattr(root, "outputs"):
+            task_name, output = root.name, name
+        if task_name:
+            loaded = load_task_outputs(self.run, task_name)
+            if output in loaded:
+                return loaded[output]
+        known = [*(pipeline_names or []), *(f"{t}.{o}" for t, outs in self.task_outputs.items() for o in outs)]
+        if root is not None and hasattr(root, "outputs"):
+            known = [o.name for o in root.outputs] + known
+        raise DbndError(f"no output '{name}' in this run{suggest(name, known)}",
+                        hint=f"outputs: {', '.join(known) or 'none'}")
 
     def task_run(self, task_name: str) -> dict[str, Any]:
         """The summary entry of the last run of `task_name` in this run (see `RunContext.task_runs`)."""
@@ -108,7 +139,9 @@ def prepare_run(
     from dbnd_prefect.discovery import find_task
 
     set_values, override_values = list(set_values), list(override_values)
-    files = read_layers(cwd, conf_files, environ)
+    # inside `with config_context(...)` the run starts from that config, as a direct call does
+    in_context = context_config() if cwd is None and environ is None else None
+    files = read_layers(cwd, conf_files, environ, over=in_context)
     if isinstance(task, str):
         # the modules to search may come from --set run.modules=...; bare parameter names need the task
         dotted = [_dotted_only(m) for m in set_values], [_dotted_only(m) for m in override_values]
@@ -326,7 +359,7 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     with config_context(prepared.config), ensure_run(prepared.config) as current:
         current.command_line = command_line
         check_remote_inputs(obj, current)
-        check_run_profile(prepared.config)  # a remote pool or cluster with data on this machine: refused here
+        check_run_profile(prepared.config, obj, current)  # remote work with data on this machine: refused here
         try:
             values = obj()
         except DbndError as exc:
@@ -335,7 +368,7 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
             raise _failed(obj, exc) from exc
         except Exception as exc:
             raise _failed(obj, exc) from exc
-    return RunResult(values, current)
+    return RunResult(values, current, prepared.obj)
 
 
 def check_remote_inputs(obj: Any, run: Any) -> None:

@@ -30,14 +30,16 @@ class RunContext:
     run_uid: str
     storage: Any
     command_line: list[str] | None = None
+    target_date: dt.date | None = None  # `run.task_target_date`: part of signatures and output paths
     flow_run_id: str | None = None
     flow_run_name: str | None = None  # the name Prefect gave the root pipeline's flow run
     task_runs: list[Any] = dataclasses.field(default_factory=list)
     record_uri: str | None = None  # the run record, once the root pipeline has ended
+    calls_in_tasks: dict[str, Any] = dataclasses.field(default_factory=dict)  # digest -> TaskOutputs of calls made in task bodies
 
     def __getstate__(self) -> dict[str, Any]:
         # what a task body in another process needs: settings and storage, not the runs collected so far
-        return {**self.__dict__, "task_runs": []}
+        return {**self.__dict__, "task_runs": [], "calls_in_tasks": {}}
 
     def task_section(self, task_name: str) -> dict[str, Any]:
         """Configured values for a task's parameters: its own section over `[task]`, by layer."""
@@ -118,7 +120,8 @@ def make_run_context(config: Any = None, command_line: list[str] | None = None) 
         config=config,
         env=env,
         data_root=storage.data_root,
-        run_date=dt.date.today(),
+        run_date=settings.task_target_date or dt.date.today(),
+        target_date=settings.task_target_date,
         task_version=_resolve_version(settings.task_version),
         verify=settings.verify,
         run_uid=uuid.uuid4().hex[:12],

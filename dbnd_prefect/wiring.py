@@ -65,7 +65,7 @@ class PipelineScope:
             drop_if_broken(call, run)
         from dbnd_prefect.outputs import remote_upstreams
 
-        future = task.prefect_for(run).submit(call=call, wait_for=remote_upstreams(call.arguments) or None)
+        future = task.prefect_for(run, call.run_name).submit(call=call, wait_for=remote_upstreams(call.arguments) or None)
         self.calls.append((task, future))
         observer = _on_submit.get()
         if observer is not None:

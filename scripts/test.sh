@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python packages, storage emulators) and run the whole suite.
+# Install everything the tests need (Python packages, storage emulators, docker.io, chromium) and run the whole suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k targets`.
 set -euo pipefail
 EXTRAS="examples,test" source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$ROOT"
 VENV="$VENV" bash scripts/install-emulators.sh
+bash scripts/install-docker.sh      # Debian's docker.io: a private dockerd runs the Docker work-pool test
+bash scripts/install-chromium.sh    # Debian's chromium for the Prefect UI browser test
 "$PY" -m pip check >/dev/null || { "$PY" -m pip check; exit 1; }
 exec "$PY" -m pytest -q "$@"

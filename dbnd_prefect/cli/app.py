@@ -38,6 +38,9 @@ class ConfigOptions:
     modules: Annotated[tuple[str, ...], Parameter(
         name=["--module", "-m"], metavar="MODULE",
         help="import MODULE to find tasks (repeatable; adds to [run] modules)")] = ()
+    task_target_date: Annotated[str | None, Parameter(
+        name="--task-target-date", metavar="YYYY-MM-DD",
+        help="the date the data is for: part of every signature and output path (run.task_target_date)")] = None
     verbose: Annotated[bool, Parameter(name="--verbose", help="tracebacks and debug logs")] = False
 
 

@@ -27,11 +27,19 @@ def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
     return parsed
 
 
+def _set_values(options: ConfigOptions) -> list[dict[str, Any]]:
+    """The parsed --set values, with --task-target-date as the last of them."""
+    values = parse_values(options.set_values, "--set")
+    if options.task_target_date is not None:
+        values.append({"run.task_target_date": options.task_target_date})
+    return values
+
+
 def _config(options: ConfigOptions, task_version: str | None = None) -> Any:
     """The configuration of a command that runs no single TASK: --set keys must name their task."""
     from dbnd_prefect.run_api import build_config
 
-    return build_config(Path.cwd(), options.conf_files, parse_values(options.set_values, "--set"),
+    return build_config(Path.cwd(), options.conf_files, _set_values(options),
                         parse_values(options.override_values, "--override"), env=options.env,
                         task_version=task_version)
 
@@ -39,7 +47,7 @@ def _config(options: ConfigOptions, task_version: str | None = None) -> Any:
 def _prepare(task: str, options: ConfigOptions, task_version: str | None, check: bool = True) -> Any:
     from dbnd_prefect.run_api import prepare_run
 
-    return prepare_run(task, parse_values(options.set_values, "--set"),
+    return prepare_run(task, _set_values(options),
                        parse_values(options.override_values, "--override"), env=options.env,
                        conf_files=options.conf_files, task_version=task_version, modules=options.modules,
                        check=check)

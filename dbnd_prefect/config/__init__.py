@@ -29,7 +29,7 @@ Typical use: the CLI calls `load_config(cwd, conf_files, set_values, override_va
 inside `config_context(config)`; tasks read `current_config()`.
 """
 
-from dbnd_prefect.config.context import config_context, current_config, reset_config_cache
+from dbnd_prefect.config.context import config_context, context_config, current_config, reset_config_cache
 from dbnd_prefect.config.files import find_project_files
 from dbnd_prefect.config.inputs import parse_set
 from dbnd_prefect.config.loader import DEFAULTS, default_config, load_config
@@ -53,6 +53,7 @@ __all__ = [
     "active_env",
     "check_task_section",
     "config_context",
+    "context_config",
     "current_config",
     "default_config",
     "env_section",

@@ -33,6 +33,11 @@ def current_config() -> DbndConfig:
         return _loaded[cwd]
 
 
+def context_config() -> DbndConfig | None:
+    """The config of the innermost `config_context` block in effect, or None outside any."""
+    return _current.get()
+
+
 def reset_config_cache() -> None:
     """Forget project configs loaded by `current_config()` (for tests and long-lived processes)."""
     with _lock:

@@ -17,7 +17,8 @@ _SET_FORM = "expected --set TASK.PARAM=VALUE or a JSON object like '{\"task.para
 def parse_set(text: str) -> dict[str, str]:
     """Parse one `--set` argument into `{"task.param": "value"}`.
 
-    Forms: `task.param=value` (split on the first `=`), or a JSON object `'{"task.param": 1}'`
+    Forms: `task.param=value` (split on the first `=`), or a JSON object `'{"task.param": 1}'` or
+    `'{"task": {"param": 1}}'`
     (non-string JSON values become their JSON text, e.g. `1`, `true`, `[1, 2]`). A key without a
     dot is returned as-is; the CLI maps it to the root task. Values stay strings: the decorators
     coerce them by the parameter's type.
@@ -32,6 +33,12 @@ def parse_set(text: str) -> dict[str, str]:
             raise ConfigError(f"invalid --set value {text!r}: JSON must be an object", hint=_SET_FORM)
         result = {}
         for key, value in data.items():
+            if isinstance(value, dict):  # the section form: {"task": {"param": value}}
+                for inner, inner_value in value.items():
+                    dotted = f"{key}.{inner}"
+                    _check_key(dotted, text)
+                    result[dotted] = inner_value if isinstance(inner_value, str) else json.dumps(inner_value)
+                continue
             _check_key(key, text)
             result[key] = value if isinstance(value, str) else json.dumps(value)
         return result

@@ -51,18 +51,26 @@ def read_layers(
     cwd: str | os.PathLike[str] | None = None,
     conf_files: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] | None = None,
+    over: DbndConfig | None = None,
 ) -> DbndConfig:
-    """The defaults, project files, `conf_files` and DBND__ variables seen from `cwd` (not validated)."""
+    """The defaults, project files, `conf_files` and DBND__ variables seen from `cwd` (not validated).
+
+    `over` is a config that already holds the project files and variables (a `config_context`'s):
+    only `conf_files` are added to it.
+    """
     base = Path(cwd) if cwd is not None else Path.cwd()
     base = base.resolve()
-    config = default_config()
-    for path in find_project_files(base):
-        entries = read_toml_entries(path, base, pyproject=path.name == "pyproject.toml")
-        config = config._with_entries("project", entries)
+    config = default_config() if over is None else over
+    if over is None:
+        for path in find_project_files(base):
+            entries = read_toml_entries(path, base, pyproject=path.name == "pyproject.toml")
+            config = config._with_entries("project", entries)
     for conf_file in conf_files:
         path = Path(conf_file)
         path = path if path.is_absolute() else base / path
         config = config._with_entries("conf-file", read_toml_entries(path, base))
+    if over is not None:
+        return config
     return config._with_entries("env", env_entries(os.environ if environ is None else environ))
 
 

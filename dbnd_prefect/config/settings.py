@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -23,6 +24,7 @@ class RunSettings(BaseModel):
     env: str = BUILTIN_ENV
     modules: list[str] = []
     task_version: str | None = None
+    task_target_date: dt.date | None = None  # part of every signature and output path (daily partitions)
     verify: Literal["fast", "full"] = "fast"
     input_fingerprint: Literal["fast", "content"] = "fast"
     api: str | None = None  # Prefect API: unset (Prefect's setting, else "local"), "local", "temporary" or a URL

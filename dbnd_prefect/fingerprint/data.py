@@ -17,7 +17,7 @@ import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import xxhash
 
@@ -157,6 +157,9 @@ class _Walker:
         if isinstance(obj, enum.Enum):
             _text(h, b"E", _type_name(t))
             self.feed(h, obj.value)
+            return
+        if isinstance(obj, Mapping):  # by content, as the reference does: OrderedDict(a=1) is dict(a=1)
+            _EXACT[dict](self, h, obj if isinstance(obj, dict) else dict(obj.items()))
             return
         for base, handler in _SUBCLASSABLE:
             if isinstance(obj, base):
@@ -316,7 +319,7 @@ _EXACT: dict[type, Callable[[_Walker, Any, Any], None]] = {
     frozenset: lambda w, h, o: w.feed_unordered(h, b"e", o),
 }
 
-# Subclasses of builtins (namedtuple, OrderedDict, str/int subclasses...): their type name, then the builtin encoding.
+# Subclasses of builtins (namedtuple, str/int subclasses...; mappings go by content): their type name, then the builtin encoding.
 # bool is absent: it cannot be subclassed.
 _SUBCLASSABLE: list[tuple[type, Callable[[_Walker, Any, Any], None]]] = [
     (int, _feed_int),

@@ -26,6 +26,7 @@ class Signature:
     params: dict[str, str]
     task_version: str | None
     env: str
+    target_date: str | None = None  # ISO date of the data the run is for (`task_target_date`), if set
 
     @property
     def short(self) -> str:
@@ -38,6 +39,7 @@ class Signature:
             "params": self.params,
             "task_version": self.task_version,
             "env": self.env,
+            **({"target_date": self.target_date} if self.target_date is not None else {}),
         }
 
 
@@ -48,13 +50,14 @@ def compute_signature(
     param_fingerprints: Mapping[str, str],
     task_version: str | None,
     env: str,
+    target_date: str | None = None,
 ) -> Signature:
     """Combine the parts into a signature; the same parts always give the same digest."""
-    payload = json.dumps(
-        {"task": task_id, "code": code, "params": dict(sorted(param_fingerprints.items())),
-         "task_version": task_version, "env": env},
-        sort_keys=True,
-    )
+    parts = {"task": task_id, "code": code, "params": dict(sorted(param_fingerprints.items())),
+             "task_version": task_version, "env": env}
+    if target_date is not None:  # absent unless set, so signatures made without one stay as they were
+        parts["target_date"] = target_date
+    payload = json.dumps(parts, sort_keys=True)
     return Signature(
         digest=xxhash.xxh3_128_hexdigest(payload.encode()),
         task=task_id,
@@ -62,4 +65,5 @@ def compute_signature(
         params=dict(param_fingerprints),
         task_version=task_version,
         env=env,
+        target_date=target_date,
     )
