@@ -82,7 +82,7 @@ class PlanScope(PipelineScope):
             for spec in task.outputs if task.versioned else ():
                 if spec.format or spec.type_key != "object":
                     request = OutputRequest(spec.name, spec.format, run.config.get("formats", spec.type_key),
-                                            lines=spec.lines)
+                                            lines=spec.lines, frames=spec.frames)
                     uri, fmt = planned_uri(folder, request, spec.type_key)
                 else:  # unannotated: the returned value's type picks the format when it is written
                     fmt, uri = "by value", f"{folder}/{spec.name}.*"

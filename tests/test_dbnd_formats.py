@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from pandas import DataFrame
 
-from dbnd_prefect import Data, pipeline, run, task
+from dbnd_prefect import Data, pipeline, plan, run, task
 from dbnd_prefect.errors import DbndError, OutputError
 from dbnd_prefect.pytest_plugin import run_cmd
 from dbnd_prefect.targets import Target
@@ -239,6 +239,15 @@ def test_output_format_that_cannot_hold_the_declared_type_fails_at_decoration():
         @task(output_formats="txt")
         def fmt15_wrong_format() -> DataFrame:
             return DataFrame()
+
+
+def test_plan_predicts_the_files_the_run_writes(workdir):
+    predicted = {p.task.name: p.outputs["result"] for p in plan(fmt15_gz_pickle)}
+    assert predicted["fmt15_gz_pickle"].endswith("/result.pkl.gz")
+    assert plan(fmt15_lines)[0].outputs["result"].endswith("/result.txt")
+    planned = plan(fmt15_split)[0].outputs["result"]
+    assert planned.endswith("/result/")
+    assert outputs_of(run(fmt15_split), "fmt15_split")["result"] == planned
 
 
 # ----- 11. text lines ---------------------------------------------------------------------------------------

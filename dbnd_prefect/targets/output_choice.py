@@ -41,6 +41,7 @@ class OutputRequest:
     configured: str | None = None  # [formats] for the value's type
     save_options: Mapping[str, Any] = field(default_factory=dict)
     lines: bool = False  # declared List[str]: stored as lines of text
+    frames: bool = False  # declared Dict[str, DataFrame]: stored as a folder
 
 
 def chosen_format(value: Any, request: OutputRequest) -> tuple[str, bool, str | None]:
@@ -79,6 +80,8 @@ def planned_uri(folder: str, request: OutputRequest, declared_type_key: str) -> 
         folder_out = declared_type_key == "dict" and not resolve_format(spec)[0].can_save("dict")
     elif declared_type_key == "list" and request.lines and request.configured is None:
         spec, folder_out = "txt", False
+    elif declared_type_key == "dict" and request.frames and request.configured is None:
+        spec, folder_out = default_format_for("pandas.DataFrame"), True
     else:
         spec, folder_out = request.configured or default_format_for(declared_type_key), False
     try:
