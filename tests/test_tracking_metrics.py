@@ -116,6 +116,9 @@ def plot_and_file(n: int) -> int:
     axes.plot(range(n))
     log_artifact("trk curve", figure)
     plt.close(figure)
+    from PIL import Image
+
+    log_artifact("trk pixel", Image.new("RGB", (2, 2), "red"))
     Path("report.txt").write_text("hello")
     log_artifact("trk report", "report.txt")
     log_artifact("trk missing", "no-such-file.txt")
@@ -128,10 +131,11 @@ def test_log_artifact_stores_figures_and_files_and_links_them(workdir, caplog):
     files = manifest_of("plot_and_file")["tracking"]["files"]
     curve, report = Path(files["trk curve"]), Path(files["trk report"])
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(files["trk pixel"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.read_text() == "hello"
     assert curve.is_relative_to(workdir / "data") and curve.parent.name == "artifacts"
     link = artifacts("file-trk-curve", task_run_id("plot_and_file"))
-    assert len(link) == 1 and link[0].type == "markdown" or link[0].type == "link"
+    assert len(link) == 1 and link[0].type == "markdown"  # Prefect stores a link artifact as markdown
     assert curve.as_uri() in link[0].data
     assert "'no-such-file.txt' is not a file" in caplog.text
     assert "cannot store a builtins.object" in caplog.text

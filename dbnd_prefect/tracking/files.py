@@ -2,8 +2,8 @@
 
 Stored atomically at `{task output folder}/artifacts/{key}{ext}` in a versioned task, else at
 `{data_root}/{env}/{date}/artifacts/{flow run or "no-run"}/{key}{ext}`. Figures: anything with
-`savefig` (matplotlib figures, seaborn grids), a matplotlib `Axes` (its figure), or a plotly figure
-(`write_image`, which needs kaleido). What cannot be stored is a warning, never a failed task.
+`savefig` (matplotlib figures, seaborn grids), a matplotlib `Axes` (its figure), a Pillow image, or a
+plotly figure (`write_image`, which needs kaleido). What cannot be stored is a warning, never a failed task.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def _content(key: str, value: Any) -> tuple[bytes, str] | None:
     if figure is not None and hasattr(figure, "savefig"):
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue(), ".png"
+    if type(value).__module__.split(".")[0] == "PIL" and hasattr(value, "save"):  # a Pillow image
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
         return buffer.getvalue(), ".png"
     if hasattr(value, "write_image"):  # plotly
         try:
