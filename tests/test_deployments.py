@@ -154,6 +154,16 @@ def read_deployment(name: str):
     return asyncio.run(read())
 
 
+def ui_form_errors(schema: dict, values: dict) -> list:
+    """What the Prefect UI's run form is told about `values` (POST /ui/schemas/validate, as the UI calls it)."""
+    import httpx
+
+    response = httpx.post(f"{os.environ['PREFECT_API_URL']}/ui/schemas/validate",
+                          json={"schema": schema, "values": values}, timeout=30)
+    response.raise_for_status()
+    return response.json()["errors"]
+
+
 def test_repo_prefect_yaml_deploys_with_task_parameters_in_its_schema_and_schedule(deployed):
     deployment, _ = read_deployment(deployed.scheduled)
     assert deployment.enforce_parameter_schema is True
@@ -166,6 +176,12 @@ def test_repo_prefect_yaml_deploys_with_task_parameters_in_its_schema_and_schedu
     assert properties["split_data.validation_fraction"]["default"] == 0.25
     assert "validate_model.model" not in properties  # wired from train_model's output: nothing to set
     assert deployment.parameters["train_model.alpha"] == 0.3  # from prefect.yaml `parameters:`
+
+    # the UI's run form validates its values with the server's schema endpoint before creating the run
+    schema = deployment.parameter_openapi_schema
+    assert ui_form_errors(schema, {"raw_data": "flows/data/wine.csv", "train_model.alpha": 0.75}) == []
+    errors = ui_form_errors(schema, {"raw_data": "flows/data/wine.csv", "train_model.alpha": "lots"})
+    assert any("train_model.alpha" in json.dumps(e) for e in errors), errors
 
     # the schedule produces upcoming runs (the server's scheduler picks up a new deployment within seconds)
     deadline = time.monotonic() + 60
