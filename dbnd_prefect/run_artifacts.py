@@ -84,17 +84,18 @@ def task_io_markdown(io: "TaskRunIO", run_names: dict[str, str] | None = None) -
         lines += [f"Reused the version stored by {_run_name(io.made_by_flow_run, names)}{when}; "
                   f"the task body did not run.", ""]
     if io.inputs:
-        lines += ["**Read**", "", "| input | URI | format | produced by |", "|---|---|---|---|"]
+        # the URI last: a long one would push the short columns out of sight
+        lines += ["**Read**", "", "| input | format | produced by | URI |", "|---|---|---|---|"]
         for ref in io.inputs:
             producer = f"{ref.producer_task} {_short(ref.producer_signature)}" if ref.producer_task else "–"
-            lines.append(f"| {_cell(ref.name)} | {_link(ref.uri)} | {_cell(ref.format)} | {producer} |")
+            lines.append(f"| {_cell(ref.name)} | {_cell(ref.format)} | {producer} | {_link(ref.uri)} |")
         lines.append("")
     if io.outputs:
         lines += [f"**{'Reused' if io.reused else 'Wrote'}**", "",
-                  "| output | URI | format | size | rows | checksum |", "|---|---|---|---|---|---|"]
+                  "| output | format | size | rows | checksum | URI |", "|---|---|---|---|---|---|"]
         for ref in io.outputs:
-            lines.append(f"| {_cell(ref.name)} | {_link(ref.uri)} | {_cell(ref.format)} | {_size(ref.bytes)} | "
-                         f"{_cell(ref.rows)} | {_short(ref.checksum)} |")
+            lines.append(f"| {_cell(ref.name)} | {_cell(ref.format)} | {_size(ref.bytes)} | {_cell(ref.rows)} | "
+                         f"{_short(ref.checksum)} | {_link(ref.uri)} |")
         lines.append("")
     elif not io.reused:
         lines += ["No output stored." if io.state == "Completed" else "No output written.", ""]
