@@ -8,7 +8,7 @@ on 127.0.0.1, then runs each variant in a fresh process, alternating: a flow of 
 cluster, per-task time = (its wall - an empty flow's wall on the same runner) / n. The dbnd pipeline gets the
 cluster from an environment profile (`task_runner = {type = "dask", address = ...}`) and writes its outputs,
 manifests and cache records to a local data root (the workers share this machine's disk); raw Prefect tasks
-persist nothing. Prints a markdown row with the ratio dbnd / raw (target ≤ 1.1×) and everything else as JSON.
+persist nothing (`raw`) or their results to a shared folder (`raw_persist`, for context). Prints a markdown row with the ratio dbnd / raw (target ≤ 1.1×) and everything else as JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from server import QUIET_ENV, free_port, prefect_server, temporary_home  # noqa:
 
 RESULT_PREFIX = "DASK_BENCH_RESULT "
 TARGET = 1.1
+VARIANTS = ("raw", "raw_persist", "dbnd")
 EXIT_TIMEOUT = 60.0  # a measuring process that has not exited this long after reporting is killed (and noted)
 
 
@@ -95,7 +96,8 @@ def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
         run_many, run_empty = f.dbnd_many, f.dbnd_empty
     else:
         context = contextlib.nullcontext()
-        run_many, run_empty = f.raw_many, f.raw_empty
+        run_many = f.raw_many_persisted if variant == "raw_persist" else f.raw_many
+        run_empty = f.raw_empty
     with context:
         run_many(4, start - 4)  # warm-up: imports and first task runs in this process and on the workers
         run_empty()
@@ -137,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--variant", choices=("raw", "dbnd"))
+    parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--data-root", default="")
     args = parser.parse_args()
@@ -147,22 +149,22 @@ def main() -> int:
         return 0
 
     with temporary_home() as home, prefect_server(home) as api_url:
+        data_root = home / "data"
+        data_root.mkdir()
+        (data_root / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
         env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
-               "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(BENCH), str(REPO)])}
+               "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(BENCH), str(REPO)]),
+               "DBND_BENCH_RESULTS": str(home / "raw-results")}
         with dask_cluster(env) as address:
             env["DBND_BENCH_DASK_ADDRESS"] = address
-            data_root = home / "data"
-            data_root.mkdir()
-            (data_root / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
-            results: dict[str, list[dict[str, Any]]] = {"raw": [], "dbnd": []}
+            results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
             for rep in range(args.reps):
-                for variant in ("raw", "dbnd"):
+                for variant in VARIANTS:
                     # new start values every repetition: dbnd computes every task (no reuse)
                     start = 10 + rep * (args.n + 10)
                     results[variant].append(run_variant(variant, args.n, start, str(data_root), env))
                     time.sleep(3)  # let the server digest the run's events
-    raw = statistics.median(r["per_task_ms"] for r in results["raw"])
-    dbnd = statistics.median(r["per_task_ms"] for r in results["dbnd"])
+    raw, persisted, dbnd = (statistics.median(r["per_task_ms"] for r in results[v]) for v in VARIANTS)
     ratio = dbnd / raw
     print(json.dumps(results, indent=1))
     print("| measure | raw Prefect | dbnd_prefect | ratio | target | met? |")
@@ -170,6 +172,8 @@ def main() -> int:
     print(f"| per-task time, pipeline of {args.n} trivial tasks on a Dask cluster (2 worker processes; raw: "
           f"prefect-dask `.submit()`) | {raw:.3g} ms | {dbnd:.3g} ms | {ratio:.3g}× | ≤ {TARGET}× | "
           f"{'yes' if ratio <= TARGET else 'no'} |")
+    print(f"| same, raw persisting results to a shared folder (context) | {persisted:.3g} ms | {dbnd:.3g} ms | "
+          f"{dbnd / persisted:.3g}× | — | — |")
     print(f"ratio dbnd/raw per task on Dask: {ratio:.3f}")
     hung = [f"{variant} run {i + 1}" for variant, runs in results.items() for i, r in enumerate(runs) if r["exit_hung"]]
     if hung:

@@ -5,6 +5,7 @@ The cluster's address comes from DBND_BENCH_DASK_ADDRESS; the workers import thi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prefect import flow
 from prefect import task as prefect_task
@@ -28,6 +29,19 @@ def raw_trivial(i: int) -> int:
 @flow(task_runner=_runner() if ADDRESS else None)
 def raw_many(n: int, start: int = 0) -> None:
     futures = [raw_trivial.submit(i) for i in range(start, start + n)]
+    for future in futures:
+        future.result()
+
+
+# the same task persisting its results to a folder the workers share (DBND_BENCH_RESULTS)
+raw_trivial_persisted = raw_trivial.with_options(
+    name="raw_trivial_persisted", persist_result=True,
+    result_storage=Path(os.environ.get("DBND_BENCH_RESULTS", "raw-results")))
+
+
+@flow(task_runner=_runner() if ADDRESS else None)
+def raw_many_persisted(n: int, start: int = 0) -> None:
+    futures = [raw_trivial_persisted.submit(i) for i in range(start, start + n)]
     for future in futures:
         future.result()
 

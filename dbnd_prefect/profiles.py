@@ -434,7 +434,7 @@ def task_runner_for(resolved: ResolvedProfile) -> Any:
         if spec.address:
             return DaskTaskRunner(address=spec.address)
         cluster = {"n_workers": spec.n_workers, "threads_per_worker": spec.threads_per_worker}
-        return DaskTaskRunner(cluster_kwargs={"dashboard_address": None, "host": "127.0.0.1",
+        return DaskTaskRunner(cluster_kwargs={"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1",
                                               **{k: v for k, v in cluster.items() if v is not None}})
     try:
         from prefect_ray import RayTaskRunner  # type: ignore[import-not-found]

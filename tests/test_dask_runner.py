@@ -101,3 +101,17 @@ def test_a_dask_profile_with_a_local_data_root_on_this_machine_runs(workdir, clu
     assert result.exit_code == 0, result
     assert [e["state"] for e in result.run.task_runs] == ["Completed"] * 3
     assert all(uri.startswith(str(workdir / "data")) for e in result.run.task_runs for uri in e["outputs"].values())
+
+
+def test_a_dask_profile_without_an_address_runs_the_tasks_on_a_local_cluster_it_starts_and_stops(workdir):
+    import psutil
+
+    project(workdir, """
+        [env.local_dask]
+        task_runner = { type = "dask", n_workers = 1, threads_per_worker = 2 }
+    """)
+    result = run_cmd(["run", PIPE, "--env", "local_dask", "--set", "parts=2"])
+    assert result.exit_code == 0, result
+    places = [loaded(e["outputs"]["result"]) for e in result.run.task_runs if e["task"] == "dask_where"]
+    assert len(places) == 2 and os.getpid() not in {p["pid"] for p in places}  # in the cluster's worker process
+    assert not any(psutil.pid_exists(p["pid"]) for p in places)  # the cluster ended with the run
