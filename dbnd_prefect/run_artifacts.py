@@ -209,12 +209,23 @@ async def create_artifacts(client: Any, pipeline: str, flows: Sequence["TaskRunI
         key=data_flow_key(pipeline), type="markdown",
         data=data_flow_markdown(pipeline, state, flows, names) + (f"\n{note}\n" if note else ""),
         description=f"data flow of pipeline {pipeline}", flow_run_id=flow_run_id))
-    for artifact in artifacts:
-        try:
-            await client.create_artifact(artifact)
-        except Exception as exc:
-            logger.warning("Artifact '%s' could not be created in Prefect: %s", artifact.key, one_line(exc))
-            return
+    import asyncio
+
+    limit = asyncio.Semaphore(4)
+    failures: list[str] = []
+
+    async def create(artifact: Any) -> None:
+        async with limit:
+            if failures:
+                return
+            try:
+                await client.create_artifact(artifact)
+            except Exception as exc:
+                failures.append(f"Artifact '{artifact.key}' could not be created in Prefect: {one_line(exc)}")
+
+    await asyncio.gather(*(create(a) for a in artifacts))
+    if failures:
+        logger.warning("%s", failures[0])
 
 
 async def _flow_run_names(client: Any, ids: set[str]) -> dict[str, str]:
