@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dbnd_prefect.config import config_context
     from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task
     from dbnd_prefect.errors import DbndError
-    from dbnd_prefect.params import Data
+    from dbnd_prefect.params import Data, Output
     from dbnd_prefect.planning import plan
     from dbnd_prefect.reproduction import reproduce
     from dbnd_prefect.targets import Format, Target, register_format
@@ -36,6 +36,7 @@ _EXPORTS = {
     "DbndPipeline": "dbnd_prefect.decorators",
     "DbndError": "dbnd_prefect.errors",
     "Data": "dbnd_prefect.params",
+    "Output": "dbnd_prefect.params",
     "Target": "dbnd_prefect.targets",
     "run": "dbnd_prefect.run_api",
     "config_context": "dbnd_prefect.config",

@@ -26,7 +26,7 @@ from dbnd_prefect.errors import ParameterError
 from dbnd_prefect.flow_parameters import pipeline_flow_signature, run_flow_body
 from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
-from dbnd_prefect.params import ParamSpec, check_required, coerce, output_specs, param_specs
+from dbnd_prefect.params import ParamSpec, check_required, coerce, file_outputs, output_specs, param_specs
 from dbnd_prefect.prefect_api import prefect_session
 from dbnd_prefect.profiles import profile_applied
 from dbnd_prefect.run_context import RunContext, current_run, default_task_runner, ensure_run
@@ -162,7 +162,18 @@ class DbndTask(_Callable):
         if isinstance(output_formats, str):
             names = [o.name for o in output_specs(func, result)]
             output_formats = {n: output_formats for n in names}
-        self.outputs = output_specs(func, result, output_formats)
+        files = file_outputs(func)
+        returned = output_specs(func, result, output_formats)
+        if files and result is None and inspect.signature(func).return_annotation in (None, "None"):
+            returned = []  # `-> None`: the task's outputs are the files it writes
+        self.outputs = [*returned, *files]
+        if files and not versioned:
+            raise ParameterError(f"@task {self.name}: output files ({', '.join(f.name for f in files)}) are stored "
+                                 "and versioned; versioned=False keeps outputs in memory only",
+                                 hint="drop versioned=False, or return the value instead of writing a file")
+        if files:  # callers never pass them: they are not parameters of a call
+            self._signature = self._signature.replace(parameters=[
+                p for p in self._signature.parameters.values() if p.name not in {f.name for f in files}])
         self.task_version = None if task_version is None else str(task_version)
         if isinstance(non_significant, str):
             non_significant = [n.strip() for n in non_significant.split(",") if n.strip()]

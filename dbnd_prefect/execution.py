@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import pathlib
-from typing import TYPE_CHECKING, Any, Mapping
+import shutil
+import tempfile
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from dbnd_prefect import layout
 from dbnd_prefect.errors import DbndError, TargetError
@@ -109,6 +112,8 @@ def write_outputs(
     infos: dict[str, dict[str, Any]] = {}
     try:
         for spec in task.outputs:
+            if not spec.returned:
+                continue  # a file the task wrote itself (store_files)
             value = values[spec.name]
             if value is None:
                 continue
@@ -125,6 +130,38 @@ def write_outputs(
             except Exception:
                 pass
         raise
+    return infos
+
+
+@contextlib.contextmanager
+def staged_files(task: "DbndTask") -> Iterator[dict[str, pathlib.Path]]:
+    """A fresh local path for each file the task writes itself (its `Output()` parameters), removed after."""
+    specs = [s for s in task.outputs if not s.returned]
+    if not specs:
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix=f"dbnd-{layout.folder_name(task.name)}-") as folder:
+        yield {s.name: pathlib.Path(folder) / f"{s.name}{s.file.extension}" for s in specs}
+
+
+def store_files(task: "DbndTask", run: "RunContext", signature: Any,
+                staged: Mapping[str, pathlib.Path]) -> dict[str, dict[str, Any]]:
+    """Copy each file the task wrote into its output folder, atomically; OutputError for one it did not write."""
+    from dbnd_prefect.errors import OutputError
+    from dbnd_prefect.targets import Target
+
+    folder = output_dir(run, task.name, signature)
+    infos: dict[str, dict[str, Any]] = {}
+    for name, path in staged.items():
+        if not path.is_file():
+            raise OutputError(f"task '{task.name}' did not write its output file '{name}' ({path.name})",
+                              hint=f"write the file to the path the task receives as '{name}'")
+        target = Target(f"{folder}/{path.name}")
+        with target.writer("wb") as out, path.open("rb") as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+        infos[name] = {"uri": target.uri, "format": None, "type_key": "pathlib.Path",
+                       "bytes": path.stat().st_size, "checksum": target.checksum(),
+                       "store_version": target.fingerprint()}
     return infos
 
 
@@ -155,14 +192,16 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
     tracking = TaskTracking(task, run, output_dir(run, task.name, signature) if task.versioned else None)
     loaded = {name: load_input(task.name, specs.get(name), value) for name, value in arguments.items()}
     loaded = tracking.inputs(arguments, loaded)  # data contracts and profiles
-    with tracking.collecting() as metrics:
-        returned = task.call_function(loaded)
-    values = tracking.outputs(split_outputs(task.name, task.outputs, returned))
+    with staged_files(task) as staged, tracking.collecting() as metrics:
+        returned = task.call_function({**loaded, **staged})
+        returned_specs = [s for s in task.outputs if s.returned]
+        values = tracking.outputs(split_outputs(task.name, returned_specs, returned) if returned_specs else {})
+        files = store_files(task, run, signature, staged)
     names = [s.name for s in task.outputs]
     if not task.versioned:  # outputs stay in memory; the signature still chains downstream tasks
         tracking.publish()
         return TaskOutputs(task.name, signature.digest, names, {}, None, values)
-    infos = write_outputs(task, run, signature, values)
+    infos = {**write_outputs(task, run, signature, values), **files}
 
     folder = output_dir(run, task.name, signature)
     manifest_uri = layout.manifest_uri(folder)

@@ -66,7 +66,10 @@ class TaskOutputs:
             raise KeyError(f"task '{self.task_name}' has no output '{name}'; outputs are {self.names}")
         from dbnd_prefect.targets import Target
 
-        value = Target(stored.uri, format=stored.format).load(stored.type_key)
+        if stored.type_key == "pathlib.Path":  # a file the task wrote itself: its (local) path
+            value = Target(stored.uri).local_path()
+        else:
+            value = Target(stored.uri, format=stored.format).load(stored.type_key)
         self._values[name] = value
         return value
 

@@ -44,6 +44,19 @@ class Data:
 
 
 @dataclasses.dataclass(frozen=True)
+class Output:
+    """Marks a parameter as a file the task writes itself (a model, an image, any binary format):
+    `model_file: Annotated[Path, Output(".joblib")]`.
+
+    The task receives a fresh local path to write to; when it returns, the file is moved into the run's
+    output folder atomically, versioned and reused like a returned value, and listed in the manifest.
+    Callers do not pass it: a call returns it (after the returned outputs) as the stored file's path.
+    """
+
+    extension: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class ParamSpec:
     """One parameter of a task or pipeline."""
 
@@ -73,6 +86,12 @@ class OutputSpec:
     type_key: str
     format: str | None = None
     data: Data | None = None  # the output's Data marker (a Schema is one)
+    file: Output | None = None  # a file the task writes itself, through a parameter
+
+    @property
+    def returned(self) -> bool:
+        """Part of the function's return value (not a file it writes through a parameter)."""
+        return self.file is None
 
     @property
     def save_options(self) -> dict[str, Any]:
@@ -90,6 +109,32 @@ class OutputSpec:
         args = typing.get_args(self.annotation)
         return typing.get_origin(self.annotation) is dict and len(args) == 2 and args[0] is str \
             and annotation_type_key(args[1]) == "pandas.DataFrame"
+
+
+def _output_marker(annotation: Any) -> Output | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return next((e for e in typing.get_args(annotation)[1:] if isinstance(e, Output)), None)
+    return None
+
+
+def file_outputs(func: Callable[..., Any]) -> list[OutputSpec]:
+    """The parameters of `func` marked `Output()`: files the task writes itself, as outputs."""
+    hints = type_hints(func)
+    specs = []
+    for p in inspect.signature(func).parameters.values():
+        marker = _output_marker(hints.get(p.name, p.annotation))
+        if marker is None:
+            continue
+        base = typing.get_args(hints[p.name])[0]
+        if not (isinstance(base, type) and issubclass(base, pathlib.PurePath)):
+            raise OutputError(f"task '{getattr(func, '__name__', func)}': output parameter '{p.name}' must be "
+                              f"annotated Annotated[Path, Output(...)], not {base!r}",
+                              hint="the task receives a local path to write its file to")
+        if p.default is not inspect.Parameter.empty:
+            raise OutputError(f"task '{getattr(func, '__name__', func)}': output parameter '{p.name}' takes no "
+                              "default", hint="the library gives it a fresh path on every run")
+        specs.append(OutputSpec(name=p.name, annotation=pathlib.Path, type_key="pathlib.Path", file=marker))
+    return specs
 
 
 def _unwrap_annotated(annotation: Any) -> tuple[Any, Data | None]:
@@ -175,6 +220,8 @@ def param_specs(func: Callable[..., Any]) -> list[ParamSpec]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         raw = hints.get(p.name, p.annotation)
+        if _output_marker(raw) is not None:  # a file the task writes: an output, not a parameter
+            continue
         if raw is inspect.Parameter.empty and p.default is not inspect.Parameter.empty:
             raw = _default_type(p.default)
         base, marker = _unwrap_annotated(raw)

@@ -80,7 +80,9 @@ class PlanScope(PipelineScope):
         if stored is None:
             predicted = {}
             for spec in task.outputs if task.versioned else ():
-                if spec.format or spec.type_key != "object":
+                if not spec.returned:  # a file the task writes itself
+                    fmt, uri = "file", f"{folder}/{spec.name}{spec.file.extension}"
+                elif spec.format or spec.type_key != "object":
                     request = OutputRequest(spec.name, spec.format, run.config.get("formats", spec.type_key),
                                             lines=spec.lines, frames=spec.frames)
                     uri, fmt = planned_uri(folder, request, spec.type_key)

@@ -187,3 +187,49 @@ def test_run_results_load_outputs_by_name(workdir):
     assert set(result.task_outputs["beh_prepare"]) == {"training_set", "real_data"}
     with pytest.raises(DbndError, match=r"no output 'training' in this run; did you mean 'training_set'"):
         result.load("training")
+
+
+# ----- output parameters: files a task writes itself (item 13) -----
+
+from typing import Annotated  # noqa: E402
+
+from dbnd_prefect import Output  # noqa: E402
+
+
+@task
+def beh_write_model(n: int, model_file: Annotated[Path, Output(".bin")]) -> None:
+    inner_calls.append(n)
+    model_file.write_bytes(bytes(range(n)))
+
+
+@task
+def beh_read_model(model: Path) -> int:
+    return len(model.read_bytes())
+
+
+@pipeline
+def beh_model_pipeline(n: int):
+    return beh_read_model(beh_write_model(n))
+
+
+def test_a_file_the_task_writes_is_stored_versioned_and_reused(workdir):
+    inner_calls.clear()
+    path = beh_write_model(5)
+    assert path.name == "model_file.bin" and path.read_bytes() == bytes(range(5))
+    assert str(workdir / "data") in str(path), "the file lives in the run's output folder"
+    manifest = pd.read_json(Path(last_run().task_runs[0]["manifest"]), typ="series")
+    assert manifest["outputs"]["model_file"]["bytes"] == 5
+    assert beh_model_pipeline(5) == 5
+    assert inner_calls == [5], "the file was reused by the pipeline's call (same signature)"
+    assert beh_model_pipeline(7) == 7 and inner_calls == [5, 7]
+
+
+@task
+def beh_forgets_file(model_file: Annotated[Path, Output()]) -> None:
+    return None
+
+
+def test_an_output_file_the_task_did_not_write_is_a_clear_error(workdir):
+    with pytest.raises(DbndError, match=r"did not write its output file 'model_file'"):
+        beh_forgets_file()
+    assert not any((workdir / "data").rglob("model_file")), "nothing half-written"
