@@ -184,8 +184,10 @@ def check_work_pool(pool: str, pool_type: str, profile: str, api_url: str | None
     found = asyncio.run(read())
     where = f" on the Prefect server at {api_url}" if api_url else ""
     if found is None:
+        template = (" --base-job-template FILE (with json.dumps(dbnd_prefect.work_pools.base_job_template("
+                    "'kubernetes')), for volumes)") if pool_type == "kubernetes" else ""
         raise ConfigError(f"work pool '{pool}' of environment '{profile}' does not exist{where}; nothing deployed",
-                          hint=f"create it: prefect work-pool create {pool} --type {pool_type}")
+                          hint=f"create it: prefect work-pool create {pool} --type {pool_type}{template}")
     if found.type != pool_type:
         raise ConfigError(f"work pool '{pool}' is a {found.type} pool, but environment '{profile}' expects "
                           f"{pool_type}; nothing deployed", hint=f"set env.{profile}.work_pool to a {found.type} "
@@ -265,8 +267,8 @@ def upload_file(local: Path, data_root: str) -> str:
 def deployment_entry(obj: Any, cwd: Path, profile: str, resolved: Any, parameters: Mapping[str, Any],
                      cron: str | None, interval: float | None, name: str) -> dict[str, Any]:
     """The `prefect.yaml` entry of a deployment of `obj` for `profile`."""
-    job_variables = dict(resolved.profile.job_variables)
-    job_variables["env"] = {**resolved.profile.env, **dict(job_variables.get("env") or {}), "DBND__RUN__ENV": profile}
+    job_variables = resolved.job_variables()  # image, namespace, resources, volumes... for the pool type
+    job_variables["env"] = {**dict(job_variables.get("env") or {}), "DBND__RUN__ENV": profile}
     entry: dict[str, Any] = {
         "name": name,
         "entrypoint": entrypoint_of(obj, cwd),

@@ -90,15 +90,7 @@ def setting_parameters(pipeline: Any) -> list[SettingParameter]:
     return found
 
 
-def flow_signature(func: Callable[..., Any], specs: Any) -> inspect.Signature:
-    """The function's own parameters as the flow declares them (kept until decorators.py uses
-    `pipeline_flow_signature`)."""
-    from types import SimpleNamespace
-
-    return pipeline_flow_signature(SimpleNamespace(func=func, params=list(specs), name=func.__name__), settings=False)
-
-
-def pipeline_flow_signature(pipeline: Any, settings: bool = True) -> inspect.Signature:
+def pipeline_flow_signature(pipeline: Any) -> inspect.Signature:
     """The flow's signature: the pipeline's parameters (data ones as `str`), then `TASK.PARAM` and `run.*`."""
     from pydantic import Field
 
@@ -114,8 +106,6 @@ def pipeline_flow_signature(pipeline: Any, settings: bool = True) -> inspect.Sig
         elif spec is not None:
             p = p.replace(annotation=spec.annotation)
         params.append(p)
-    if not settings:
-        return sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
     taken = {p.name for p in params}
     params += [p for p in setting_parameters(pipeline) if p.name not in taken]
     params += [SettingParameter(key, default=Field(None, description=text), annotation=Optional[str])
