@@ -149,7 +149,10 @@ def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: st
 
 def wait_until_published() -> None:
     """Wait until the data flow of every finished pipeline run has been sent to the Prefect API."""
-    DataFlowPublisher.drain_all(at_exit=False)
+    # not `drain_all`: Prefect's services share one registry, and that would stop its log and event workers too
+    for service in list(DataFlowPublisher._instances.values()):
+        if isinstance(service, DataFlowPublisher):
+            service.drain()
 
 
 class _NoProgressNotes(logging.Filter):

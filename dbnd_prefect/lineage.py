@@ -153,6 +153,10 @@ def _emit_all(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
         for kwargs in events_for(io, flow_run_id):
             if kwargs.get("occurred") is None:
                 kwargs.pop("occurred", None)
-            if emit_event(**kwargs) is not None:
+            try:
+                sent = emit_event(**kwargs)
+            except RuntimeError:  # the events worker stopped (a drain, the interpreter's exit): a new one takes it
+                sent = emit_event(**kwargs)
+            if sent is not None:
                 count += 1
     return count
