@@ -125,7 +125,7 @@ def finish_run(run: Any) -> None:
     if "prefect" not in sys.modules or getattr(run, "flow_run_id", None) is None:
         return  # no flow ran (a plan, a failed check): nothing was sent, and asking would start a server
     try:
-        _wait_for_events()
+        wait_for_events()
         if not _on_temporary_server():
             return
         with _lock:
@@ -140,7 +140,7 @@ def finish_run(run: Any) -> None:
         pass
 
 
-def _wait_for_events(timeout: float = QUEUE_TIMEOUT) -> None:
+def wait_for_events(timeout: float = QUEUE_TIMEOUT) -> None:
     """Wait (bounded) until Prefect's events worker has sent everything queued, without stopping it."""
     if "prefect.events.worker" not in sys.modules:
         return

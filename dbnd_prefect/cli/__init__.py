@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("prefect").setLevel(logging.DEBUG)
             logging.getLogger("dbnd_prefect").setLevel(logging.DEBUG)
         code = command(*args, **kwargs)
+        if argv_given is None:
+            _drain_prefect_events()  # nothing left for Prefect's exit-time drain to note after our output
         return 2 if not argv else int(code or 0)  # bare `dbnd` prints the help, as a usage mistake
     except DbndError as exc:
         if argv_given is None:
@@ -128,10 +130,16 @@ def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
 
 
 def _drain_prefect_events() -> None:
+    """Send what the run left queued (its data flow, then Prefect's events) before the last line is printed."""
     if "prefect.events.worker" not in sys.modules:
         return
     try:
         from prefect.events.worker import EventsWorker
+
+        if "dbnd_prefect.data_flow" in sys.modules:  # its artifacts and lineage events come first
+            from dbnd_prefect.data_flow import wait_until_published
+
+            wait_until_published()
 
         EventsWorker.drain_all(timeout=5)
     except Exception:  # best effort: only the order of lines on stderr depends on it
