@@ -130,7 +130,7 @@ def cli_rows(results: Results, n: int) -> list[Row]:
             "(context)", m("cli_run", "dbnd_original", "cpu_s"), m("cli_run", "dbnd", "cpu_with_server_s"), "s",
             raw_note=original, dbnd_note=f"process {fmt(m('cli_run', 'dbnd', 'cpu_s'), 's')} + server "
                                          f"{fmt(m('cli_run', 'dbnd', 'server_cpu_s'), 's')}"),
-        Row("cli_plan", f"`dbnd plan` of the same chain, no Prefect API, whole process wall (baseline: original "
+        Row("cli_plan", "`dbnd plan` of the same chain, no Prefect API, whole process wall (baseline: original "
             "DBND's `dbnd run --describe`)", m("cli_plan", "dbnd_original"), m("cli_plan", "dbnd"), "s",
             "dbnd ≤ 1.5 s, no server", lambda r: r.dbnd <= 1.5 and not started, raw_note=original,
             dbnd_note=f"hits: {hits}" + ("; STARTED A PREFECT SERVER" if started else "")),

@@ -19,15 +19,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dbnd_prefect.run_api import run
-    from dbnd_prefect.config import config_context
-    from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task
-    from dbnd_prefect.errors import DbndError
-    from dbnd_prefect.params import Data, Output
-    from dbnd_prefect.planning import plan
-    from dbnd_prefect.reproduction import reproduce
-    from dbnd_prefect.targets import Format, Target, register_format
-    from dbnd_prefect.tracking import Schema, log_artifact, log_dataframe, log_metric, log_metrics
+    from dbnd_prefect.run_api import run  # noqa: F401
+    from dbnd_prefect.config import config_context  # noqa: F401
+    from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task  # noqa: F401
+    from dbnd_prefect.errors import DbndError  # noqa: F401
+    from dbnd_prefect.params import Data, Output  # noqa: F401
+    from dbnd_prefect.planning import plan  # noqa: F401
+    from dbnd_prefect.reproduction import reproduce  # noqa: F401
+    from dbnd_prefect.targets import Format, Target, register_format  # noqa: F401
+    from dbnd_prefect.tracking import Schema, log_artifact, log_dataframe, log_metric, log_metrics  # noqa: F401
 
 _EXPORTS = {
     "task": "dbnd_prefect.decorators",

@@ -426,7 +426,7 @@ class DbndPipeline(_Callable, prefect.Flow):
                 finally:
                     summaries = scope.summaries()
                     run.task_runs.extend(summaries)
-                    from dbnd_prefect.data_flow import publish  # artifacts and lineage events (#14)
+                    from dbnd_prefect.prefect_ui.data_flow import publish  # artifacts and lineage events (#14)
 
                     publish(self.name, summaries, flow_run_id, state)
                     if is_root:

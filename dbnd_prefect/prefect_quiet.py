@@ -113,6 +113,20 @@ _settle_registered = False
 _lock = threading.Lock()
 
 
+class _NoDrainNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Still processing items")
+
+
+def quiet_drain_notes() -> None:
+    """Prefect's events and log workers note each wait while they drain at exit ("Still processing items:
+    N items remaining..."): a normal end of a `dbnd` process, kept off its console."""
+    for name in ("EventsWorker", "APILogWorker", "ArtifactWorker"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoDrainNotes) for f in log.filters):
+            log.addFilter(_NoDrainNotes())
+
+
 def finish_run(run: Any) -> None:
     """Call when a top-level run (`RunContext`) has ended, failed or not.
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.data_flow import DataRef, TaskRunIO
+from dbnd_prefect.prefect_ui.data_flow import DataRef, TaskRunIO
 from dbnd_prefect.run_context import last_run
 
 
@@ -48,7 +48,7 @@ def _events(flow_run_id: str, expected: int, timeout: float = 30) -> list[dict[s
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
-    from dbnd_prefect.data_flow import wait_until_published
+    from dbnd_prefect.prefect_ui.data_flow import wait_until_published
 
     wait_until_published()
     flt = EventFilter(event=EventNameFilter(prefix=["dbnd.", "prefect.asset."]),
@@ -132,7 +132,7 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
     from tests import servers
 
     from dbnd_prefect.config import reset_config_cache
-    from dbnd_prefect.data_flow import wait_until_published
+    from dbnd_prefect.prefect_ui.data_flow import wait_until_published
     from dbnd_prefect.targets import Target
 
     (workdir / "dbnd.toml").write_text(f'[run]\ndata_root = "s3://{s3_bucket}/data"\n')
@@ -164,7 +164,7 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
 
 def test_uris_with_credentials_are_redacted_in_artifacts_and_events() -> None:
     """URIs as a manifest may hold them (user info, a SAS token): shown and emitted without the secrets."""
-    from dbnd_prefect import lineage, run_artifacts
+    from dbnd_prefect.prefect_ui import artifacts as run_artifacts, lineage
 
     secret = "s3cr3t-Pa55word-xyz"
     io = TaskRunIO(

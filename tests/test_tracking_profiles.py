@@ -3,8 +3,6 @@ in the manifest and, read back through the Prefect API, in the UI's artifacts.""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -12,7 +10,6 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import Data, config_context, log_dataframe, task
-from dbnd_prefect.run_context import last_run
 from tests.test_tracking_metrics import artifacts, manifest_of, task_run_id
 
 WINES = pd.DataFrame({

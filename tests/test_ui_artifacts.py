@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.data_flow import wait_until_published
+from dbnd_prefect.prefect_ui.data_flow import wait_until_published
 from dbnd_prefect.run_context import last_run
 
 

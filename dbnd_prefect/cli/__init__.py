@@ -76,7 +76,7 @@ def build_app(for_help: bool = True) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `dbnd` with `argv` (default: the process arguments); the exit code."""
-    from dbnd_prefect.prefect_quiet import quiet_server_settings
+    from dbnd_prefect.prefect_quiet import quiet_drain_notes, quiet_server_settings
 
     argv_given = argv
     if argv is None:  # the `dbnd` process itself
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Registered first, so it runs last: teardown then skips the collector's walk over every Prefect
         # and pydantic object (about 0.9 s per run measured); objects are still freed by reference counting.
         atexit.register(gc.freeze)
+        quiet_drain_notes()
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet_server_settings()  # before any Prefect server this process may start
@@ -136,8 +137,8 @@ def _drain_prefect_events() -> None:
     try:
         from prefect.events.worker import EventsWorker
 
-        if "dbnd_prefect.data_flow" in sys.modules:  # its artifacts and lineage events come first
-            from dbnd_prefect.data_flow import wait_until_published
+        if "dbnd_prefect.prefect_ui.data_flow" in sys.modules:  # its artifacts and lineage events come first
+            from dbnd_prefect.prefect_ui.data_flow import wait_until_published
 
             wait_until_published()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect.cache_policies import CachePolicy
 
-from dbnd_prefect.task_run_labels import label_task_run
+from dbnd_prefect.prefect_ui.labels import label_task_run
 
 
 class SignaturePolicy(CachePolicy):

@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from dbnd_prefect.data_flow import TaskRunIO
+    from dbnd_prefect.prefect_ui.data_flow import TaskRunIO
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -45,7 +45,7 @@ def _short(value: str | None) -> str:
 
 
 def _link(uri: str | None) -> str:
-    from dbnd_prefect.data_flow import browse_url
+    from dbnd_prefect.prefect_ui.data_flow import browse_url
     from dbnd_prefect.redaction import redact
 
     if not uri:

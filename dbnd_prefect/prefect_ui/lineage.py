@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from dbnd_prefect.data_flow import DataRef, TaskRunIO
+    from dbnd_prefect.prefect_ui.data_flow import DataRef, TaskRunIO
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -118,7 +118,7 @@ def events_for(io: "TaskRunIO", flow_run_id: str) -> list[dict[str, Any]]:
         if key is None:
             continue
         resource = {"prefect.resource.id": key, "prefect.resource.name": f"{io.task}.{ref.name}"}
-        from dbnd_prefect.data_flow import browse_url
+        from dbnd_prefect.prefect_ui.data_flow import browse_url
 
         url = browse_url(ref.uri)
         if url and url.startswith(("http://", "https://")):

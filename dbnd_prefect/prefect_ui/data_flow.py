@@ -167,7 +167,7 @@ class DataFlowPublisher(QueueService[tuple]):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         # Prefect's services note each drain with a warning; a drain is the normal end of a run here
-        self._logger = logging.getLogger("dbnd_prefect.data_flow")
+        self._logger = logging.getLogger("dbnd_prefect.prefect_ui.data_flow")
         if not any(isinstance(f, _NoProgressNotes) for f in self._logger.filters):
             self._logger.addFilter(_NoProgressNotes())
 
@@ -182,7 +182,7 @@ class DataFlowPublisher(QueueService[tuple]):
     async def _handle(self, item: tuple) -> None:
         import asyncio
 
-        from dbnd_prefect import lineage, run_artifacts
+        from dbnd_prefect.prefect_ui import artifacts as run_artifacts, lineage
         from dbnd_prefect.redaction import one_line
 
         pipeline, entries, flow_run_id, state = item
