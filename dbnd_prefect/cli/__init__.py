@@ -90,11 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet_server_settings()  # before any Prefect server this process may start
+    levels = {name: logging.getLogger(name).level for name in ("prefect", "dbnd_prefect")}
     try:
         command, args, kwargs = _parse(argv)
         if getattr(kwargs.get("options"), "verbose", False) or kwargs.get("verbose"):
-            logging.getLogger("prefect").setLevel(logging.DEBUG)
-            logging.getLogger("dbnd_prefect").setLevel(logging.DEBUG)
+            for name in levels:
+                logging.getLogger(name).setLevel(logging.DEBUG)
         code = command(*args, **kwargs)
         if argv_given is None:
             _drain_prefect_events()  # nothing left for Prefect's exit-time drain to note after our output
@@ -109,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dbnd: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if argv_given is not None:  # called in process (tests, the pytest plugin): --verbose ends with the call
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
 
 
 def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
