@@ -134,6 +134,24 @@ def _wait_until_answers(name: str, url: str, proc: subprocess.Popen | None, log:
     _fail(name, f"no answer from {url} within {START_TIMEOUT:.0f} s{output}")
 
 
+def stop_worker(worker: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a `prefect worker` started in its own session: it ends on its second SIGTERM (the first starts a
+    graceful shutdown); SIGKILL if it is still there."""
+    for _ in range(2):
+        try:
+            os.killpg(worker.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            worker.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+
 def _stop_process(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return

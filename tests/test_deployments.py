@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.servers import stop_worker
 from tests.test_entry_points import command, ok
 
 BIN = Path(sys.executable).parent
@@ -63,17 +63,7 @@ def process_worker(pool: str, cwd: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        for _ in range(2):  # the first SIGTERM starts a graceful shutdown, the second ends it
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
+        stop_worker(worker)
         log.close()
 
 

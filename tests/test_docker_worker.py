@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from dbnd_prefect.config import load_config
 from dbnd_prefect.profiles import resolve_profile
 from dbnd_prefect.work_pools import base_job_template, check_job_variables, job_variables
 from tests.conftest import REPO
+from tests.servers import stop_worker
 from tests.docker_engine import docker_engine, python_image, python_mounts
 from tests.test_entry_points import BIN, PIPELINE, TASKS, command, ok, summary_states, task_states
 
@@ -71,19 +71,7 @@ job_variables = {{ image_pull_policy = "Never", network_mode = "host" }}
 
 
 def stop(worker: subprocess.Popen) -> None:
-    """A worker ends on its second SIGTERM (the first starts a graceful shutdown)."""
-    for _ in range(2):
-        try:
-            os.killpg(worker.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            worker.wait(timeout=15)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=10)
+    stop_worker(worker, timeout=15)
 
 
 def outputs_under(root: Path) -> dict[str, tuple[int, int]]:

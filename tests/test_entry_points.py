@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.servers import stop_worker
 
 BIN = Path(sys.executable).parent
 TASKS = ("fetch_data", "split_data", "train_model", "validate_model")
@@ -64,19 +64,7 @@ def process_pool(wine_project: Path):
     try:
         yield pool
     finally:
-        for _ in range(2):  # the first SIGTERM starts a graceful shutdown, the second ends it
-            try:
-                os.killpg(worker.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                break
-            try:
-                worker.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
+        stop_worker(worker)
         log.close()
 
 
