@@ -58,7 +58,7 @@ def _check_supported(name: str, func: Callable[..., Any], sig: inspect.Signature
                              hint="use a list or dict parameter instead")
 
 
-_OWN_TASK_OPTIONS = ("result", "task_version", "output_formats", "non_significant", "versioned")
+_OWN_TASK_OPTIONS = ("result", "task_version", "output_formats", "non_significant", "versioned", "task_env")
 
 
 def _check_options(kind: str, name: str, options: Mapping[str, Any], prefect_cls: type, own: Sequence[str]) -> None:
@@ -155,6 +155,7 @@ class DbndTask(_Callable):
         output_formats: Mapping[str, str] | str | None = None,
         non_significant: Sequence[str] = (),
         versioned: bool = True,
+        task_env: str | None = None,
         **prefect_options: Any,
     ) -> None:
         self._init_specs(func, prefect_options.pop("name", None))
@@ -175,6 +176,13 @@ class DbndTask(_Callable):
             self._signature = self._signature.replace(parameters=[
                 p for p in self._signature.parameters.values() if p.name not in {f.name for f in files}])
         self.task_version = None if task_version is None else str(task_version)
+        if task_env is not None and (not isinstance(task_env, str) or not task_env or not versioned):
+            raise ParameterError(f"@task {self.name}: task_env={task_env!r} " + (
+                "must name an environment profile" if versioned else
+                "runs the task in another process, which hands its outputs back through storage; "
+                "versioned=False keeps them in memory only"),
+                hint="e.g. task_env=\"k8s\" (see dbnd show-env)" if versioned else "drop versioned=False")
+        self.task_env = task_env  # the environment profile this task runs in (see remote_tasks.py)
         if isinstance(non_significant, str):
             non_significant = [n.strip() for n in non_significant.split(",") if n.strip()]
         unknown = set(non_significant) - set(self.param_map)
@@ -294,6 +302,15 @@ class DbndTask(_Callable):
                     self._variants = {key: variant}  # one run's storage at a time is what is ever used
         return variant if run_name is None else variant.with_options(task_run_name=run_name)
 
+    def _run_in_env(self, run: RunContext | None) -> RunContext | None:
+        """The run a call of this task belongs to: `run`, or, for a task with another `task_env`, its
+        counterpart in that environment (the profile's data root, records and signature environment)."""
+        if self.task_env is None or run is None or run.env == self.task_env:
+            return run
+        from dbnd_prefect.remote_tasks import run_in_env
+
+        return run_in_env(run, self.task_env)
+
     def _wrap_outputs(self, future: Any, call: BoundCall) -> Any:
         refs = [OutputRef(future, o.name, call.digest) for o in self.outputs]
         if len(refs) == 1:
@@ -307,11 +324,12 @@ class DbndTask(_Callable):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         scope = current_scope()
         if scope is not None and TaskRunContext.get() is None:
-            run = current_run()
+            run = self._run_in_env(current_run())
             call = bind_call(self, args, kwargs, run)
             return self._wrap_outputs(scope.submit(call, run), call)
         if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
-            with ensure_run() as run:
+            with ensure_run() as outer:
+                run = self._run_in_env(outer)
                 call = bind_call(self, args, kwargs, run)
                 if not self.versioned:
                     return self.prefect_for(run, call.run_name)(call=call).value()
@@ -353,7 +371,7 @@ class DbndTask(_Callable):
 
         def run_one(**arguments: Any) -> Any:
             # the flow bound the arguments already, with the task's own section: no second binding
-            scope, run = current_scope(), current_run()
+            scope, run = current_scope(), task._run_in_env(current_run())
             options = _top_call_options.get()  # the flow body runs in the caller's context
             if options.override:
                 arguments = {**arguments, **task.overriding(options.override)}
@@ -491,8 +509,9 @@ def task(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Make a typed function a task: `@task` or `@task(result="train, test", task_version="2", retries=2)`.
 
     Options: `result` (output names), `task_version`, `output_formats` (a format, or one per output),
-    `non_significant` (parameters left out of the signature), and Prefect task options (name, tags,
-    retries, retry_delay_seconds, timeout_seconds, log_prints, ...).
+    `non_significant` (parameters left out of the signature), `task_env` (an environment profile the task
+    runs in, as a deployment run on its work pool), and Prefect task options (name, tags, retries,
+    retry_delay_seconds, timeout_seconds, log_prints, ...).
     """
     if func is None:
         return lambda f: DbndTask(f, **options)

@@ -167,31 +167,27 @@ def check_parameters(obj: Any, values: Mapping[str, Any]) -> None:
     checked_settings(obj, {k: v for k, v in values.items() if "." in k}, inspect.signature(obj.fn))
 
 
-def check_work_pool(pool: str, pool_type: str, profile: str, api_url: str | None) -> None:
+def check_work_pool(pool: str, pool_type: str, profile: str, api_url: str | None,
+                    consequence: str = "nothing deployed") -> None:
     """ConfigError when the profile's work pool is missing on the server or of another type."""
-    import asyncio
-
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    async def read() -> Any:
-        async with get_client() as client:
-            try:
-                return await client.read_work_pool(pool)
-            except ObjectNotFound:
-                return None
-
-    found = asyncio.run(read())
+    with get_client(sync_client=True) as client:  # sync: also callable with an event loop running (Jupyter)
+        try:
+            found = client.read_work_pool(pool)
+        except ObjectNotFound:
+            found = None
     where = f" on the Prefect server at {api_url}" if api_url else ""
     if found is None:
         template = (" --base-job-template FILE (with json.dumps(dbnd_prefect.work_pools.base_job_template("
                     "'kubernetes')), for volumes)") if pool_type == "kubernetes" else ""
-        raise ConfigError(f"work pool '{pool}' of environment '{profile}' does not exist{where}; nothing deployed",
+        raise ConfigError(f"work pool '{pool}' of environment '{profile}' does not exist{where}; {consequence}",
                           hint=f"create it: prefect work-pool create {pool} --type {pool_type}{template}")
     if found.type != pool_type:
         raise ConfigError(f"work pool '{pool}' is a {found.type} pool, but environment '{profile}' expects "
-                          f"{pool_type}; nothing deployed", hint=f"set env.{profile}.work_pool to a {found.type} "
-                                                                 f"pool, or name another pool")
+                          f"{pool_type}; {consequence}", hint=f"set env.{profile}.work_pool to a {found.type} "
+                                                              f"pool, or name another pool")
 
 
 def _api_url(configured: str | None) -> str | None:
@@ -264,11 +260,18 @@ def upload_file(local: Path, data_root: str) -> str:
     return uri
 
 
+def profile_job_variables(resolved: Any, profile: str) -> dict[str, Any]:
+    """The job variables of a deployment for `profile`: the pool type's image, namespace, resources, volumes
+    and env from the profile, plus `DBND__RUN__ENV` so the run uses the profile's data root and settings."""
+    job_variables = resolved.job_variables()
+    job_variables["env"] = {**dict(job_variables.get("env") or {}), "DBND__RUN__ENV": profile}
+    return job_variables
+
+
 def deployment_entry(obj: Any, cwd: Path, profile: str, resolved: Any, parameters: Mapping[str, Any],
                      cron: str | None, interval: float | None, name: str) -> dict[str, Any]:
     """The `prefect.yaml` entry of a deployment of `obj` for `profile`."""
-    job_variables = resolved.job_variables()  # image, namespace, resources, volumes... for the pool type
-    job_variables["env"] = {**dict(job_variables.get("env") or {}), "DBND__RUN__ENV": profile}
+    job_variables = profile_job_variables(resolved, profile)
     entry: dict[str, Any] = {
         "name": name,
         "entrypoint": entrypoint_of(obj, cwd),

@@ -43,7 +43,12 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
     if spec.type_key == "dbnd_prefect.Target":
         return value if value is None else input_target(spec, value)
     if not isinstance(value, (Target, str, os.PathLike)):
-        return value
+        from dbnd_prefect.targets.formats import engine_value_for
+
+        try:
+            return engine_value_for(spec.type_key, value)  # a Spark frame given to a pandas parameter
+        except DbndError as exc:
+            raise _as_input_error(exc, task_name, spec.name, "(an upstream output in memory)")
     try:
         target = input_target(spec, value)
         if spec.type_key == "pathlib.Path":
@@ -172,6 +177,10 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
     run = current_run() or call.run
     if run is None:
         raise RuntimeError(f"task '{call.task.name}' ran outside a dbnd run")
+    if call.task.task_env is not None and run.env != call.task.task_env:
+        from dbnd_prefect.remote_tasks import submit
+
+        return submit(call, run)  # a deployment run on the task's environment's work pool
     with joined(run):
         return _run_call(call, run)
 
@@ -181,6 +190,7 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
 
     from dbnd_prefect.history.manifest import build_manifest
     from dbnd_prefect.targets import Target
+    from dbnd_prefect.targets.formats import engine_values_stored
     from dbnd_prefect.tracking import TaskTracking
 
     task, arguments, signature = call.task, call.arguments, call.signature
@@ -202,6 +212,7 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
         tracking.publish()
         return TaskOutputs(task.name, signature.digest, names, {}, None, values)
     infos = {**write_outputs(task, run, signature, values), **files}
+    values = engine_values_stored(values, infos)  # Spark frames continue from what was written, not recomputed
 
     folder = output_dir(run, task.name, signature)
     manifest_uri = layout.manifest_uri(folder)

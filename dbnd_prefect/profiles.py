@@ -363,6 +363,10 @@ def _validated(name: str, merged: Mapping[Path, ProfileValue]) -> Profile:
     except ValidationError as error:
         raise _config_error(name, error, merged) from None
     _check_job_variables(profile, merged)
+    if profile.spark:
+        from dbnd_prefect.spark.settings import spark_settings
+
+        spark_settings(name, profile.spark, lambda path: _found(merged, ("spark", *path)).where(name))
     return profile
 
 
@@ -514,6 +518,10 @@ def check_run_profile(config: DbndConfig, obj: Any = None, run: Any = None) -> R
     check_data_reachable(resolved, settings.data_root, settings.storage_block)
     if obj is not None and run is not None:
         check_inputs_reachable(resolved, obj, run)
+    if obj is not None:
+        from dbnd_prefect.remote_tasks import check_task_envs
+
+        check_task_envs(obj, config)  # tasks with a task_env of their own: the profile and its work pool
     task_runner_for(resolved)  # made, not started: connects to nothing
     return resolved
 
@@ -567,7 +575,7 @@ def environment_variables(values: Mapping[str, str]) -> Iterator[None]:
 def profile_applied(flow: Any, run: Any) -> Iterator[Any]:
     """Run `flow` (a pipeline) in `run`'s profile: checked, with its environment variables set; yields the
     flow to call, a copy with the profile's task runner when the profile names one."""
-    resolved = check_run_profile(run.config)
+    resolved = check_run_profile(run.config, flow)
     runner = task_runner_for(resolved)
     with environment_variables(resolved.profile.env):
         yield flow if runner is None else with_task_runner(flow, runner)

@@ -1,0 +1,435 @@
+"""Tasks that run in their own environment: `@task(task_env="k8s")`, as deployment runs on the profile's pool.
+
+A call of such a task inside a run whose environment is another one is bound as a call in that environment
+(its signature, data root and cache record are the profile's, as for `dbnd run TASK --env NAME`). A stored
+version is reused without submitting anything. Otherwise the task run's body, in the caller's process,
+submits one run of the generic flow `dbnd-task` to the profile's work pool (`run_deployment`, linked under
+the calling task run) with the task's identity, its arguments as JSON values and target URIs (never local
+bytes), the caller's signature and run settings, and waits. The worker imports the task from the project
+and runs it as a Prefect task of that flow run, through the usual body (load, call, store, manifest,
+cache record); the caller then reads the stored version back from the profile's data root.
+
+Before anything runs: the environment exists (closest name otherwise), its work pool exists on the server
+with its type, and a profile that runs off this machine has a remote data root. When a call is submitted,
+a local input file is uploaded to the profile's root (content-addressed) if the profile runs off this
+machine; a local folder or a `memory://` input it cannot reach is refused, naming the parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import prefect
+
+from dbnd_prefect.errors import ConfigError, DbndError, TaskFailedError
+
+if TYPE_CHECKING:
+    from dbnd_prefect.calls import BoundCall
+    from dbnd_prefect.outputs import TaskOutputs
+    from dbnd_prefect.run_context import RunContext
+
+FLOW_NAME = "dbnd-task"
+ENTRYPOINT = "dbnd_prefect.remote_tasks.dbnd_task"  # a module path: the worker imports it, nothing is copied
+POLL_SECONDS = 1.0  # how often the caller asks whether the submitted run has ended (Prefect's default: 5 s)
+_OUTPUT, _STORED = "__dbnd_output__", "__dbnd_stored__"
+
+_env_runs: dict[tuple[str, str], "RunContext"] = {}
+_checked: set[tuple[str, str | None]] = set()
+_deployments: dict[str, Any] = {}
+_env_tasks: dict[int, list[Any]] = {}
+
+
+# ----- in the caller ---------------------------------------------------------------------------------------
+
+
+def run_in_env(parent: "RunContext", env: str) -> "RunContext":
+    """The run a call in environment `env` belongs to, made from `parent`'s configuration with `run.env = env`
+    (once per parent run): the profile's data root, record store and signature environment."""
+    key = (parent.run_uid, env)
+    found = _env_runs.get(key)
+    if found is None:
+        from dbnd_prefect.run_context import make_run_context
+
+        config = parent.config.with_layer("set", {"run": {"env": env}}, f"@task(task_env={env!r})")
+        found = make_run_context(config, parent.command_line)
+        found.run_date = parent.run_date
+        if len(_env_runs) > 32:  # runs of a long-lived process (a notebook): keep the recent ones
+            _env_runs.pop(next(iter(_env_runs)))
+        _env_runs[key] = found
+    return found
+
+
+def tasks_with_env(obj: Any) -> list[Any]:
+    """The tasks `obj` (a task or pipeline) runs that name an environment of their own."""
+    from dbnd_prefect.decorators import DbndTask
+
+    if isinstance(obj, DbndTask):
+        return [obj] if obj.task_env else []
+    found = _env_tasks.get(id(obj))
+    if found is None:
+        from dbnd_prefect.cli.pipeline_tasks import called_tasks
+
+        found = _env_tasks[id(obj)] = [t for t in called_tasks(obj) if getattr(t, "task_env", None)]
+    return found
+
+
+def check_task_envs(obj: Any, config: Any) -> None:
+    """Before a run of `obj` with `config`: each task of it with another `task_env` can be submitted there.
+
+    ConfigError naming the task for an unknown environment (with the closest name), a work pool missing
+    on the Prefect server or of another type, or a profile that runs off this machine with a local data root.
+    """
+    from dbnd_prefect.config import run_settings
+
+    tasks = tasks_with_env(obj)
+    if not tasks:
+        return
+    current = run_settings(config).env
+    for task in tasks:
+        if task.task_env != current:
+            try:
+                check_env(config, task.task_env)
+            except DbndError as exc:
+                raise exc.add_context(f"task '{task.name}' (task_env={task.task_env!r})", task=task.name) from None
+
+
+def check_env(config: Any, env: str) -> Any:
+    """The resolved profile `env` after checking it can take submitted task runs (see `check_task_envs`)."""
+    from dbnd_prefect.config import run_settings
+    from dbnd_prefect.deployments import check_work_pool
+    from dbnd_prefect.prefect_api import choose_api, use_api
+    from dbnd_prefect.profiles import check_data_reachable, resolve_profile
+
+    resolved = resolve_profile(config, env)
+    settings = run_settings(config.with_layer("set", {"run": {"env": env}}, f"task_env {env}"))
+    check_data_reachable(resolved, settings.data_root, settings.storage_block)
+    api_url = use_api(choose_api(settings.api))
+    pool = resolved.profile.work_pool
+    if (f"{env}:{pool.name}:{pool.type}", api_url) not in _checked:
+        check_work_pool(pool.name, pool.type, env, api_url, consequence="nothing submitted")
+        _checked.add((f"{env}:{pool.name}:{pool.type}", api_url))
+    return resolved
+
+
+def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
+    """Run `call` (bound in its task's environment) as a deployment run on that environment's work pool,
+    wait for it, and return the stored version it made. TaskFailedError when the run does not complete."""
+    from prefect.deployments import run_deployment
+
+    from dbnd_prefect.versioning.verify import stored_version
+
+    run = call.run
+    task = call.task
+    env = task.task_env
+    try:
+        resolved = check_env(run.config, env)
+    except DbndError as exc:
+        raise exc.add_context(f"task '{task.name}' (task_env={env!r})", task=task.name) from None
+    arguments = {name: _encoded(call, name, value, resolved) for name, value in call.arguments.items()}
+    deployment_id = ensure_deployment(resolved, env)
+    flow_run = run_deployment(
+        deployment_id,
+        parameters={
+            "task": task.task_id,
+            "module": getattr(task.func, "__module__", None) or "",
+            "arguments": arguments,
+            "signature": {"digest": call.signature.digest, **call.signature.parts()},
+            "settings": _settings(run),
+            "run_date": run.run_date.isoformat(),
+            "root": _project_root(task),
+            "root_flow_run_id": parent.flow_run_id,
+            "run_name": call.run_name,
+        },
+        flow_run_name=f"{task.name}-{call.signature.short}",
+        poll_interval=POLL_SECONDS,
+        as_subflow=True,  # under the calling task run in the UI
+        tags=["dbnd", f"env:{env}"],
+    )
+    state = flow_run.state
+    if state is None or not state.is_completed():
+        from dbnd_prefect.redaction import redact
+
+        message = redact((state.message if state else None) or "no final state")
+        error = TaskFailedError(f"task '{task.name}' failed in environment '{env}' (flow run {flow_run.name}, "
+                                f"{flow_run.id}): {message}", hint="its logs are in the flow run in the Prefect UI")
+        error.task_name = task.name  # type: ignore[attr-defined]
+        raise error
+    reason, outputs = stored_version(run.storage, call.digest, run.verify == "full")
+    if reason is not None:
+        raise DbndError(f"task '{task.name}' completed in environment '{env}' (flow run {flow_run.id}), but its "
+                        f"outputs cannot be read from {run.data_root}: {reason}",
+                        hint=f"the worker and this process must reach the same data root (env.{env}.data_root)")
+    return outputs
+
+
+def _settings(run: "RunContext") -> dict[str, Any]:
+    """The run settings the worker's run takes from the caller's (its configuration layer "set")."""
+    from dbnd_prefect.config import run_settings
+
+    settings = run_settings(run.config)
+    values: dict[str, Any] = {"run.env": run.env}
+    if settings.storage_block:
+        values["run.storage_block"] = settings.storage_block
+    else:
+        values["run.data_root"] = run.data_root  # resolved here: a relative root means the caller's folder
+    if run.task_version is not None:
+        values["run.task_version"] = run.task_version  # `now` already resolved: the same for the whole run
+    if run.target_date is not None:
+        values["run.task_target_date"] = run.target_date.isoformat()
+    values["run.verify"] = run.verify
+    return values
+
+
+def _project_root(task: Any) -> str:
+    """The task's project root relative to this process's working directory (the worker's, after its pull step)."""
+    import inspect
+
+    from dbnd_prefect.identity import project_root
+
+    source = inspect.getsourcefile(task.func)
+    if not source:
+        return "."
+    return os.path.relpath(project_root(source), os.getcwd())
+
+
+def _encoded(call: "BoundCall", name: str, value: Any, resolved: Any) -> Any:
+    """One argument as the flow run's parameter: a JSON value, an upstream output by its stored URI, a data
+    input by a URI the profile reaches, anything else stored content-addressed under the profile's root."""
+    from dbnd_prefect.outputs import OutputRef, TaskOutputs
+    from dbnd_prefect.targets import Target
+
+    task = call.task
+    spec = task.param_map.get(name)
+    if isinstance(value, OutputRef):
+        source = value.source
+        if not isinstance(source, TaskOutputs):
+            source = source.result()
+        stored = source.stored.get(value.name)
+        if stored is None:
+            if value.name in source.names and source.get(value.name) is None:
+                return None
+            raise _input_error(call, name, value, ConfigError(
+                f"it is output '{value.name}' of task '{source.task_name}', which is kept in memory only "
+                f"(versioned=False), and task_env={task.task_env!r} runs in another process",
+                hint=f"make '{source.task_name}' versioned, so its outputs are stored where the worker reads them"))
+        return {_OUTPUT: {"task": source.task_name, "signature": source.signature, "name": value.name,
+                          "uri": _reachable(call, name, stored.uri, resolved), "format": stored.format,
+                          "type_key": stored.type_key, "checksum": stored.checksum, "bytes": stored.bytes}}
+    if isinstance(value, TaskOutputs):
+        value = value.value()
+    if spec is not None and spec.is_data and isinstance(value, (str, os.PathLike, Target)):
+        return _reachable(call, name, getattr(value, "uri", None) or os.fspath(value), resolved)
+    plain = _as_json(spec, task.name, value)
+    if plain is not _NOT_JSON:
+        return plain
+    return {_STORED: _store_value(call.run.data_root, value)}
+
+
+_NOT_JSON = object()
+
+
+def _as_json(spec: Any, task_name: str, value: Any) -> Any:
+    """`value` as a JSON value the worker turns back into an equal one (coerced by its parameter's type), or
+    `_NOT_JSON`."""
+    from pydantic_core import to_jsonable_python
+
+    from dbnd_prefect.params import coerce
+
+    try:
+        plain = to_jsonable_python(value)
+        json.dumps(plain)
+    except Exception:  # noqa: BLE001 - whatever cannot be written as JSON goes by storage
+        return _NOT_JSON
+    if plain == value and type(plain) is type(value):
+        return plain
+    if spec is None or spec.is_data:
+        return _NOT_JSON
+    try:
+        return plain if coerce(task_name, spec, plain) == value else _NOT_JSON
+    except DbndError:
+        return _NOT_JSON
+
+
+def _store_value(data_root: str, value: Any) -> str:
+    """Pickle `value` to `{data_root}/inputs/<xxh3 of the pickle>/value.pickle` (once); its URI."""
+    import xxhash
+
+    from dbnd_prefect.deployments import INPUTS_DIR
+    from dbnd_prefect.targets.filesystem import filesystem_for_uri
+
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    uri = f"{data_root.rstrip('/')}/{INPUTS_DIR}/{xxhash.xxh3_128_hexdigest(payload)}/value.pickle"
+    fs, path = filesystem_for_uri(uri)
+    if not fs.exists(path):
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        fs.pipe_file(path, payload)
+    return uri
+
+
+def _reachable(call: "BoundCall", name: str, uri: str, resolved: Any) -> str:
+    """`uri` as the profile's runs reach it: a local file uploaded to the profile's root (content-addressed)
+    when the profile runs off this machine; other local paths made absolute; InputError when it cannot."""
+    from dbnd_prefect.deployments import upload_file
+    from dbnd_prefect.profiles import _mounted, remote_compute
+    from dbnd_prefect.targets import split_uri
+
+    protocol, path = split_uri(uri)
+    if protocol == "memory":
+        raise _input_error(call, name, uri, ConfigError(
+            "a memory:// URI lives in this process only, and the task runs in another",
+            hint=f"pass a file or a URI the environment '{resolved.name}' reaches"))
+    if protocol != "file":
+        return uri
+    why = remote_compute(resolved)
+    if why is None or _mounted(path, resolved):
+        return path
+    if os.path.isfile(path):
+        return upload_file(Path(path), call.run.data_root)
+    raise _input_error(call, name, uri, ConfigError(
+        f"'{path}' is a folder on this machine, but environment '{resolved.name}' runs work off it ({why})",
+        hint="upload the folder and pass its URI (s3://, gs://, az://)"))
+
+
+def _input_error(call: "BoundCall", name: str, value: Any, error: DbndError) -> DbndError:
+    from dbnd_prefect.execution import _as_input_error
+    from dbnd_prefect.redaction import redact
+
+    return _as_input_error(error, call.task.name, name, redact(str(getattr(value, "uri", value))))
+
+
+def ensure_deployment(resolved: Any, env: str) -> Any:
+    """The id of the `dbnd-task` deployment for profile `env` (created or updated once per process): the
+    profile's work pool and job variables plus `DBND__RUN__ENV`, running in this project's folder."""
+    import xxhash
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+    from prefect.utilities.callables import parameter_schema
+
+    from dbnd_prefect.deployments import profile_job_variables
+    from dbnd_prefect.profiles import _mounted
+
+    pool = resolved.profile.work_pool
+    job_variables = profile_job_variables(resolved, env)
+    cwd = os.getcwd()
+    # a process pool runs here, a docker pool that mounts this folder at its path too; elsewhere the image
+    # holds the project in its working directory
+    here = pool.type == "process" or (pool.type == "docker" and _mounted(cwd, resolved))
+    pull_steps = [{"prefect.deployments.steps.set_working_directory": {"directory": cwd}}] if here else []
+    shape = json.dumps({"pool": pool.name, "job_variables": job_variables, "pull_steps": pull_steps},
+                       sort_keys=True, default=str)
+    name = f"{env}-{xxhash.xxh3_64_hexdigest(shape.encode())[:10]}"
+    key = f"{get_current_settings().api.url}|{name}"
+    found = _deployments.get(key)
+    if found is None:
+        with get_client(sync_client=True) as client:
+            flow_id = client.create_flow(dbnd_task)
+            found = client.create_deployment(
+                flow_id=flow_id, name=name, work_pool_name=pool.name, entrypoint=ENTRYPOINT, pull_steps=pull_steps,
+                job_variables=job_variables, parameter_openapi_schema=parameter_schema(dbnd_task.fn).model_dump_for_openapi(),
+                enforce_parameter_schema=False, tags=["dbnd", f"env:{env}"],
+                description=f"dbnd tasks with task_env={env!r} (written by dbnd_prefect when one was called)")
+        _deployments[key] = found
+    return found
+
+
+# ----- in the worker ---------------------------------------------------------------------------------------
+
+
+@prefect.flow(name=FLOW_NAME, persist_result=False, validate_parameters=False)
+def dbnd_task(
+    task: str,
+    module: str,
+    arguments: dict[str, Any],
+    signature: dict[str, Any],
+    settings: dict[str, Any],
+    run_date: str,
+    root: str = ".",
+    root_flow_run_id: str | None = None,
+    run_name: str | None = None,
+) -> dict[str, str]:
+    """Run one call of the dbnd task `task` (identity `path:qualname`) with the caller's signature, in the
+    environment and data root `settings` give; its stored outputs' URIs by name."""
+    from dbnd_prefect.calls import BoundCall
+    from dbnd_prefect.fingerprint.signature import Signature
+    from dbnd_prefect.flow_parameters import settings_applied
+    from dbnd_prefect.run_context import ensure_run
+
+    obj = import_task(task, module, root)
+    wanted = Signature(**signature)
+    if obj.code_fingerprint != wanted.code:
+        raise DbndError(f"the code of task '{obj.name}' ({task}) here differs from the code that submitted it",
+                        hint="run the same version of the project's code in the work pool's runs")
+    with settings_applied(settings), ensure_run() as run:
+        run.run_date = dt.date.fromisoformat(run_date)
+        run.flow_run_id = root_flow_run_id
+        values = {name: _decoded(obj, name, value) for name, value in arguments.items()}
+        call = BoundCall(obj, values, wanted, run.storage.record_key(wanted.digest), run, run_name)
+        outputs = obj.prefect_for(run, run_name)(call=call)
+        return {name: stored.uri for name, stored in outputs.stored.items()}
+
+
+def import_task(identity: str, module: str, root: str) -> Any:
+    """The dbnd task with this identity: from its module when that imports, else from its file under `root`."""
+    from dbnd_prefect.decorators import DbndTask, _import_task
+
+    base = os.path.abspath(root)
+    for folder in (base, os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    relative, _, qualname = identity.partition(":")
+    if module and module != "__main__":
+        try:
+            return _import_task(module, qualname, identity)
+        except (ImportError, AttributeError, DbndError):
+            pass
+    path = os.path.join(base, relative)
+    if not os.path.isfile(path):
+        raise ConfigError(f"task {identity} cannot be found here: no module {module!r} and no file {path}",
+                          hint="run the work pool's runs in the project's folder, with its code")
+    name = "dbnd_task_" + "".join(c if c.isalnum() else "_" for c in relative.removesuffix(".py"))
+    loaded = sys.modules.get(name)
+    if loaded is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        spec.loader.exec_module(loaded)
+    found: Any = loaded
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if not isinstance(found, DbndTask) or found.task_id != identity:
+        raise ConfigError(f"{path} defines no dbnd task {qualname} with identity {identity}",
+                          hint="run the same version of the project's code in the work pool's runs")
+    return found
+
+
+def _decoded(task: Any, name: str, value: Any) -> Any:
+    from dbnd_prefect.outputs import OutputRef, StoredOutput, TaskOutputs
+    from dbnd_prefect.params import coerce
+
+    if isinstance(value, Mapping) and _OUTPUT in value:
+        out = value[_OUTPUT]
+        stored = StoredOutput(uri=out["uri"], format=out["format"], type_key=out["type_key"],
+                              checksum=out.get("checksum"), bytes=out.get("bytes"))
+        source = TaskOutputs(out["task"], out["signature"], [out["name"]], {out["name"]: stored}, None)
+        return OutputRef(source, out["name"], out["signature"])
+    if isinstance(value, Mapping) and _STORED in value:
+        from dbnd_prefect.targets.filesystem import filesystem_for_uri
+
+        fs, path = filesystem_for_uri(value[_STORED])
+        return pickle.loads(fs.cat_file(path))
+    spec = task.param_map.get(name)
+    if spec is None or spec.is_data or value is None:
+        return value
+    return coerce(task.name, spec, value)
+
+
+__all__ = ["dbnd_task", "run_in_env", "check_task_envs", "check_env", "submit", "ensure_deployment", "import_task",
+           "tasks_with_env"]
