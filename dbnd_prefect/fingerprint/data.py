@@ -69,13 +69,13 @@ _KIND: dict[type, str] = {}
 
 
 def _kind(t: type) -> str:
-    """'pandas', 'numpy', 'arrow' or 'other', by the first foreign library found in the type's MRO."""
+    """'pandas', 'numpy', 'arrow', 'pyspark' or 'other', by the first foreign library found in the type's MRO."""
     kind = _KIND.get(t)
     if kind is None:
         kind = "other"
         for klass in t.__mro__:
             root = klass.__module__.split(".", 1)[0]
-            if root in ("pandas", "numpy", "pyarrow"):
+            if root in ("pandas", "numpy", "pyarrow", "pyspark"):
                 kind = "arrow" if root == "pyarrow" else root
                 break
         _KIND[t] = kind
@@ -146,7 +146,12 @@ class _Walker:
             return
         if kind is None:
             kind = _kind(t)
-        if kind != "other":
+        if kind == "pyspark":  # a Spark DataFrame: by its plan and input files, nothing collected
+            from dbnd_prefect.spark.fingerprint import feed_spark
+
+            if feed_spark(self, h, obj):
+                return
+        elif kind != "other":
             from dbnd_prefect.fingerprint import arrays as fingerprint_arrays
 
             if fingerprint_arrays.feed_array_like(self, h, obj, kind):

@@ -30,7 +30,7 @@ _STAMP_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "LastMod
                "updated", "mtime")
 
 
-FOLDER_TYPE_KEYS = frozenset({DATAFRAME, SERIES, "dict"})
+FOLDER_TYPE_KEYS = frozenset({DATAFRAME, SERIES, "dict", "pyspark.DataFrame"})
 
 
 def may_be_folder(uri: str, type_key_: str) -> bool:

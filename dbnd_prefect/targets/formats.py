@@ -64,11 +64,12 @@ class Format:
 
     def can_load(self, type_key: str | None) -> bool:
         """Whether this format can produce the given type."""
-        return type_key in (None, ANY) or type_key in self.load_types or ANY in self.load_types
+        return type_key in (None, ANY) or type_key in self.load_types or ANY in self.load_types \
+            or self.name in _ENGINE_FORMATS.get(type_key or "", ())
 
     def can_save(self, type_key: str) -> bool:
         """Whether this format can store an object of the given type."""
-        return type_key in self.save_types or ANY in self.save_types
+        return type_key in self.save_types or ANY in self.save_types or self.name in _ENGINE_FORMATS.get(type_key, ())
 
     def load(self, fileobj: IO, type_key: str | None = None, **options: Any) -> Any:
         """Read an object of `type_key` (default: this format's natural type) from `fileobj`."""
@@ -93,6 +94,41 @@ class Format:
 
 _formats: dict[str, Format] = {}
 _by_extension: dict[str, str] = {}
+
+# Types an engine reads and writes itself, from and to a URI rather than a file object (Spark reads a
+# folder of part files with its own readers): type key -> (module with load/save/handed_on/to_pandas,
+# the formats it handles). The module is imported only when such a value is read or written.
+_ENGINE_IO: dict[str, str] = {"pyspark.DataFrame": "dbnd_prefect.spark.io"}
+_ENGINE_FORMATS: dict[str, tuple[str, ...]] = {"pyspark.DataFrame": ("csv", "tsv", "json", "jsonl", "parquet", "orc")}
+
+
+def engine_io(type_key: str | None) -> Any:
+    """The module that reads and writes values of `type_key` through its engine (see `_ENGINE_IO`), or None."""
+    module = _ENGINE_IO.get(type_key or "")
+    if module is None:
+        return None
+    import importlib
+
+    return importlib.import_module(module)
+
+
+def engine_values_stored(values: dict[str, Any], infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`values` with each engine frame (Spark) replaced by a read of its stored output, so that the tasks
+    downstream read what was written instead of computing the frame's plan again."""
+    out = dict(values)
+    for name, value in values.items():
+        key = type_key(type(value))
+        if key in _ENGINE_IO and name in infos:
+            out[name] = engine_io(key).handed_on(value, infos[name])
+    return out
+
+
+def engine_value_for(wanted: str, value: Any) -> Any:
+    """`value`, converted when it is an engine's frame (Spark) given to a parameter of a plain type (pandas)."""
+    key = type_key(type(value))
+    if key == wanted or key not in _ENGINE_IO or wanted != DATAFRAME:
+        return value
+    return engine_io(key).to_pandas(value)
 
 
 def register_format(fmt: Format) -> None:
@@ -208,7 +244,7 @@ def default_format_for(type_key: str) -> str:
     """Name of the format an object of this type is saved in when nothing else is said."""
     return {
         DATAFRAME: "parquet", SERIES: "parquet", "str": "txt",
-        "dict": "json", "list": "json", NDARRAY: "npy",
+        "dict": "json", "list": "json", NDARRAY: "npy", "pyspark.DataFrame": "parquet",
     }.get(type_key, "pickle")
 
 
@@ -414,6 +450,17 @@ def _save_feather(obj: Any, f: IO, **o: Any) -> None:
     _as_frame(obj).to_feather(f, **o)
 
 
+def _load_orc(f: IO, tk: str, **o: Any) -> Any:
+    import pandas as pd
+
+    frame = pd.read_orc(f, **o)
+    return _to_series(frame, "orc", "select one with columns=[...]") if tk == SERIES else frame
+
+
+def _save_orc(obj: Any, f: IO, **o: Any) -> None:
+    _as_frame(obj).to_orc(f, **o)
+
+
 def _load_pickle(f: IO, tk: str, **o: Any) -> Any:
     return pickle.load(f, **o)
 
@@ -470,6 +517,7 @@ for _fmt in (
            (DATAFRAME, "list"), (DATAFRAME, "list")),
     Format("parquet", (".parquet", ".pq"), _load_parquet, _save_parquet, True, _FRAMES, _FRAMES),
     Format("feather", (".feather", ".arrow"), _load_feather, _save_feather, True, _FRAMES, _FRAMES),
+    Format("orc", (".orc",), _load_orc, _save_orc, True, _FRAMES, _FRAMES),
     Format("pickle", (".pkl", ".pickle"), _load_pickle, _save_pickle, True, (ANY,), (ANY,)),
     Format("txt", (".txt", ".text", ".md", ".log"), _load_txt, _save_txt, False, ("str", "list"), ("str", "list")),
     Format("npy", (".npy",), _load_npy, _save_npy, True, (NDARRAY,), (NDARRAY,)),

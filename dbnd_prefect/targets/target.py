@@ -20,6 +20,7 @@ from dbnd_prefect.targets.formats import (
     compression_for_uri,
     default_format_for,
     describe,
+    engine_io,
     format_for_uri,
     get_format,
     resolve_format,
@@ -183,6 +184,9 @@ class Target:
         A folder loads as one DataFrame of its part files, or as {name: DataFrame} for a dict.
         """
         wanted = None if type_key_or_type is None else as_type_key(type_key_or_type)
+        engine = engine_io(wanted)
+        if engine is not None:  # read by its engine from the URI (a Spark DataFrame)
+            return engine.load(self, {**self.load_options, **options})
         if self.is_folder():
             return self._load_folder(wanted, options)
         fmt, compression = format_for_uri(self._uri, self._forced)
@@ -272,10 +276,13 @@ class Target:
 
         To a folder URI ("out/"), a dict of DataFrames is written as one file per key plus `_SUCCESS`.
         """
+        key = type_key(type(obj))
+        engine = engine_io(key)
+        if engine is not None:  # written by its engine, as a folder at the URI (a Spark DataFrame)
+            return engine.save(obj, self, {**self.save_options, **options})
         if self._folder_hint:
             return self._save_folder(obj, options)
         fmt, compression = format_for_uri(self._uri, self._forced)
-        key = type_key(type(obj))
         if not fmt.can_save(key):
             suggested = default_format_for(key)
             raise FormatError(

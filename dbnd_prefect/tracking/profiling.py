@@ -4,7 +4,7 @@ histograms, preview), computed by a per-engine profiler, and `log_dataframe`.
 An engine plugs in with `register_profiler(matches, profile)`: `matches(value)` says whether the
 profiler handles a value (checked by type name, so no engine is imported to ask), `profile(value,
 options)` returns the profile dict. pandas is built in; a Spark profiler computing in Spark can be
-registered the same way.
+registered the same way (it is: spark/profile.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class ProfileOptions:
     preview_rows: int = 10
     top_values: int = 5
     histogram_bins: int = 20
+    automatic: bool = False  # an automatic profile (tracking.profile), not asked for by name: engines where
+    # profiling costs a job of its own (Spark) may record less
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "ProfileOptions":
@@ -62,6 +64,19 @@ def _profile_pandas(value: Any, options: ProfileOptions) -> dict[str, Any]:
 
 
 register_profiler(_is_pandas, _profile_pandas)
+
+
+def _is_spark(value: Any) -> bool:
+    return any(cls.__module__.startswith("pyspark.sql") and cls.__name__ == "DataFrame" for cls in type(value).__mro__)
+
+
+def _profile_spark(value: Any, options: ProfileOptions) -> dict[str, Any]:
+    from dbnd_prefect.spark.profile import profile_spark
+
+    return profile_spark(value, options)
+
+
+register_profiler(_is_spark, _profile_spark)
 
 
 def profiler_for(value: Any) -> Profiler | None:
@@ -107,7 +122,7 @@ def log_dataframe(key: str, df: Any, with_schema: bool = True, with_stats: bool 
                                  with_preview=with_preview)
     if profiler_for(df) is None:
         warn(f"tracking: log_dataframe({key!r}) got a {type(df).__module__}.{type(df).__qualname__}, which no "
-             "profiler handles (pandas DataFrame or Series); nothing recorded")
+             "profiler handles (pandas DataFrame or Series, Spark DataFrame); nothing recorded")
         return {}
     profile = profile_data(df, options)
     if profile is None:

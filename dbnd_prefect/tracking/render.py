@@ -11,8 +11,9 @@ _STATS = ("mean", "std", "min", "25%", "50%", "75%", "max")
 def profile_markdown(title: str, profile: dict[str, Any]) -> str:
     """Markdown showing `profile` (see tracking/profiling.py) under `title`."""
     rows, columns = profile.get("rows", 0), profile.get("columns", {})
-    head = (f"### {title}: {rows:,} rows × {profile.get('columns_count', len(columns))} columns, "
-            f"{human_bytes(profile.get('bytes', 0))}")
+    counted = "rows not counted" if rows is None else f"{rows:,} rows"  # a Spark schema-only profile
+    size = f", {human_bytes(profile['bytes'])}" if profile.get("bytes") is not None else ""
+    head = f"### {title}: {counted} × {profile.get('columns_count', len(columns))} columns{size}"
     lines = [head, ""]
     if profile.get("uri"):
         lines += [f"`{profile['uri']}`", ""]

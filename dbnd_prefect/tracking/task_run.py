@@ -118,7 +118,8 @@ class TaskTracking:
             options = ProfileOptions(
                 with_histograms=self.settings.histograms if histograms is None else histograms,
                 sample_rows=self.settings.sample_rows, preview_rows=self.settings.preview_rows,
-                top_values=self.settings.top_values, histogram_bins=self.settings.histogram_bins)
+                top_values=self.settings.top_values, histogram_bins=self.settings.histogram_bins,
+                automatic=wanted is None and not force)
             profile = profile_data(value, options)
         if profile is None and contract is None:
             return
