@@ -103,9 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DbndError as exc:
         if argv_given is None:
             _drain_prefect_events()  # Prefect's exit-time warnings would otherwise follow our line
+        from dbnd_prefect.redaction import redact  # a message may quote a value with credentials in it
+
         if verbose:
-            traceback.print_exc()
-        print(f"dbnd: error: {_one_line(str(exc))}", file=sys.stderr)
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        print(f"dbnd: error: {redact(_one_line(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dbnd: interrupted", file=sys.stderr)

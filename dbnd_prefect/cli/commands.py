@@ -125,7 +125,7 @@ def versions_command(task: str, output_name: str | None, options: ConfigOptions)
         versions = list_versions(root, name, env)
     versions = recorded_versions(name, versions, obj)  # only obj's; an error when two files' tasks share name
     if output_name is not None:
-        versions = _with_output(versions, name, output_name)
+        versions = _with_output(versions, name, output_name, obj)
     output.show(lambda: text.versions_listing(name, output_name, versions, root, env),
                 lambda: tables.versions_listing(name, output_name, versions, root, env))
     return 0
@@ -135,11 +135,16 @@ def _plain_name(name: str) -> bool:
     return name.replace("_", "a").replace("-", "a").isalnum()
 
 
-def _with_output(versions: list[dict[str, Any]], task: str, output: str) -> list[dict[str, Any]]:
-    """The versions that stored `output`; ParameterError naming the stored outputs when none did."""
+def _with_output(versions: list[dict[str, Any]], task: str, output: str, obj: Any = None) -> list[dict[str, Any]]:
+    """The versions that stored `output`; ParameterError naming the stored outputs when none did, or the
+    declared outputs when nothing is stored and `obj` (the task) declares no such output."""
     from dbnd_prefect.errors import suggest
     from dbnd_prefect.errors import ParameterError
 
+    declared = [spec.name for spec in getattr(obj, "outputs", None) or []]
+    if not versions and declared and output not in declared:
+        raise ParameterError(f"task '{task}' has no output '{output}'{suggest(output, declared)}",
+                             hint=f"its outputs are {', '.join(declared)}")
     chosen = [v for v in versions if output in v.get("outputs", {})]
     if versions and not chosen:
         stored = sorted({name for v in versions for name in v.get("outputs", {})})

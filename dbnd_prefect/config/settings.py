@@ -39,6 +39,20 @@ class RunSettings(BaseModel):
             return text
         raise ValueError("must be 'local', 'temporary' or an http(s):// Prefect API URL ending in /api")
 
+    @field_validator("data_root")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        # an unknown protocol would otherwise surface only when the first output is written, as a task failure
+        from fsspec.core import split_protocol
+        from fsspec.registry import known_implementations, registry
+
+        protocol, _ = split_protocol(value)
+        if protocol is None or protocol in ("file", "local", "abfss") or protocol in known_implementations \
+                or protocol in registry:
+            return value
+        raise ValueError(f"unknown storage protocol '{protocol}://' (use a local path or a URI such as s3://, gs://, "
+                         "az://, abfs://, hdfs://, memory://)")
+
     @field_validator("modules", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
