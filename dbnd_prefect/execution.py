@@ -128,14 +128,22 @@ def write_outputs(
             written.append(target)
             info["store_version"] = target.fingerprint()
             infos[spec.name] = info
-    except Exception:
+    except Exception as exc:
         for target in written:
             try:
                 target.fs.rm(target.path, recursive=True)
             except Exception:
                 pass
+        _name_task(exc, task.name, f"output '{spec.name}'")
         raise
     return infos
+
+
+def _name_task(exc: BaseException, task_name: str, what: str) -> None:
+    """Put the task (and which of its files) in front of a storage error that does not name it yet: the
+    failure then names the task whose output could not be stored, not just the pipeline around it."""
+    if isinstance(exc, DbndError) and exc.task is None and f"task '{task_name}'" not in exc.message:
+        exc.add_context(f"task '{task_name}', {what}", task=task_name)
 
 
 @contextlib.contextmanager
@@ -174,13 +182,19 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
     """The function Prefect runs for a dbnd task: load the call's inputs, call the function, store outputs."""
     from dbnd_prefect.run_context import current_run, joined
 
-    run = current_run() or call.run
+    in_effect = current_run()
+    run = in_effect or call.run
     if run is None:
         raise RuntimeError(f"task '{call.task.name}' ran outside a dbnd run")
     if call.task.task_env is not None and run.env != call.task.task_env:
         from dbnd_prefect.remote_tasks import submit
 
         return submit(call, run)  # a deployment run on the task's environment's work pool
+    if in_effect is None:  # in another process (a Dask worker): the profile's env vars are set around the body
+        from dbnd_prefect.profiles import environment_variables, profile_environment
+
+        with joined(run), environment_variables(profile_environment(run)):
+            return _run_call(call, run)
     with joined(run):
         return _run_call(call, run)
 
@@ -234,7 +248,11 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
         metrics=metrics,
     )
     manifest["tracking"] = tracking.record()
-    Target(manifest_uri, format="json").save(manifest)
+    try:
+        Target(manifest_uri, format="json").save(manifest)
+    except DbndError as exc:
+        _name_task(exc, task.name, "manifest")
+        raise
     tracking.publish()
     stored = {
         name: StoredOutput(uri=i["uri"], format=i["format"], type_key=i["type_key"], checksum=i.get("checksum"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Tuple
 
 import numpy as np
@@ -64,6 +65,44 @@ def write_many(n_parts: int = 8, chain: int = 6):
     for k in range(chain):
         last = step(last, k)
     return last, combine(stats)
+
+
+def _wait_for_file(variable: str) -> None:
+    """Block until the file named by $variable exists (a gate the test opens), if the variable is set."""
+    path = os.environ.get(variable)
+    deadline = time.monotonic() + 120
+    while path and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@task
+def before_outage(n: int = 3) -> pd.DataFrame:
+    note("body before_outage")
+    return pd.DataFrame({"v": range(n)})
+
+
+@task(retries=2, retry_delay_seconds=1)
+def during_outage(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stops at a gate so the test can stop the store before the output is written: on the first attempt
+    at $RELIABILITY_GATE, on a retry at $RELIABILITY_RETRY_GATE."""
+    from prefect.context import TaskRunContext
+
+    attempt = TaskRunContext.get().task_run.run_count
+    note(f"body during_outage attempt={attempt}")
+    _wait_for_file("RELIABILITY_GATE" if attempt <= 1 else "RELIABILITY_RETRY_GATE")
+    return frame.assign(w=frame["v"] * 2)
+
+
+@task
+def after_outage(frame: pd.DataFrame) -> dict:
+    note("body after_outage")
+    return {"sum": int(frame["w"].sum())}
+
+
+@pipeline
+def store_outage(n: int = 3):
+    note("started")
+    return after_outage(during_outage(before_outage(n)))
 
 
 def main(argv: list[str]) -> None:

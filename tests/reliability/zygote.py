@@ -3,9 +3,9 @@ process per run (what a pre-forking server does), so a test can start and SIGKIL
 processes without paying ~2.5 s of imports for each.
 
 The server (`python -m tests.reliability.zygote`) reads JSON requests on stdin, one per line:
-    {"run": {"cwd": ..., "env": {...}, "args": [...], "out": path}}  -> {"pid": N}
+    {"run": {"cwd": ..., "env": {...}, "args": [...], "out": path, "cli": false}}  -> {"pid": N}
     {"wait": N}                                                     -> {"pid": N, "code": exit code or -signal}
-A child runs `tests.reliability.pipelines.main(args)` in `cwd` with `env` added to its environment, its
+A child runs `tests.reliability.pipelines.main(args)` (with "cli": the `dbnd` command with `args`) in `cwd` with `env` added to its environment, its
 stdout and stderr going to `out`. The server exits at the end of its input.
 """
 
@@ -41,6 +41,10 @@ def _child(request: dict) -> int:
     from tests.reliability import pipelines
 
     try:
+        if request.get("cli"):
+            from dbnd_prefect.cli import main
+
+            return main(request["args"])
         pipelines.main(request["args"])
         return 0
     except SystemExit as exc:
@@ -90,9 +94,11 @@ class Zygote:
             raise RuntimeError(f"the zygote server exited with {self.proc.wait()}")
         return json.loads(line)
 
-    def start(self, cwd: Path, args: list[str], out: Path, env: dict[str, str] | None = None) -> int:
-        """Fork a pipeline process; its pid."""
-        return self._ask({"run": {"cwd": str(cwd), "env": env or {}, "args": args, "out": str(out)}})["pid"]
+    def start(self, cwd: Path, args: list[str], out: Path, env: dict[str, str] | None = None,
+              cli: bool = False) -> int:
+        """Fork a process running the reliability pipeline with `args` (or, with `cli`, `dbnd ARGS`); its pid."""
+        request = {"cwd": str(cwd), "env": env or {}, "args": args, "out": str(out), "cli": cli}
+        return self._ask({"run": request})["pid"]
 
     def wait(self, pid: int, timeout: float = 180) -> int:
         """Wait for a process started by `start`; its exit code (-9 when SIGKILLed). One still running after
