@@ -29,6 +29,7 @@ _lock = threading.RLock()
 _sessions: dict[tuple[Any, ...], Any] = {}
 _local_settings: LocalEngine | None = None  # what the process's one local session was started with
 _CONNECT_PROBE_SECONDS = 5.0
+_CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"
 
 # Spark's own log lines at ERROR only, and no "Setting default log level" banner (repl level = root level)
 _LOG4J = """\
@@ -82,8 +83,11 @@ def session_for(env: str, settings: SparkSettings) -> Any:
 
     quiet_pyspark()
     with _lock:
+        # pyspark.sql.functions builds classic or Connect columns by this variable: it follows the engine in use
         if isinstance(settings, LocalEngine):
+            os.environ.pop(_CONNECT_MODE, None)
             return _local_session(env, settings)
+        os.environ[_CONNECT_MODE] = "1"
         if isinstance(settings, ConnectEngine):
             return _connect_session(env, settings)
         return _databricks_session(env, settings)

@@ -126,12 +126,10 @@ def _connect_local_data(value: Any) -> str | None:
 
 def content_digest(value: Any) -> str:
     """`count:sum` of per-row xxhash64 values, computed by one Spark aggregation (no rows collected)."""
-    from pyspark.sql import functions as F
-
-    try:
+    try:  # SQL text, not pyspark.sql.functions: they build classic or Connect columns by an environment variable
         renamed = value.toDF(*[f"c{i}" for i in range(len(value.columns))])
-        hashed = renamed.select(F.xxhash64(*[F.col(c) for c in renamed.columns]).alias("h"))
-        row = hashed.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("h").cast("decimal(38,0)")).alias("s")).first()
+        hashed = renamed.selectExpr(f"xxhash64({', '.join(renamed.columns)}) AS h")
+        row = hashed.selectExpr("count(1) AS n", "sum(cast(h AS decimal(38,0))) AS s").first()
     except Exception as exc:
         raise UnfingerprintableValueError("pyspark.DataFrame", f"its rows cannot be hashed in Spark "
                                                                f"({_first(exc)})") from None

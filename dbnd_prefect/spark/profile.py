@@ -59,25 +59,26 @@ def _full_automatic() -> bool:
 
 
 def _aggregate(value: Any, fields: list[tuple[str, str]], options: ProfileOptions) -> dict[str, Any]:
-    """rows and per-column stats from one aggregation (columns renamed to positions: names may repeat)."""
-    from pyspark.sql import functions as F
+    """rows and per-column stats from one aggregation (columns renamed to positions: names may repeat).
 
+    SQL text rather than pyspark.sql.functions, which build classic or Connect columns by an environment
+    variable, not by the frame they are used on."""
     frame = value.toDF(*[f"c{i}" for i in range(len(fields))])
-    aggregates = [F.count(F.lit(1)).alias("rows")]
+    aggregates = ["count(1) AS rows"]
     for i, (_, dtype) in enumerate(fields):
-        column = F.col(f"c{i}")
-        aggregates.append(F.sum(F.when(column.isNull(), 1).otherwise(0)).alias(f"n{i}"))
+        column = f"c{i}"
+        aggregates.append(f"sum(CASE WHEN {column} IS NULL THEN 1 ELSE 0 END) AS n{i}")
         if not options.with_stats:
             continue
         if _kind(dtype) != "other":
-            aggregates.append(F.approx_count_distinct(column).alias(f"d{i}"))
+            aggregates.append(f"approx_count_distinct({column}) AS d{i}")
         if _kind(dtype) == "numeric":
-            aggregates += [F.mean(column).alias(f"mean{i}"), F.stddev(column).alias(f"std{i}"),
-                           F.min(column).alias(f"min{i}"), F.max(column).alias(f"max{i}"),
-                           F.percentile_approx(column, [0.25, 0.5, 0.75], 1000).alias(f"q{i}")]
+            aggregates += [f"avg({column}) AS mean{i}", f"stddev({column}) AS std{i}", f"min({column}) AS min{i}",
+                           f"max({column}) AS max{i}",
+                           f"percentile_approx({column}, array(0.25, 0.5, 0.75), 1000) AS q{i}"]
         elif _kind(dtype) == "ordered":
-            aggregates += [F.min(column).alias(f"min{i}"), F.max(column).alias(f"max{i}")]
-    row = frame.agg(*aggregates).first().asDict()
+            aggregates += [f"min({column}) AS min{i}", f"max({column}) AS max{i}"]
+    row = frame.selectExpr(*aggregates).first().asDict()
     rows = int(row["rows"])
     columns: dict[str, dict[str, Any]] = {}
     for i, (name, dtype) in enumerate(fields):

@@ -19,6 +19,7 @@ from dbnd_prefect.targets.folder import is_frame_dict
 from dbnd_prefect.targets.formats import (
     NDARRAY,
     default_format_for,
+    engine_io,
     format_file_extension,
     json_faithful,
     lines_faithful,
@@ -113,6 +114,8 @@ def save_output(folder: str, task_name: str, request: OutputRequest, value: Any)
     try:
         info = target.save(value)
     except DbndError as exc:
+        if engine_io(type_key(type(value))) is not None:  # an engine's job failed (Spark): no pickle holds it
+            raise exc.add_context(f"task '{task_name}', output '{request.name}'") from None
         if request.forced or spec == FALLBACK:
             raise _rescued(folder, task_name, request, value, spec, exc) from None
         logger.warning("%s cannot be written as %s (%s); storing it as a pickle.", where, spec, exc.message)

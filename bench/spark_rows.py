@@ -1,0 +1,137 @@
+"""Spark task overhead: a dbnd Spark task vs the same pyspark code called directly, and reuse without a Spark job.
+
+    .venv/bin/python bench/spark_rows.py                     # 1e7-row parquet aggregation, medians of 3
+    .venv/bin/python bench/spark_rows.py --rows 1000000 --reps 3
+
+Starts a Prefect server (throw-away PREFECT_HOME) and one local Spark session (`local[2]`, from an environment
+profile), writes a parquet folder of `--rows` rows with Spark, then alternates in this process:
+- raw: `spark.read.parquet(path)`, a group-by aggregation (sum, mean, count over 1,000 keys) written as
+  parquet, the same function a task would hold;
+- dbnd: the same function as a `@task` taking `pyspark.sql.DataFrame` (read by the library from the path) and
+  returning the aggregate (written by the library: staged folder, rename, manifest), each repetition under a
+  new `task_version` so it is computed, through Prefect (a top-level call is a one-task flow run).
+Then the dbnd call again with an unchanged version and input: Cached, and the Spark jobs it ran are counted
+(target: none). Prints markdown rows (bench/report.py) and the raw numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(REPO))
+
+from report import Row, markdown_table, median  # noqa: E402
+from server import QUIET_ENV, prefect_server, temporary_home  # noqa: E402
+
+TARGET = 1.05
+
+
+def aggregate(frame: Any) -> Any:
+    """The benchmark's query: per-key sum, mean and count."""
+    from pyspark.sql import functions as F
+
+    return frame.groupBy("k").agg(F.sum("v").alias("total"), F.mean("v").alias("mean"), F.count("v").alias("n"))
+
+
+def _spark_task() -> Any:
+    from pyspark.sql import DataFrame as SparkFrame
+
+    from dbnd_prefect import task
+
+    @task
+    def aggregate_sales(data: SparkFrame) -> SparkFrame:
+        return aggregate(data)
+
+    return aggregate_sales
+
+
+def _jobs(session: Any) -> int:
+    return len(session.sparkContext.statusTracker().getJobIdsForGroup(None))
+
+
+def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
+    from dbnd_prefect import run
+    from dbnd_prefect.config import reset_config_cache
+    from dbnd_prefect.spark import spark_session
+
+    project = home / "project"
+    project.mkdir()
+    (project / "dbnd.toml").write_text('[run]\ndata_root = "data"\nenv = "bench"\n\n[env.bench.spark]\nengine = "local"\n'
+                                       'cores = 2\nmemory = "2g"\nconf = { "spark.sql.shuffle.partitions" = "4" }\n')
+    os.chdir(project)
+    reset_config_cache()
+    began = time.perf_counter()
+    spark = spark_session()
+    session_seconds = time.perf_counter() - began
+    source = str(project / "sales.parquet")
+    spark.range(rows).selectExpr("id % 1000 as k", "cast(id as double) * 0.5 as v").write.parquet(source)
+    aggregate_sales = _spark_task()
+
+    def raw(rep: int) -> float:
+        start = time.perf_counter()
+        aggregate(spark.read.parquet(source)).write.mode("overwrite").parquet(str(project / f"raw-{rep}.parquet"))
+        return time.perf_counter() - start
+
+    def dbnd(rep: int) -> float:
+        start = time.perf_counter()
+        result = run(aggregate_sales, set={"aggregate_sales.data": source}, task_version=f"bench-{rep}")
+        elapsed = time.perf_counter() - start
+        assert [entry["state"] for entry in result.run.task_runs] == ["Completed"], result.run.task_runs
+        return elapsed
+
+    raw(-1)  # warm-up: the first job compiles code paths in the JVM; the first dbnd call imports Prefect
+    dbnd(-1)
+    raws, dbnds = [], []
+    for rep in range(reps):
+        raws.append(raw(rep))
+        dbnds.append(dbnd(rep))
+    jobs_before = _jobs(spark)
+    start = time.perf_counter()
+    cached = run(aggregate_sales, set={"aggregate_sales.data": source}, task_version=f"bench-{reps - 1}")
+    reuse_seconds = time.perf_counter() - start
+    reuse_jobs = _jobs(spark) - jobs_before
+    return {"rows": rows, "reps": reps, "session_seconds": session_seconds, "raw": raws, "dbnd": dbnds,
+            "reuse_seconds": reuse_seconds, "reuse_spark_jobs": reuse_jobs,
+            "reuse_states": [entry["state"] for entry in cached.run.task_runs]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    with temporary_home() as home, prefect_server(home) as api_url:
+        os.environ.update({**QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
+                           "PREFECT_LOGGING_LEVEL": "WARNING", "DBND_CACHE_DIR": str(home / "cache")})
+        try:
+            result = measure(args.rows, args.reps, home)
+        finally:
+            from dbnd_prefect.spark.engine import stop_sessions
+
+            stop_sessions()
+    raw, dbnd = median(result["raw"]), median(result["dbnd"])
+    rows = [
+        Row("spark_task", f"Spark task, {args.rows:,}-row parquet aggregation (local[2]; raw: the same pyspark "
+                          "code called directly)", raw, dbnd, "s", target=f"≤ {TARGET}×",
+            check=lambda r: r.ratio <= TARGET, raw_note="read + aggregate + write", dbnd_note="task call"),
+        Row("spark_reuse", "same task re-run on unchanged input (raw: computes again)", raw,
+            result["reuse_seconds"], "s", target="Cached, 0 Spark jobs",
+            check=lambda r: result["reuse_spark_jobs"] == 0 and result["reuse_states"] == ["Cached"],
+            dbnd_note=f"{result['reuse_spark_jobs']} Spark jobs, {result['reuse_states']}"),
+    ]
+    print(json.dumps(result, indent=1))
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
