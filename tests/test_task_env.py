@@ -19,11 +19,14 @@ from pathlib import Path
 import pytest
 
 from dbnd_prefect.layout import MANIFEST_NAME
+from dbnd_prefect.pytest_plugin import run_cmd
+from dbnd_prefect.run_api import load_task_outputs
 from tests.servers import create_s3_bucket, set_s3_env, unique_name
-from tests.test_deployments import BIN, process_worker
+from tests.test_deployments import process_worker
 from tests.test_entry_points import command, ok
 
 DRIVER = '''\
+import datetime
 import json
 import os
 
@@ -38,8 +41,13 @@ def numbers(n: int = 5) -> DataFrame:
 
 
 @task(task_env="remote")
-def total(frame: DataFrame, scale: int = 2) -> dict:
-    return {"sum": int(frame["x"].sum()) * scale, "pid": os.getpid()}
+def total(frame: DataFrame, weights: DataFrame, day: datetime.date = datetime.date(2026, 1, 1), scale: int = 2) -> dict:
+    return {"sum": int((frame["x"] * weights["w"]).sum()) * scale, "day": day.isoformat(), "pid": os.getpid()}
+
+
+@task(task_env="remote")
+def boom(n: int = 1) -> int:
+    raise ValueError(f"boom {n} in the worker")
 
 
 @task
@@ -49,8 +57,13 @@ def report(summary: dict) -> str:
 
 @pipeline
 def remote_pipeline(n: int = 5):
-    summary = total(numbers(n))
+    summary = total(numbers(n), DataFrame({"w": [1] * n}), day=datetime.date(2026, 11, 29))
     return summary, report(summary)
+
+
+@pipeline
+def failing_pipeline():
+    return boom(7)
 
 
 if __name__ == "__main__":
@@ -105,6 +118,17 @@ def project(tmp_path_factory, s3_server):
             yield root, bucket, pool
 
 
+@pytest.fixture
+def in_project(project, monkeypatch):
+    """The project as the working directory of this process (for `dbnd` commands run in process)."""
+    from dbnd_prefect.config import reset_config_cache
+
+    monkeypatch.chdir(project[0])
+    reset_config_cache()
+    yield project[0]
+    reset_config_cache()
+
+
 def task_flow_runs() -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -120,7 +144,7 @@ def drive(root: Path) -> tuple[dict, float]:
 
 
 @pytest.mark.slow
-def test_task_runs_on_its_profiles_pool_and_is_reused(project):
+def test_task_runs_on_its_profiles_pool_and_is_reused(project, in_project):
     from prefect.client.orchestration import get_client
 
     root, bucket, pool = project
@@ -128,6 +152,7 @@ def test_task_runs_on_its_profiles_pool_and_is_reused(project):
     first, first_seconds = drive(root)
     summary, report = first["values"]
     assert summary["sum"] == 20 and summary["pid"] != first["driver_pid"], first  # ran in another process
+    assert summary["day"] == "2026-11-29"  # a date again in the worker
     assert report == f"20 from {summary['pid']}"  # the downstream task here got the real value
     assert first["states"] == {"numbers": "Completed", "total": "Completed", "report": "Completed"}, first
     assert first["outputs"]["total"]["result"].startswith(f"s3://{bucket}/root/remote/"), first["outputs"]
@@ -136,7 +161,10 @@ def test_task_runs_on_its_profiles_pool_and_is_reused(project):
     (remote,) = [r for r in task_flow_runs() if r.id not in before]
     assert remote.state.is_completed() and remote.name.startswith("total-")
     assert remote.parameters["task"] == "driver.py:total"
-    assert remote.parameters["arguments"]["frame"]["__dbnd_output__"]["uri"] == first["outputs"]["numbers"]["result"]
+    arguments = remote.parameters["arguments"]  # data by URI: an upstream output, an in-memory frame stored
+    assert arguments["frame"]["__dbnd_output__"]["uri"] == first["outputs"]["numbers"]["result"]
+    assert arguments["weights"]["__dbnd_stored__"].startswith(f"s3://{bucket}/root/inputs/"), arguments
+    assert arguments["day"] == "2026-11-29" and "scale" in arguments
     with get_client(sync_client=True) as client:
         link = client.read_task_run(remote.parent_task_run_id)  # the run is shown under the pipeline's run
         deployment = client.read_deployment(remote.deployment_id)
@@ -151,11 +179,28 @@ def test_task_runs_on_its_profiles_pool_and_is_reused(project):
     assert manifest["prefect"]["flow_run_id"] == str(remote.id)
     assert manifest["inputs"][0]["producer_task"] == "numbers"
 
-    second, second_seconds = drive(root)
-    assert second["values"] == first["values"]  # the stored version, made by the first worker process
-    assert second["states"]["total"] == "Cached", second
+    started = time.monotonic()
+    second = run_cmd(["run", "driver.py:remote_pipeline"])  # `dbnd run`, in this process: same signatures
+    second_seconds = time.monotonic() - started
+    assert second.exit_code == 0, second
+    assert {e["task"]: e["state"] for e in second.run.task_runs}["total"] == "Cached", second.run.task_runs
+    assert load_task_outputs(second.run, "total")["result"] == summary  # the version the worker stored
     assert {r.id for r in task_flow_runs()} - before == {remote.id}  # nothing submitted
-    print(f"\nremote task: first run {first_seconds:.1f} s, reused {second_seconds:.1f} s")
+    print(f"\nremote task: first run (script) {first_seconds:.1f} s, reused (in process) {second_seconds:.1f} s")
+
+    plan = run_cmd(["plan", "driver.py:remote_pipeline"])  # in this process, in the project
+    assert "would reuse 3 task run(s) and run 0" in plan.stdout, plan  # it looks in the profile's root too
+
+
+@pytest.mark.slow
+def test_a_failing_task_is_one_line_naming_it_and_its_flow_run(in_project):
+    proc = run_cmd(["run", "driver.py:failing_pipeline"])
+    assert proc.exit_code == 1, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "task 'boom' failed in environment 'remote' (flow run boom-" in lines[0], lines[0]
+    assert "ValueError: boom 7 in the worker" in lines[0], lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def _by_id(flow_run_id):
@@ -174,11 +219,10 @@ def _s3_json(uri: str) -> dict:
     ("misspelled_pipeline", "task 'misspelled' (task_env='remot'): unknown environment 'remot'; did you mean 'remote'?"),
     ("no_pool_pipeline", "work pool 'no-such-pool-"),
 ])
-def test_unknown_environment_or_missing_pool_is_one_line_and_exit_2(project, pipeline, expected):
-    root, _, _ = project
+def test_unknown_environment_or_missing_pool_is_one_line_and_exit_2(in_project, pipeline, expected):
     before = len(task_flow_runs())
-    proc = command(str(BIN / "dbnd"), "run", f"bad.py:{pipeline}", cwd=root)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    proc = run_cmd(["run", f"bad.py:{pipeline}"])
+    assert proc.exit_code == 2, proc
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
