@@ -20,6 +20,7 @@ def is_selector(value: Any) -> bool:
 def resolve_selector(value: str, data_root: str, env: str) -> str:
     """The URI of the stored output a selector names; ParameterError when there is none."""
     from dbnd_prefect.history.versions import list_versions
+    from dbnd_prefect.versioning.verify import verify_outputs
 
     match = SELECTOR.match(value)
     if match is None:
@@ -42,6 +43,10 @@ def resolve_selector(value: str, data_root: str, env: str) -> str:
         raise ParameterError(
             f"{value}: task '{task}' has no stored output '{output}'", hint=f"stored outputs are {sorted(outputs)}"
         )
+    problem = verify_outputs({"outputs": {output: outputs[output]}})
+    if problem is not None:  # never hand on data changed after it was written
+        raise ParameterError(f"{value}: {problem}",
+                             hint=f"run '{task}' again to store it anew, or pick another version (`dbnd versions {task}`)")
     return str(outputs[output]["uri"])
 
 

@@ -36,14 +36,34 @@ def drop_if_broken(call: "BoundCall", run: "RunContext") -> None:
 
     A record that cannot be read at all (an unreachable store, refused credentials) is left alone:
     Prefect cannot read it either, so it runs the task, which reports the store's error with its URI.
+    A record that was read but does not decode (truncated, edited) is corrupt: removed with a warning.
     """
     record = _record(run.storage, call.digest)
     if isinstance(record, Exception):
+        if _corrupt(record):
+            logger.warning("Task '%s': not reusing stored outputs: its cache record %s is corrupt (%s); recomputing.",
+                           call.task.name, run.storage.record_uri(call.digest), _short(record))
+            delete_record(run.storage.record_uri(call.digest))
         return
     reason = reuse_problem(record, call.digest, run.verify == "full")
     if reason not in (None, NO_RECORD):
         logger.warning("Task '%s': not reusing stored outputs: %s; recomputing.", call.task.name, reason)
         delete_record(run.storage.record_uri(call.digest))
+
+
+def _corrupt(error: Exception) -> bool:
+    """Whether reading a record failed on its content (it does not decode), not on reaching the store."""
+    import pickle
+
+    return not isinstance(error, OSError) and isinstance(
+        error, (ValueError, pickle.UnpicklingError, EOFError, TypeError, AttributeError, ImportError, KeyError,
+                IndexError, OverflowError))
+
+
+def _short(error: Exception) -> str:
+    from dbnd_prefect.redaction import one_line
+
+    return f"{type(error).__name__}: {one_line(error, 200)}"
 
 
 def _record(storage: "RunStorage", digest: str) -> Any:
