@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 FLOW_NAME = "dbnd-task"
 ENTRYPOINT = "dbnd_prefect.remote_tasks.dbnd_task"  # a module path: the worker imports it, nothing is copied
 POLL_SECONDS = 1.0  # how often the caller asks whether the submitted run has ended (Prefect's default: 5 s)
+WAIT_WARNING_SECONDS = 60.0  # a run no worker has taken by then gets one warning
 _OUTPUT, _STORED = "__dbnd_output__", "__dbnd_stored__"
 
 _env_runs: dict[tuple[str, str], "RunContext"] = {}
@@ -149,10 +150,11 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
             "run_name": call.run_name,
         },
         flow_run_name=f"{task.name}-{call.signature.short}",
-        poll_interval=POLL_SECONDS,
-        as_subflow=True,  # under the calling task run in the UI
+        timeout=0,  # created (linked under the calling task run in the UI), waited for below
+        as_subflow=True,
         tags=["dbnd", f"env:{env}"],
     )
+    flow_run = _wait(flow_run, task.name, resolved.profile.work_pool.name)
     state = flow_run.state
     if state is None or not state.is_completed():
         from dbnd_prefect.redaction import redact
@@ -168,6 +170,39 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
                         f"outputs cannot be read from {run.data_root}: {reason}",
                         hint=f"the worker and this process must reach the same data root (env.{env}.data_root)")
     return outputs
+
+
+def _wait(flow_run: Any, task_name: str, pool: str) -> Any:
+    """`flow_run` once it has ended; says once (a warning in the task run's log) when no worker has taken it
+    after WAIT_WARNING_SECONDS, since a pool nobody polls would make the caller wait silently."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    started = time.monotonic()
+    warned = False
+    with get_client(sync_client=True) as client:
+        while True:
+            flow_run = client.read_flow_run(flow_run.id)
+            state = flow_run.state
+            if state is not None and state.is_final():
+                return flow_run
+            if not warned and state is not None and state.is_scheduled() \
+                    and time.monotonic() - started > WAIT_WARNING_SECONDS:
+                warned = True
+                _log().warning("Task '%s': flow run %s has waited %.0f s for a worker of work pool '%s' (is one "
+                               "running? prefect worker start --pool %s)", task_name, flow_run.name,
+                               time.monotonic() - started, pool, pool)
+            time.sleep(POLL_SECONDS)
+
+
+def _log() -> Any:
+    import logging
+
+    try:
+        return prefect.get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run context: the library's own logger
+        return logging.getLogger("dbnd_prefect")
 
 
 def _settings(run: "RunContext") -> dict[str, Any]:

@@ -110,7 +110,8 @@ def project(tmp_path_factory, s3_server):
     (root / "dbnd.toml").write_text(
         '[run]\ndata_root = "data"\n\n'
         f'[env.remote]\ndata_root = "s3://{bucket}/root"\nwork_pool = {{ name = "{pool}" }}\n\n'
-        f'[env.poolless]\nwork_pool = {{ name = "no-such-pool-{uuid.uuid4().hex[:6]}" }}\n')
+        f'[env.poolless]\nwork_pool = {{ name = "no-such-pool-{uuid.uuid4().hex[:6]}" }}\n\n'
+        f'[env.idle]\nwork_pool = {{ name = "idle-{uuid.uuid4().hex[:6]}" }}\n')
     with pytest.MonkeyPatch.context() as monkeypatch:
         set_s3_env(monkeypatch, s3_server.url)  # the driver and the worker's flow runs inherit it
         create_s3_bucket(s3_server.url, bucket)
@@ -239,3 +240,38 @@ def test_task_env_options_are_checked_at_decoration():
         task(task_env="remote", versioned=False)(lambda n=1: n)
     with pytest.raises(ParameterError, match="did you mean 'task_env'"):
         task(task_envs="remote")(lambda n=1: n)
+
+
+def test_a_run_no_worker_takes_is_reported_once_while_waiting(in_project, monkeypatch, caplog):
+    """A pool nobody polls would make the caller wait silently: after a while it says so, naming the pool."""
+    import logging
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelled
+
+    from dbnd_prefect import remote_tasks
+    from dbnd_prefect.config import current_config
+    from dbnd_prefect.profiles import resolve_profile
+
+    resolved = resolve_profile(current_config(), "idle")
+    pool = resolved.profile.work_pool.name
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    flow_run = run_deployment(remote_tasks.ensure_deployment(resolved, "idle"), timeout=0, as_subflow=False,
+                              parameters={"task": "x.py:f", "module": "", "arguments": {}, "signature": {},
+                                          "settings": {}, "run_date": "2026-11-29"})
+    monkeypatch.setattr(remote_tasks, "WAIT_WARNING_SECONDS", 1.0)
+    ended: list = []
+    with caplog.at_level(logging.WARNING, logger="dbnd_prefect"):
+        waiting = threading.Thread(target=lambda: ended.append(remote_tasks._wait(flow_run, "total", pool)))
+        waiting.start()
+        time.sleep(3.5)
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
+        waiting.join(timeout=30)
+    assert ended and ended[0].state.is_cancelled()
+    warnings = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+    assert len(warnings) == 1 and f"work pool '{pool}'" in warnings[0] and "prefect worker start" in warnings[0]
