@@ -414,7 +414,8 @@ class DbndPipeline(_Callable, prefect.Flow):
         prefect_options.setdefault("name", self.name)
         prefect_options.setdefault("validate_parameters", False)
         prefect_options.setdefault("persist_result", False)
-        if prefect_options.get("task_runner") is None:
+        self.names_task_runner = prefect_options.get("task_runner") is not None  # else: the parent's, when nested
+        if not self.names_task_runner:
             prefect_options["task_runner"] = default_task_runner()
         prefect.Flow.__init__(self, fn=body, **prefect_options)
         functools.update_wrapper(self, func, updated=())
@@ -471,7 +472,9 @@ class DbndPipeline(_Callable, prefect.Flow):
             # wait on them, fingerprint them by their producer's signature and record their lineage.
             arguments = self._signature.bind_partial(*args, **kwargs).arguments
             with handed_off(_locations(arguments)) as passed:
-                return prefect.Flow.__call__(self, **passed)
+                from dbnd_prefect.task_runners import nested_flow
+
+                return prefect.Flow.__call__(nested_flow(self), **passed)  # on its parent's Dask cluster
         with ensure_run() as run:
             arguments = self.bind(args, kwargs, run)
             with handed_off(_locations(arguments)) as passed, prefect_session(run.config), \

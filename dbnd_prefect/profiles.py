@@ -435,6 +435,9 @@ def task_runner_for(resolved: ResolvedProfile) -> Any:
         except ImportError:
             raise ConfigError(f"env.{resolved.name}.task_runner.type = 'dask' needs prefect-dask, which is not "
                               "installed", hint="pip install prefect-dask") from None
+        from dbnd_prefect.task_runners import register_dask_tokens
+
+        register_dask_tokens()
         if spec.address:
             return DaskTaskRunner(address=spec.address)
         cluster = {"n_workers": spec.n_workers, "threads_per_worker": spec.threads_per_worker}
@@ -549,26 +552,52 @@ def check_inputs_reachable(resolved: ResolvedProfile, obj: Any, run: Any) -> Non
 
 
 _env_lock = threading.Lock()
+# key -> [value before the first block that set it, blocks using it]: blocks overlap on a worker running
+# several task bodies of a run at once, and the variable must stay until the last of them ends
+_env_users: dict[str, list[Any]] = {}
 
 
 @contextlib.contextmanager
 def environment_variables(values: Mapping[str, str]) -> Iterator[None]:
-    """Set `values` in this process's environment for the block; earlier values come back after it."""
+    """Set `values` in this process's environment for the block; earlier values come back after the last
+    block (of any thread) that set them."""
     if not values:
         yield
         return
     with _env_lock:
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
+        for key, value in values.items():
+            users = _env_users.setdefault(key, [os.environ.get(key), 0])
+            users[1] += 1
+            os.environ[key] = value
     try:
         yield
     finally:
         with _env_lock:
-            for key, before in saved.items():
-                if before is None:
+            for key in values:
+                users = _env_users[key]
+                users[1] -= 1
+                if users[1]:
+                    continue
+                del _env_users[key]
+                if users[0] is None:
                     os.environ.pop(key, None)
                 else:
-                    os.environ[key] = before
+                    os.environ[key] = users[0]
+
+
+_run_envs: dict[str, Mapping[str, str]] = {}
+
+
+def profile_environment(run: Any) -> Mapping[str, str]:
+    """The environment variables of `run`'s profile (resolved once per run in a process): what a task body
+    running in another process (a Dask worker) gets around it, as the driver got them around the pipeline."""
+    found = _run_envs.get(run.run_uid)
+    if found is None:
+        found = active_profile(run.config).profile.env
+        if len(_run_envs) >= 16:  # a long-lived worker serves many runs: keep the latest few
+            _run_envs.pop(next(iter(_run_envs)))
+        _run_envs[run.run_uid] = found
+    return found
 
 
 @contextlib.contextmanager
@@ -630,4 +659,4 @@ def _row_order(path: Path) -> tuple[int, Path]:
 __all__ = ["BUILTIN_PROFILES", "PROFILE_KEYS", "Profile", "ProfileValue", "ResolvedProfile", "WorkPool",
            "ThreadRunner", "DaskRunner", "RayRunner", "resolve_profile", "active_profile", "task_runner_for",
            "remote_compute", "check_data_reachable", "check_run_profile", "environment_variables",
-           "profile_applied", "with_task_runner", "profile_rows", "check_profile_key"]
+           "profile_environment", "profile_applied", "with_task_runner", "profile_rows", "check_profile_key"]

@@ -42,6 +42,33 @@ def dask_where_pipe(parts: int = 4):
     return dask_gather(places)
 
 
+@task
+def dask_env_reader(part: int) -> dict:
+    """What a task body on a worker sees of the profile's `env` table."""
+    from distributed import get_worker
+
+    return {"value": os.environ.get(WORKER_SETTING), "pid": os.getpid(), "worker": get_worker().name}
+
+
+@pipeline
+def dask_env_pipe(parts: int = 2):
+    return [dask_env_reader(i) for i in range(parts)]
+
+
+@pipeline
+def dask_inner_pipe(first: dict, parts: int = 3):
+    """A nested pipeline: it names no task runner, so its tasks run where its parent's do."""
+    return dask_gather([first, *(dask_where(i) for i in range(1, parts))])
+
+
+@pipeline
+def dask_outer_pipe(parts: int = 3):
+    return dask_inner_pipe(dask_where(0), parts)
+
+
+WORKER_SETTING = "DBND_TEST_DASK_WORKER_SETTING"
+
+
 @pytest.fixture(scope="module")
 def cluster(s3_server: Server) -> Iterator[DaskCluster]:
     """Scheduler and two workers that reach the S3 emulator as the test process does."""
@@ -115,3 +142,41 @@ def test_a_dask_profile_without_an_address_runs_the_tasks_on_a_local_cluster_it_
     places = [loaded(e["outputs"]["result"]) for e in result.run.task_runs if e["task"] == "dask_where"]
     assert len(places) == 2 and os.getpid() not in {p["pid"] for p in places}  # in the cluster's worker process
     assert not any(psutil.pid_exists(p["pid"]) for p in places)  # the cluster ended with the run
+
+
+def test_a_dask_profile_env_table_reaches_task_bodies_on_the_workers_and_leaves_with_them(workdir, cluster):
+    from distributed import Client
+
+    project(workdir, f"""
+        [env.cluster]
+        task_runner = {{ type = "dask", address = "{cluster.address}" }}
+        env = {{ {WORKER_SETTING} = "from-profile" }}
+    """)
+    result = run_cmd(["run", "tests.test_dask_runner.dask_env_pipe", "--env", "cluster", "--set", "parts=3"])
+    assert result.exit_code == 0, result
+    seen = [loaded(e["outputs"]["result"]) for e in result.run.task_runs]
+    assert [s["value"] for s in seen] == ["from-profile"] * 3
+    assert os.getpid() not in {s["pid"] for s in seen} and {s["worker"] for s in seen} <= set(cluster.workers)
+    with Client(cluster.address, timeout=10) as client:  # restored on the workers once the task bodies ended
+        assert client.run(os.environ.get, WORKER_SETTING) == {address: None for address in client.run(os.getpid)}
+    assert WORKER_SETTING not in os.environ
+
+
+def test_a_nested_pipeline_runs_its_tasks_on_its_parents_dask_cluster(workdir, cluster):
+    """Not on a thread pool of this process: the sub-pipeline's tasks land on the same workers, and its task
+    waits on the parent's task it was given."""
+    project(workdir, f"""
+        [env.cluster]
+        task_runner = {{ type = "dask", address = "{cluster.address}" }}
+    """)
+    result = run_cmd(["run", "tests.test_dask_runner.dask_outer_pipe", "--env", "cluster"])
+    assert result.exit_code == 0, result
+    assert "ERROR" not in result.stderr and "Traceback" not in result.stderr
+    entries = result.run.task_runs
+    assert sorted(e["task"] for e in entries) == ["dask_gather", *["dask_where"] * 3]
+    assert {e["state"] for e in entries} == {"Completed"}
+    places = [loaded(e["outputs"]["result"]) for e in entries if e["task"] == "dask_where"]
+    assert sorted(p["part"] for p in places) == [0, 1, 2]
+    assert os.getpid() not in {p["pid"] for p in places} and {p["worker"] for p in places} <= set(cluster.workers)
+    gathered = loaded(next(e for e in entries if e["task"] == "dask_gather")["outputs"]["result"])
+    assert gathered["parts"] == [0, 1, 2] and gathered["worker"] in cluster.workers
