@@ -53,6 +53,7 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         target = input_target(spec, value)
         if spec.type_key == "pathlib.Path":
             return target.local_path()
+        _refuse_foreign_pickle(target, spec)
         return target.load(spec.type_key)
     except DbndError as exc:
         from dbnd_prefect.redaction import redact
@@ -62,6 +63,17 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any) -> Any:
         if directory is None:
             raise _as_input_error(exc, task_name, spec.name, uri)
         raise _as_input_error(directory, task_name, spec.name, uri) from exc
+
+
+def _refuse_foreign_pickle(target: Any, spec: ParamSpec) -> None:
+    """TargetError for a pickle from outside the run's data root, unless the run or the parameter allows it."""
+    from dbnd_prefect.run_context import current_run
+    from dbnd_prefect.targets.trust import refuse_foreign_pickle
+
+    run = current_run()
+    if run is not None:
+        allowed = run.allow_foreign_pickle or (spec.data is not None and spec.data.allow_pickle)
+        refuse_foreign_pickle(target, run.data_root, allowed)
 
 
 def _directory_error(value: Any) -> TargetError | None:

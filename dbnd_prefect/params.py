@@ -41,6 +41,7 @@ class Data:
     save_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     profile: bool | None = None  # profile this input/output automatically (None: `tracking.profile`)
     histograms: bool | None = None  # with histograms (None: `tracking.histograms`)
+    allow_pickle: bool = False  # load a pickle given from outside the data root (see run.allow_foreign_pickle)
 
 
 @dataclasses.dataclass(frozen=True)

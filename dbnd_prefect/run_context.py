@@ -31,6 +31,7 @@ class RunContext:
     storage: Any
     command_line: list[str] | None = None
     target_date: dt.date | None = None  # `run.task_target_date`: part of signatures and output paths
+    allow_foreign_pickle: bool = False  # `run.allow_foreign_pickle`: pickle inputs from outside the data root load
     flow_run_id: str | None = None
     flow_run_name: str | None = None  # the name Prefect gave the root pipeline's flow run
     task_runs: list[Any] = dataclasses.field(default_factory=list)
@@ -127,6 +128,7 @@ def make_run_context(config: Any = None, command_line: list[str] | None = None) 
         run_uid=uuid.uuid4().hex[:12],
         storage=storage,
         command_line=command_line,
+        allow_foreign_pickle=settings.allow_foreign_pickle,
     )
 
 

@@ -28,6 +28,7 @@ class RunSettings(BaseModel):
     verify: Literal["fast", "full"] = "fast"
     input_fingerprint: Literal["fast", "content"] = "fast"
     api: str | None = None  # Prefect API: unset (Prefect's setting, else "local"), "local", "temporary" or a URL
+    allow_foreign_pickle: bool = False  # load pickle inputs from outside the data root (unpickling runs code)
 
     @field_validator("api")
     @classmethod
