@@ -73,6 +73,8 @@ if __name__ == "__main__":
 '''
 
 BAD = '''\
+from pandas import DataFrame
+
 from dbnd_prefect import pipeline, task
 
 
@@ -84,6 +86,11 @@ def misspelled(n: int = 1) -> int:
 @task(task_env="poolless")
 def no_pool(n: int = 1) -> int:
     return n
+
+
+@task(task_env="dockerish")
+def count_rows(frame: DataFrame) -> int:
+    return len(frame)
 
 
 @pipeline
@@ -111,7 +118,9 @@ def project(tmp_path_factory, s3_server):
         '[run]\ndata_root = "data"\n\n'
         f'[env.remote]\ndata_root = "s3://{bucket}/root"\nwork_pool = {{ name = "{pool}" }}\n\n'
         f'[env.poolless]\nwork_pool = {{ name = "no-such-pool-{uuid.uuid4().hex[:6]}" }}\n\n'
-        f'[env.idle]\nwork_pool = {{ name = "idle-{uuid.uuid4().hex[:6]}" }}\n')
+        f'[env.idle]\nwork_pool = {{ name = "idle-{uuid.uuid4().hex[:6]}" }}\n\n'
+        f'[env.dockerish]\nextends = "docker"\ndata_root = "s3://{bucket}/root"\n'
+        f'work_pool = {{ name = "dock-{uuid.uuid4().hex[:6]}", type = "docker" }}\n')
     with pytest.MonkeyPatch.context() as monkeypatch:
         set_s3_env(monkeypatch, s3_server.url)  # the driver and the worker's flow runs inherit it
         create_s3_bucket(s3_server.url, bucket)
@@ -275,3 +284,47 @@ def test_a_run_no_worker_takes_is_reported_once_while_waiting(in_project, monkey
     assert ended and ended[0].state.is_cancelled()
     warnings = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
     assert len(warnings) == 1 and f"work pool '{pool}'" in warnings[0] and "prefect worker start" in warnings[0]
+
+
+def test_a_local_input_is_uploaded_for_a_profile_off_this_machine_and_a_folder_refused(in_project, project):
+    """A docker profile (its pool exists, no engine needed: the run is cancelled before a worker takes it) gets
+    a local input file uploaded to its S3 root, content-addressed; a local folder is one line, exit 2."""
+    import threading
+
+    import s3fs
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.states import Cancelled
+
+    from dbnd_prefect.config import current_config
+    from dbnd_prefect.profiles import resolve_profile
+
+    root, bucket, _ = project
+    (root / "rows.csv").write_text("a\n1\n2\n3\n")
+    (root / "parts").mkdir(exist_ok=True)
+    (root / "parts" / "part-0.csv").write_text("a\n1\n")
+    (root / "parts" / "_SUCCESS").write_text("")
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=resolve_profile(current_config(), "dockerish").profile.work_pool.name,
+                                               type="docker"))
+    before = {r.id for r in task_flow_runs()}
+    refused = run_cmd(["run", "bad.py:count_rows", "--set", "frame=parts/"])
+    assert refused.exit_code == 2, refused
+    assert len(refused.stderr.strip().splitlines()) == 1 and "task 'count_rows', parameter 'frame'" in refused.stderr
+    assert "is a folder on this machine, but environment 'dockerish' runs work off it" in refused.stderr
+    assert {r.id for r in task_flow_runs()} == before  # nothing submitted
+
+    done: list = []
+    caller = threading.Thread(target=lambda: done.append(run_cmd(["run", "bad.py:count_rows", "--set", "frame=rows.csv"])))
+    caller.start()
+    deadline = time.monotonic() + 60
+    while not (new := [r for r in task_flow_runs() if r.id not in before]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (submitted,) = new
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(submitted.id, Cancelled(), force=True)
+    caller.join(timeout=60)
+    uri = submitted.parameters["arguments"]["frame"]
+    assert uri.startswith(f"s3://{bucket}/root/inputs/") and uri.endswith("/rows.csv"), uri
+    assert s3fs.S3FileSystem(skip_instance_cache=True).cat_file(uri.removeprefix("s3://")) == b"a\n1\n2\n3\n"
+    assert done and done[0].exit_code == 1 and "task 'count_rows' failed in environment 'dockerish'" in done[0].stderr
