@@ -2,13 +2,20 @@
 
     .venv/bin/python bench/dask_rows.py              # n=100 tasks, medians of 3 runs per variant
     .venv/bin/python bench/dask_rows.py --n 30 --reps 1
+    .venv/bin/python bench/dask_rows.py --api-url http://127.0.0.1:4200/api --json   # as bench/run.py runs it
 
-Starts a Prefect server (throw-away PREFECT_HOME) and a `distributed` scheduler with two worker processes
-on 127.0.0.1, then runs each variant in a fresh process, alternating: a flow of `n` trivial tasks on the
-cluster, per-task time = (its wall - an empty flow's wall on the same runner) / n. The dbnd pipeline gets the
-cluster from an environment profile (`task_runner = {type = "dask", address = ...}`) and writes its outputs,
-manifests and cache records to a local data root (the workers share this machine's disk); raw Prefect tasks
-persist nothing (`raw`) or their results to a shared folder (`raw_persist`, for context). Prints a markdown row with the ratio dbnd / raw (target ≤ 1.1×) and everything else as JSON.
+Starts a Prefect server (throw-away PREFECT_HOME; or uses --api-url) and a `distributed` scheduler with two
+worker processes on 127.0.0.1, then runs each variant in a fresh process, alternating: a flow of `n` trivial
+tasks on the cluster, per-task time = (its wall - an empty flow's wall on the same runner) / n. The dbnd
+pipeline gets the cluster from an environment profile (`task_runner = {type = "dask", address = ...}`) and
+writes its outputs, manifests and cache records to a local data root (the workers share this machine's disk);
+raw Prefect tasks persist nothing (`raw`) or their results to a shared folder (`raw_persist`, for context).
+Raw flows run with the sync-flow heartbeat off, as dbnd_prefect runs its flows (and as bench/worker.py's raw
+rows do). Each run also reports CPU per task: the cluster's (scheduler + workers) and the driver's during the
+timed flow, and the Prefect server's over the measuring process's whole life (its exit included, when dbnd
+sends the run's artifacts and lineage events). Prints a markdown row with the ratio dbnd / raw (target
+≤ 1.1×), or with --json one `BENCH_RESULT {json}` line of every run's numbers. A measuring process that does
+not exit within 60 s of its result is dumped with py-spy (when installed) and killed; the note says where.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -30,17 +38,20 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+from cli_rows import cpu_seconds, listening_pid  # noqa: E402
 from server import QUIET_ENV, free_port, prefect_server, temporary_home  # noqa: E402
 
 RESULT_PREFIX = "DASK_BENCH_RESULT "
+JSON_PREFIX = "BENCH_RESULT "  # what bench/run.py reads
 TARGET = 1.1
 VARIANTS = ("raw", "raw_persist", "dbnd")
 EXIT_TIMEOUT = 60.0  # a measuring process that has not exited this long after reporting is killed (and noted)
+HANG_DUMPS = BENCH / "results"  # py-spy dumps of such processes (git-ignored)
 
 
 @contextlib.contextmanager
-def dask_cluster(env: dict[str, str], workers: int = 2) -> Iterator[str]:
-    """A scheduler and `workers` single-threaded worker processes on 127.0.0.1; yields the address."""
+def dask_cluster(env: dict[str, str], workers: int = 2) -> Iterator[tuple[str, list[int]]]:
+    """A scheduler and `workers` single-threaded worker processes on 127.0.0.1; yields the address and pids."""
     from distributed import Client
 
     port = free_port()
@@ -69,7 +80,7 @@ def dask_cluster(env: dict[str, str], workers: int = 2) -> Iterator[str]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
-            yield address
+            yield address, [proc.pid for proc in procs]
         finally:
             for proc in procs:
                 proc.terminate()
@@ -82,9 +93,14 @@ def dask_cluster(env: dict[str, str], workers: int = 2) -> Iterator[str]:
             log.close()
 
 
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) or 0.0 for pid in pids)
+
+
 def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
     """In a fresh process: a 4-task flow and an empty flow (warm-up), an empty flow timed, then `n` tasks timed."""
     import flows_dask as f
+    from worker import no_heartbeat
 
     if variant == "dbnd":
         from dbnd_prefect.config import config_context
@@ -95,25 +111,32 @@ def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
         })
         run_many, run_empty = f.dbnd_many, f.dbnd_empty
     else:
-        context = contextlib.nullcontext()
+        context = no_heartbeat()
         run_many = f.raw_many_persisted if variant == "raw_persist" else f.raw_many
         run_empty = f.raw_empty
+    cluster = [int(pid) for pid in os.environ.get("DBND_BENCH_DASK_PIDS", "").split(",") if pid]
     with context:
         run_many(4, start - 4)  # warm-up: imports and first task runs in this process and on the workers
         run_empty()
         began = time.perf_counter()
         run_empty()
         empty = time.perf_counter() - began
+        cluster_cpu, driver_cpu = _cpu(cluster), time.process_time()
         began = time.perf_counter()
         run_many(n, start)
         wall = time.perf_counter() - began
-    return {"variant": variant, "n": n, "wall": wall, "empty": empty, "per_task_ms": (wall - empty) / n * 1000}
+        driver_cpu, cluster_cpu = time.process_time() - driver_cpu, _cpu(cluster) - cluster_cpu
+    return {"variant": variant, "n": n, "wall": wall, "empty": empty, "per_task_ms": (wall - empty) / n * 1000,
+            "cluster_cpu_per_task_ms": cluster_cpu / n * 1000, "driver_cpu_per_task_ms": driver_cpu / n * 1000}
 
 
-def run_variant(variant: str, n: int, start: int, data_root: str, env: dict[str, str]) -> dict[str, Any]:
-    """One measurement in a fresh process; `exit_seconds` is how long the process took to exit after it."""
+def run_variant(variant: str, n: int, start: int, data_root: str, env: dict[str, str],
+                server_pid: int | None = None, dumps: Path | None = None) -> dict[str, Any]:
+    """One measurement in a fresh process; `exit_seconds` is how long the process took to exit after it, and
+    `server_cpu_per_task_ms` the server's CPU over the process's life per task run (warm-up included)."""
     argv = [sys.executable, str(Path(__file__)), "--variant", variant, "--n", str(n), "--start", str(start),
             "--data-root", data_root]
+    server_cpu = cpu_seconds(server_pid)
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, text=True, cwd=data_root)
         result = None
@@ -122,9 +145,11 @@ def run_variant(variant: str, n: int, start: int, data_root: str, env: dict[str,
                 result = json.loads(line[len(RESULT_PREFIX):])
                 break
         reported = time.perf_counter()
+        dump = None
         try:
             proc.wait(timeout=EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
+            dump = _dump_stacks(proc.pid, dumps, variant)
             proc.kill()
             proc.wait()
         if result is None:
@@ -132,7 +157,51 @@ def run_variant(variant: str, n: int, start: int, data_root: str, env: dict[str,
             raise RuntimeError(f"{variant} run failed ({proc.returncode}):\n{err.read()[-3000:]}")
         result["exit_seconds"] = time.perf_counter() - reported
         result["exit_hung"] = proc.returncode != 0
+        result["hang_stacks"] = dump
+        after = cpu_seconds(server_pid)
+        if server_cpu is not None and after is not None:
+            result["server_cpu_per_task_ms"] = (after - server_cpu) / (n + 4) * 1000
         return result
+
+
+def _dump_stacks(pid: int, folder: Path | None, variant: str) -> str | None:
+    """py-spy's dump of a hung process's threads, written to `folder` (None without py-spy); its path."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None or folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"hang-{variant}-{pid}.txt"
+    done = subprocess.run([spy, "dump", "--pid", str(pid), "--locals"], capture_output=True, text=True, timeout=60)
+    out.write_text(done.stdout + done.stderr)
+    print(f"{variant} process {pid} did not exit: py-spy dump in {out}", file=sys.stderr, flush=True)
+    return str(out)
+
+
+def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print) -> dict[str, list[dict[str, Any]]]:
+    """Every variant `reps` times, alternating, on a cluster started here, against the server at `api_url`."""
+    data_root = home / "data"
+    data_root.mkdir(parents=True, exist_ok=True)
+    (data_root / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
+    env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home / "prefect-home"), "PREFECT_API_URL": api_url,
+           "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(BENCH), str(REPO)]),
+           "DBND_BENCH_RESULTS": str(home / "raw-results")}
+    for name in [k for k in env if k.startswith("DBND__")]:
+        del env[name]  # the benchmark's own data root only
+    server_pid = listening_pid(api_url)
+    results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+    with dask_cluster(env) as (address, pids):
+        env["DBND_BENCH_DASK_ADDRESS"] = address
+        env["DBND_BENCH_DASK_PIDS"] = ",".join(map(str, pids))
+        for rep in range(reps):
+            for variant in (VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))):
+                # new start values every repetition: dbnd computes every task (no reuse)
+                start = 10 + rep * (n + 10)
+                result = run_variant(variant, n, start, str(data_root), env, server_pid, HANG_DUMPS)
+                log(f"  dask/{variant}: {result['per_task_ms']:.1f} ms/task, cluster CPU "
+                    f"{result['cluster_cpu_per_task_ms']:.1f} ms/task, exit {result['exit_seconds']:.1f} s")
+                results[variant].append(result)
+                time.sleep(3)  # let the server digest the run's events
+    return results
 
 
 def main() -> int:
@@ -142,28 +211,22 @@ def main() -> int:
     parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--data-root", default="")
+    parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
+    parser.add_argument("--json", action="store_true", help="print every run's numbers as one BENCH_RESULT line")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the server and the cluster stop too
     if args.variant:  # one measurement, in this fresh process
         print(RESULT_PREFIX + json.dumps(measure(args.variant, args.n, args.start, args.data_root)), flush=True)
         return 0
 
-    with temporary_home() as home, prefect_server(home) as api_url:
-        data_root = home / "data"
-        data_root.mkdir()
-        (data_root / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
-        env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
-               "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(BENCH), str(REPO)]),
-               "DBND_BENCH_RESULTS": str(home / "raw-results")}
-        with dask_cluster(env) as address:
-            env["DBND_BENCH_DASK_ADDRESS"] = address
-            results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
-            for rep in range(args.reps):
-                for variant in VARIANTS:
-                    # new start values every repetition: dbnd computes every task (no reuse)
-                    start = 10 + rep * (args.n + 10)
-                    results[variant].append(run_variant(variant, args.n, start, str(data_root), env))
-                    time.sleep(3)  # let the server digest the run's events
+    log = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else print
+    with temporary_home() as home:
+        server = prefect_server(home) if args.api_url is None else contextlib.nullcontext(args.api_url)
+        with server as api_url:
+            results = measure_all(api_url, home, args.n, args.reps, log)
+    if args.json:
+        print(JSON_PREFIX + json.dumps(results), flush=True)
+        return 0
     raw, persisted, dbnd = (statistics.median(r["per_task_ms"] for r in results[v]) for v in VARIANTS)
     ratio = dbnd / raw
     print(json.dumps(results, indent=1))
@@ -174,8 +237,13 @@ def main() -> int:
           f"{'yes' if ratio <= TARGET else 'no'} |")
     print(f"| same, raw persisting results to a shared folder (context) | {persisted:.3g} ms | {dbnd:.3g} ms | "
           f"{dbnd / persisted:.3g}× | — | — |")
+    for field, what in (("cluster_cpu_per_task_ms", "cluster CPU"), ("driver_cpu_per_task_ms", "driver CPU"),
+                        ("server_cpu_per_task_ms", "server CPU"), ("exit_seconds", "exit after the run (s)")):
+        values = {v: statistics.median(r.get(field) or 0.0 for r in results[v]) for v in VARIANTS}
+        print(f"{what}: " + ", ".join(f"{v} {values[v]:.1f}" for v in VARIANTS))
     print(f"ratio dbnd/raw per task on Dask: {ratio:.3f}")
-    hung = [f"{variant} run {i + 1}" for variant, runs in results.items() for i, r in enumerate(runs) if r["exit_hung"]]
+    hung = [f"{variant} run {i + 1}" + (f" (stacks: {r['hang_stacks']})" if r.get("hang_stacks") else "")
+            for variant, runs in results.items() for i, r in enumerate(runs) if r["exit_hung"]]
     if hung:
         print(f"note: did not exit within {EXIT_TIMEOUT:.0f} s after the run (killed): {', '.join(hung)}")
     return 0

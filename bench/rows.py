@@ -16,8 +16,13 @@ ROW_KEYS = (
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
     "fingerprint_memory", "fingerprint_strings", "fingerprint_objects", "cli_run", "cli_run_rss", "cli_run_cpu",
-    "cli_plan",
+    "cli_plan", "dask", "dask_persist", "dask_cpu", "deployment_run",
 )
+
+
+def measure_of(key: str) -> str:
+    """The measure (what `--only` names) a row key of ROW_KEYS comes from: `chain_cpu` -> `chain`."""
+    return key if key == "frame_input" else key.split("_")[0]
 
 
 def _values(results: Results, measure: str, variant: str, field: str = "seconds") -> list[float]:
@@ -109,6 +114,34 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
         Row("fingerprint_objects", f"fingerprint {_n(size['fp_strings'])}-row object column (raw: hash_pandas_object)",
             m("fingerprint_objects", "raw"), m("fingerprint_objects", "dbnd"), "s", "≤ 1×", lambda r: r.ratio <= 1),
         *cli_rows(results, size["cli_chain"]),
+        *cluster_rows(results, size),
+    ]
+
+
+def cluster_rows(results: Results, size: dict[str, Any]) -> list[Row]:
+    """A Dask cluster's task runs (bench/dask_rows.py) and deployment runs on a process worker
+    (bench/deployment_run.py)."""
+    m = lambda *a, **k: _med(results, *a, **k)  # noqa: E731
+
+    def cpu(variant: str) -> float | None:  # driver + scheduler and workers + server, per task
+        parts = [m("dask", variant, f) for f in ("driver_cpu_per_task_ms", "cluster_cpu_per_task_ms",
+                                                  "server_cpu_per_task_ms")]
+        return None if None in parts else sum(parts)  # type: ignore[arg-type]
+
+    cached = results.get("deployment", {}).get("cached") or [{}]
+    return [
+        Row("dask", f"per-task time, pipeline of {size['dask']} trivial tasks on a Dask cluster (scheduler + 2 "
+            "worker processes; raw: prefect-dask `.submit()`)", m("dask", "raw", "per_task_ms"),
+            m("dask", "dbnd", "per_task_ms"), "ms", "≤ 1.1×", lambda r: r.ratio <= 1.1),
+        Row("dask_persist", "same, raw persisting results to a shared folder (context)",
+            m("dask", "raw_persist", "per_task_ms"), m("dask", "dbnd", "per_task_ms"), "ms"),
+        Row("dask_cpu", "same, CPU per task: driver + scheduler and workers + Prefect server (context)", cpu("raw"),
+            cpu("dbnd"), "ms", raw_note=f"cluster {fmt(m('dask', 'raw', 'cluster_cpu_per_task_ms'), 'ms')}",
+            dbnd_note=f"cluster {fmt(m('dask', 'dbnd', 'cluster_cpu_per_task_ms'), 'ms')}"),
+        Row("deployment_run", f"`prefect deployment run` to completion, {size['deployment']}-task pipeline, dbnd "
+            "cached vs raw flow (process worker)", m("deployment", "raw"), m("deployment", "dbnd"), "s", "≤ 1.1×",
+            lambda r: r.ratio <= 1.1,
+            dbnd_note=f"{cached[0].get('all_cached', '?')} of {cached[0].get('runs', '?')} runs reused every task"),
     ]
 
 
@@ -151,9 +184,9 @@ def _rate(nbytes: float | None, seconds: float | None) -> float:
 def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {"tasks": 10, "task_chain": 10, "sleep": 0.2, "fanout": 50, "frame": 1e4, "record": 1e4, "chain": 4,
-                "fp_floats": 1e4, "fp_strings": 1e4, "cli_chain": 10}
+                "fp_floats": 1e4, "fp_strings": 1e4, "cli_chain": 10, "dask": 10, "deployment": 2}
     return {"tasks": 200, "task_chain": 100, "sleep": 1.0, "fanout": 2000, "frame": 1e6, "record": 1e7, "chain": 20,
-            "fp_floats": 1e7, "fp_strings": 1e6, "cli_chain": 100}
+            "fp_floats": 1e7, "fp_strings": 1e6, "cli_chain": 100, "dask": 100, "deployment": 5}
 
 
 def notes(results: Results, quick: bool) -> str:
@@ -199,17 +232,35 @@ def notes(results: Results, quick: bool) -> str:
         f"original {_joined(results, 'cli_run', 'dbnd_original', 'peak_rss_mb')} MB.",
         "- Fingerprint rows come from bench/bench_fingerprint.py's worker, one process per variant (best of "
         f"{1 if quick else 3} timed runs); extra peak RSS is the rise over the RSS with the frame loaded.",
+        "- Dask rows (bench/dask_rows.py): a `distributed` scheduler and 2 single-threaded worker processes on "
+        "127.0.0.1; each variant a fresh driver process (warm-up, empty flow, timed flow), alternating; the dbnd "
+        "pipeline gets the cluster from a profile (`task_runner = {type = \"dask\", address = ...}`) and writes "
+        "outputs, manifests and cache records to a local root the workers share. CPU per task: driver and cluster "
+        "during the timed flow, server over the driver process's life (warm-up and exit included, when dbnd "
+        "sends the run's artifacts and lineage events). Driver process exit after its run: raw "
+        f"{_seconds(results, 'dask', 'raw', 'exit_seconds')} s, "
+        f"dbnd {_seconds(results, 'dask', 'dbnd', 'exit_seconds')} s.",
+        "- Deployment row (bench/deployment_run.py): both flows deployed with `prefect deploy --all` on a process "
+        "pool served by a real `prefect worker` (1 s poll); one warm-up run each (dbnd stores its outputs), then "
+        "runs created as `prefect deployment run` does, alternating, timed until the client sees a final state. "
+        "Server-recorded run time: raw "
+        f"{fmt(m('deployment', 'raw', 'run_seconds'), 's')}, dbnd {fmt(m('deployment', 'dbnd', 'run_seconds'), 's')}.",
         "",
         "Per-run values (seconds unless said):",
     ]
     for measure, variants in results.items():
         for variant, runs in variants.items():
-            if (measure, variant) in (("import", "heavy"), ("cli_run", "skipped")):
+            if (measure, variant) in (("import", "heavy"), ("cli_run", "skipped"), ("deployment", "cached")):
                 continue
-            field = "per_task_ms" if measure in ("tasks", "fanout", "chain") else "seconds"
+            field = "per_task_ms" if measure in ("tasks", "fanout", "chain", "dask") else "seconds"
             values = ", ".join(fmt(r.get(field)) for r in runs)
             lines.append(f"- {measure}/{variant}{' (ms/task)' if field == 'per_task_ms' else ''}: {values}")
     return "\n".join(lines)
+
+
+def _seconds(results: Results, measure: str, variant: str, field: str) -> str:
+    return ", ".join(f"{r[field]:.1f}" for r in results.get(measure, {}).get(variant, []) if r.get(field) is not None) \
+        or "n/a"
 
 
 def _joined(results: Results, measure: str, variant: str, field: str) -> str:

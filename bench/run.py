@@ -9,7 +9,10 @@ runs every measurement in a fresh subprocess (`bench/worker.py`), raw and dbnd v
 with a pause between runs so the server digests its events, then prints a markdown table and writes it
 to bench/results/latest.md (and the per-run numbers to latest.json). The `cli` rows (bench/cli_rows.py) time
 whole `dbnd run` / `dbnd plan` processes against the original DBND 1.0.34, which the suite installs once into
-`.cache/bench-dbnd-venv` (bench/dbnd_venv.py).
+`.cache/bench-dbnd-venv` (bench/dbnd_venv.py). The `dask` rows (bench/dask_rows.py) start a `distributed`
+scheduler and two workers; the `deployment` row (bench/deployment_run.py) a process work pool and a `prefect
+worker`: both run against the suite's server, and `--quick` leaves them out unless `--only` names them.
+With `--only`, the table has the rows of the named measures only.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ sys.path.insert(0, str(BENCH))
 
 from report import REPO, load_average, machine_info, machine_lines, markdown_table  # noqa: E402
 from cli_rows import CliBench  # noqa: E402
-from rows import build_rows, notes  # noqa: E402
+from rows import build_rows, measure_of, notes  # noqa: E402
 from server import QUIET_ENV, prefect_server, temporary_home  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
+MEASURES = ("tasks", "chain", "empty", "parallel", "fanout", "frame_input", "record", "rerun", "import", "fingerprint",
+            "cli", "dask", "deployment")
+SLOW_MEASURES = ("dask", "deployment")
 HEAVY_MODULES = ("pandas", "pyarrow", "pyspark", "boto3", "botocore", "s3fs", "gcsfs", "adlfs", "azure",
                  "google.cloud", "numpy")
 
@@ -112,7 +118,7 @@ class Suite:
         return self._run(command, cwd, env, f"{measure}/{variant}", measure, variant)
 
     def _run(self, command: list[str], cwd: Path, env: dict[str, str], label: str, measure: str,
-             variant: str, timeout: float = 1800) -> dict[str, Any] | None:
+             variant: str, timeout: float = 1800, keep: bool = True) -> dict[str, Any] | None:
         try:
             out = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -125,6 +131,8 @@ class Suite:
             self.log(f"  {label}: FAILED (exit {out.returncode})\n{out.stderr[-3000:]}")
             return None
         result = json.loads(lines[-1][len(RESULT_PREFIX):])
+        if not keep:
+            return result
         self.results.setdefault(measure, {}).setdefault(variant, []).append(result)
         if self.verbose:
             shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
@@ -188,6 +196,41 @@ class Suite:
         if cli.skipped:
             self.results.setdefault("cli_run", {})["skipped"] = [{"reason": cli.skipped}]
 
+    def run_dask(self, reps: int) -> None:
+        """bench/dask_rows.py against this server: it starts its own Dask cluster and alternates the variants."""
+        n = 10 if self.quick else 100
+        self.log(f"dask: {reps} × raw, raw_persist, dbnd, {n} tasks on a 2-worker cluster")
+        command = [sys.executable, str(BENCH / "dask_rows.py"), "--json", "--api-url", self.env["PREFECT_API_URL"],
+                   "--n", str(n), "--reps", str(reps)]
+        found = self._script(command, "dask")
+        if found is not None:
+            self.results["dask"] = found
+            hung = [f"dask/{v} run {i + 1}" for v, runs in found.items() for i, r in enumerate(runs) if r["exit_hung"]]
+            if hung:  # a result was reported; the process then hung at exit: a finding, not a failed measure
+                self.log(f"  did not exit within 60 s after the run (killed, py-spy dump in bench/results): {hung}")
+
+    def run_deployment(self, reps: int) -> None:
+        """bench/deployment_run.py against this server: its own process pool and `prefect worker`."""
+        tasks = 2 if self.quick else 5
+        self.log(f"deployment: {reps} × raw, dbnd `prefect deployment run` of a {tasks}-task pipeline")
+        command = [sys.executable, str(BENCH / "deployment_run.py"), "--json", "--api-url",
+                   self.env["PREFECT_API_URL"], "--reps", str(reps), "--tasks", str(tasks),
+                   "--pause", str(self.pause)]
+        found = self._script(command, "deployment")
+        if found is not None:
+            self.results["deployment"] = {
+                variant: [{"seconds": s, "run_seconds": r}
+                          for s, r in zip(found["seconds"][variant], found["run_seconds"][variant])]
+                for variant in ("raw", "dbnd")}
+            self.results["deployment"]["cached"] = [{"runs": found["dbnd_runs"],
+                                                     "all_cached": found["dbnd_runs_all_cached"]}]
+
+    def _script(self, command: list[str], measure: str) -> dict[str, Any] | None:
+        """A bench script's `BENCH_RESULT {json}` (every run of every variant), or None when it failed."""
+        cwd = self.home / "runs" / measure
+        cwd.mkdir(parents=True, exist_ok=True)
+        return self._run(command, cwd, self.env, measure, measure, "", timeout=3600, keep=False)
+
     def run_fingerprint(self, quick: bool) -> None:
         """Delegates to bench/bench_fingerprint.py's per-variant worker (one fresh process per variant)."""
         script = str(BENCH / "bench_fingerprint.py")
@@ -224,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measure (default 5; quick 1)")
     parser.add_argument("--only", default="", help="comma-separated measures: tasks, chain, empty, import, parallel, "
-                                                   "fanout, frame_input, record, rerun, fingerprint, cli")
+                                                   "fanout, frame_input, record, rerun, fingerprint, cli, dask, "
+                                                   "deployment (--quick leaves the last two out unless named)")
     parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; quick 0.2)")
     parser.add_argument("--out", default=str(BENCH / "results" / "latest.md"), help="markdown file to write")
@@ -234,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (1 if args.quick else 5)
     pause = args.pause if args.pause is not None else (0.2 if args.quick else 2.0)
     only = {m.strip() for m in args.only.split(",") if m.strip()}
+    unknown = only - set(MEASURES)
+    if unknown:
+        parser.error(f"unknown measure(s) for --only: {', '.join(sorted(unknown))}; measures: {', '.join(MEASURES)}")
+    # a cluster and a work-pool worker take minutes: the quick smoke run leaves them out unless named
+    selected = only or (set(MEASURES) - set(SLOW_MEASURES) if args.quick else set(MEASURES))
     info = machine_info()
     info["load_start"] = load_average()
     started = time.perf_counter()
@@ -245,17 +294,21 @@ def main(argv: list[str] | None = None) -> int:
         with server as api_url:
             suite = Suite(home, api_url, args.quick, pause, args.verbose)
             for plan in plans(args.quick):
-                if not only or plan.measure in only:
+                if plan.measure in selected:
                     suite.run_plan(plan, plan.reps if (plan.reps and not args.reps and not args.quick) else reps)
-            if not only or "import" in only:
+            if "import" in selected:
                 suite.run_imports(reps if args.quick else max(reps, 30))  # start-up wall drifts ±3%: many pairs
-            if not only or "fingerprint" in only:
+            if "fingerprint" in selected:
                 suite.run_fingerprint(args.quick)
-            if not only or "cli" in only:
+            if "cli" in selected:
                 suite.run_cli(reps)
+            if "dask" in selected:
+                suite.run_dask(args.reps or (1 if args.quick else 3))  # 3: each run is ~100 task runs per variant
+            if "deployment" in selected:
+                suite.run_deployment(reps)
 
     info["load_end"] = load_average()
-    rows = build_rows(suite.results, args.quick)
+    rows = [row for row in build_rows(suite.results, args.quick) if measure_of(row.key) in selected]
     mode = "quick (smoke test sizes: numbers are not meaningful)" if args.quick else f"full, medians of {reps} runs"
     text = "\n\n".join([
         f"# dbnd_prefect vs raw Prefect — {mode}",
