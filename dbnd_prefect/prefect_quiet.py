@@ -6,8 +6,9 @@ What Prefect prints that is not about the user's run, and why:
   starts (Prefect's temporary server) are opted out with Prefect's setting
   PREFECT_SERVER_ANALYTICS_ENABLED=false (`quiet_server_settings`).
 - `EventsWorker - Still processing items` at exit: Prefect sends the client's events (task run
-  states) from a queue, and warns when the queue is not empty when it is drained at exit.
-  `finish_run` waits at the end of a run until the queue is sent (Prefect's `wait_until_empty`).
+  states) from a queue, and warns when the queue is not empty when it is drained at exit. A run does
+  not wait for the queue (raw Prefect does not either); `finish_run` registers, once, an exit step that
+  runs before Prefect's drains and sends the run's data flow and events first (`send_queued_at_exit`).
 - `task_run_recorder ... CancelledError` tracebacks at exit: the temporary server records task runs
   from those events, and Prefect stops it (at exit) while it is still writing the last ones.
   `finish_run` makes the process wait at exit, before Prefect stops its temporary server, until
@@ -110,6 +111,7 @@ def quiet_failure_reports() -> Iterator[None]:
 
 _unsettled: dict[str, str] = {}  # task run id -> the state the client ended it in
 _settle_registered = False
+_send_registered = False
 _lock = threading.Lock()
 
 
@@ -130,16 +132,16 @@ def quiet_drain_notes() -> None:
 def finish_run(run: Any) -> None:
     """Call when a top-level run (`RunContext`) has ended, failed or not.
 
-    Waits (bounded) until Prefect has sent the run's events, so the run is complete in the UI and
-    nothing is queued when Prefect drains its services at exit. On Prefect's temporary server, also
-    makes the process wait at exit, before Prefect stops that server, until the server has recorded
-    the run's task runs. Cheap when there is nothing to wait for; never raises.
+    Does not wait for Prefect's events: like Prefect's own, they are sent in the background, and what
+    is still queued when the process exits is sent then (`send_queued_at_exit`). On Prefect's
+    temporary server, also makes the process wait at exit, before Prefect stops that server, until
+    the server has recorded the run's task runs. Cheap; never raises.
     """
     global _settle_registered
     if "prefect" not in sys.modules or getattr(run, "flow_run_id", None) is None:
         return  # no flow ran (a plan, a failed check): nothing was sent, and asking would start a server
     try:
-        wait_for_events()
+        _register_send_at_exit()
         if not _on_temporary_server():
             return
         with _lock:
@@ -154,16 +156,40 @@ def finish_run(run: Any) -> None:
         pass
 
 
+def _register_send_at_exit() -> None:
+    global _send_registered
+    with _lock:
+        if _send_registered:
+            return
+        # Prefect drains its services in threading's exit hooks, last registered first: registered after
+        # the run started them, this one runs before their drains, which then find nothing to note.
+        threading._register_atexit(send_queued_at_exit)  # type: ignore[attr-defined]
+        _send_registered = True
+
+
+def send_queued_at_exit(timeout: float = QUEUE_TIMEOUT) -> None:
+    """Send what runs left queued: their data flow (artifacts, lineage events), then Prefect's events."""
+    try:
+        if "dbnd_prefect.prefect_ui.data_flow" in sys.modules:
+            from dbnd_prefect.prefect_ui.data_flow import wait_until_published
+
+            wait_until_published()
+        wait_for_events(timeout)
+    except Exception:  # at exit: best effort, Prefect's own drain follows
+        pass
+
+
 def wait_for_events(timeout: float = QUEUE_TIMEOUT) -> None:
     """Wait (bounded) until Prefect's events worker has sent everything queued, without stopping it."""
     if "prefect.events.worker" not in sys.modules:
         return
     from prefect.events.worker import EventsWorker
 
-    waiter = threading.Thread(target=EventsWorker.instance().wait_until_empty, daemon=True,
-                              name="dbnd-wait-for-events")
-    waiter.start()
-    waiter.join(timeout)
+    # the running workers only: `EventsWorker.instance()` would start a new one after a drain
+    for worker in [s for s in list(EventsWorker._instances.values()) if isinstance(s, EventsWorker)]:
+        waiter = threading.Thread(target=worker.wait_until_empty, daemon=True, name="dbnd-wait-for-events")
+        waiter.start()
+        waiter.join(timeout)
 
 
 def _on_temporary_server() -> bool:

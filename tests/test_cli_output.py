@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,37 @@ def test_a_run_on_prefects_temporary_server_is_quiet(project, tmp_path_factory):
     assert_quiet(proc)
     assert "Starting temporary server" in proc.stderr  # it did run on Prefect's temporary server
     assert proc.stdout.count(": Completed") == 20
+
+
+def test_a_script_sends_its_run_to_prefect_before_it_exits_and_says_nothing(project):
+    """A pipeline called from a plain script does not wait for Prefect's events (they are sent in the
+    background, as Prefect's own are); what is still queued at exit, its task-run states and its data flow,
+    is sent before the process ends, with no note on the console."""
+    script = project / "script.py"
+    script.write_text("from dbnd_prefect import run\nfrom steps import chain\n"
+                      "print('value', run(chain, task_version='now').values)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(project), str(REPO)]))
+    proc = subprocess.run([sys.executable, str(script)], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert_quiet(proc)
+    assert "value 20" in proc.stdout
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowFilter,
+                                                FlowFilterName, FlowRunFilter, FlowRunFilterId)
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    deadline = time.monotonic() + 60  # the server records what it was sent asynchronously
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["chain"])),
+                                    sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        while True:
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+            done = [t for t in task_runs if t.state is not None and t.state.name == "Completed"]
+            if (len(done) == 20 and artifacts) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert len(done) == 20  # every task run's final state reached the server
+    assert artifacts  # and so did the run's data flow
