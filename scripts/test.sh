@@ -7,5 +7,6 @@ cd "$ROOT"
 VENV="$VENV" bash scripts/install-emulators.sh
 bash scripts/install-docker.sh      # Debian's docker.io: a private dockerd runs the Docker work-pool test
 bash scripts/install-chromium.sh    # Debian's chromium for the Prefect UI browser test
+bash scripts/install-java.sh        # a Java runtime for local Spark and the Spark Connect server
 "$PY" -m pip check >/dev/null || { "$PY" -m pip check; exit 1; }
 exec "$PY" -m pytest -q -n 4 --dist loadfile "$@"
