@@ -79,7 +79,8 @@ def is_local(uri: str | os.PathLike) -> bool:
 
 def redact_uri(uri: str) -> str:
     """A URI safe to show in messages: no password in user info, no query string values."""
-    text = re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1***@", str(uri))
+    # the scheme may be a chain: simplecache::s3://user:secret@bucket/key
+    text = re.sub(r"^((?:[a-zA-Z][\w+.-]*::)*[a-zA-Z][\w+.-]*://)[^/@]*@", r"\1***@", str(uri))
     return re.sub(r"\?.*$", "?...", text) if "?" in text and "://" in text else text
 
 
