@@ -462,6 +462,13 @@ class DbndPipeline(_Callable, prefect.Flow):
             return Target(value, **options)
         return value
 
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as the Prefect API records them on the flow run: credentials removed from text (a URI's
+        user info, keys in query strings), secret-named values masked; the run itself gets the real values."""
+        from dbnd_prefect.history.manifest import mask_secret_values
+
+        return mask_secret_values(super().serialize_parameters(parameters))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the pipeline and return its real values."""
         scope = current_scope()

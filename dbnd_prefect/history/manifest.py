@@ -16,7 +16,7 @@ import platform
 import re
 import subprocess
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 SCHEMA_VERSION = 1
 _SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|access_?key|credential|private_?key)")
@@ -36,6 +36,38 @@ def mask_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[name] = f"<{type(value).__module__}.{type(value).__qualname__}>"
     return out
+
+
+def mask_secret_values(params: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-ready parameter values with secret-named ones masked and credentials redacted from text, at any depth
+    (types kept otherwise, unlike `mask_parameters`)."""
+    from dbnd_prefect.redaction import redact
+
+    def clean(name: str, value: Any) -> Any:
+        if _SECRET_NAME.search(name.rpartition(".")[2]) and value not in (None, ""):
+            return _MASK
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, Mapping):
+            return {key: clean(str(key), inner) for key, inner in value.items()}
+        if isinstance(value, list):
+            return [clean("", inner) for inner in value]
+        return value
+
+    return {name: clean(name, value) for name, value in params.items()}
+
+
+def mask_command_line(args: Sequence[str]) -> list[str]:
+    """A command line as recorded: credentials redacted, the value of a secret-named `KEY=VALUE` masked
+    (`--set train.api_token=...`)."""
+    from dbnd_prefect.redaction import redact
+
+    masked = []
+    for arg in args:
+        key, equals, _ = arg.partition("=")
+        secret = equals and not key.startswith("-") and _SECRET_NAME.search(key.rpartition(".")[2])
+        masked.append(f"{key}={_MASK}" if secret else redact(arg))
+    return masked
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,7 +120,7 @@ def build_manifest(
         "prefect": {"flow_run_id": flow_run_id, "task_run_id": task_run_id, "root_flow_run_id": root_flow_run_id},
         "git_commit": git_commit(cwd),
         "user": _user(),
-        "command_line": command_line if command_line is not None else sys.argv,
+        "command_line": mask_command_line(command_line if command_line is not None else sys.argv),
         "packages": package_versions(),
         "started": started.isoformat(),
         "ended": ended.isoformat(),

@@ -32,7 +32,7 @@ def build_run_record(
 ) -> dict[str, Any]:
     """The run record document of a finished pipeline run."""
     from dbnd_prefect.redaction import redact
-    from dbnd_prefect.history.manifest import mask_parameters
+    from dbnd_prefect.history.manifest import mask_command_line, mask_parameters
 
     shown = {name: (redact(str(value)) if isinstance(value, (str, os.PathLike)) else value)
              for name, value in parameters.items()}
@@ -45,7 +45,7 @@ def build_run_record(
         "env": run.env,
         "data_root": redact(run.data_root),
         "parameters": mask_parameters(shown),
-        "command_line": [redact(arg) for arg in run.command_line] if run.command_line is not None else None,
+        "command_line": mask_command_line(run.command_line) if run.command_line is not None else None,
         "started": started.isoformat(),
         "ended": ended.isoformat(),
         "task_runs": [dict(entry) for entry in run.task_runs],
