@@ -159,7 +159,7 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
     if state is None or not state.is_completed():
         from dbnd_prefect.redaction import redact
 
-        message = redact((state.message if state else None) or "no final state")
+        message = redact((state.message if state else None) or f"its flow run ended {state.name if state else 'without a state'}")
         error = TaskFailedError(f"task '{task.name}' failed in environment '{env}' (flow run {flow_run.name}, "
                                 f"{flow_run.id}): {message}", hint="its logs are in the flow run in the Prefect UI")
         error.task_name = task.name  # type: ignore[attr-defined]
