@@ -134,7 +134,8 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
         resolved = check_env(run.config, env)
     except DbndError as exc:
         raise exc.add_context(f"task '{task.name}' (task_env={env!r})", task=task.name) from None
-    arguments = {name: _encoded(call, name, value, resolved) for name, value in call.arguments.items()}
+    arguments = {name: _without_credentials(call, name, _encoded(call, name, value, resolved))
+                 for name, value in call.arguments.items()}
     deployment_id = ensure_deployment(resolved, env)
     flow_run = run_deployment(
         deployment_id,
@@ -331,6 +332,20 @@ def _reachable(call: "BoundCall", name: str, uri: str, resolved: Any) -> str:
     raise _input_error(call, name, uri, ConfigError(
         f"'{path}' is a folder on this machine, but environment '{resolved.name}' runs work off it ({why})",
         hint="upload the folder and pass its URI (s3://, gs://, az://)"))
+
+
+def _without_credentials(call: "BoundCall", name: str, encoded: Any) -> Any:
+    """`encoded`, unless it holds a credential (a secret-named parameter, a password in a URI, a signed URL,
+    a key): flow run parameters are stored by the Prefect API, so such a value is refused, naming the parameter."""
+    from dbnd_prefect.history.manifest import mask_secret_values
+
+    if mask_secret_values({name: encoded}) == {name: encoded}:
+        return encoded
+    raise _input_error(call, name, "(a credential)", ConfigError(
+        f"its value holds a credential, which would be stored in the Prefect API with the parameters of the "
+        f"flow run that task_env={call.task.task_env!r} submits",
+        hint="give the credential to the work pool's runs through their environment (the profile's env, a storage "
+             "block or the cloud's credential chain) and pass the value without it"))
 
 
 def _input_error(call: "BoundCall", name: str, value: Any, error: DbndError) -> DbndError:

@@ -93,6 +93,11 @@ def count_rows(frame: DataFrame) -> int:
     return len(frame)
 
 
+@task(task_env="dockerish")
+def call_service(api_token: str = "") -> int:
+    return len(api_token)
+
+
 @pipeline
 def misspelled_pipeline():
     return misspelled()
@@ -290,7 +295,8 @@ def test_a_run_no_worker_takes_is_reported_once_while_waiting(in_project, monkey
 
 def test_a_local_input_is_uploaded_for_a_profile_off_this_machine_and_a_folder_refused(in_project, project):
     """A docker profile (its pool exists, no engine needed: the run is cancelled before a worker takes it) gets
-    a local input file uploaded to its S3 root, content-addressed; a local folder is one line, exit 2."""
+    a local input file uploaded to its S3 root, content-addressed; a local folder, or a credential that would
+    be stored with the flow run's parameters, is one line, exit 2, nothing submitted."""
     import threading
 
     import s3fs
@@ -315,6 +321,12 @@ def test_a_local_input_is_uploaded_for_a_profile_off_this_machine_and_a_folder_r
     assert len(refused.stderr.strip().splitlines()) == 1 and "task 'count_rows', parameter 'frame'" in refused.stderr
     assert "is a folder on this machine, but environment 'dockerish' runs work off it" in refused.stderr
     assert {r.id for r in task_flow_runs()} == before  # nothing submitted
+
+    secret = run_cmd(["run", "bad.py:call_service", "--set", "api_token=tok-1234567890abcdef"])
+    assert secret.exit_code == 2, secret  # flow run parameters are stored by the Prefect API: no credentials
+    assert len(secret.stderr.strip().splitlines()) == 1 and "parameter 'api_token': its value holds a credential" \
+        in secret.stderr and "tok-1234567890abcdef" not in secret.stderr, secret.stderr
+    assert {r.id for r in task_flow_runs()} == before
 
     done: list = []
     caller = threading.Thread(target=lambda: done.append(run_cmd(["run", "bad.py:count_rows", "--set", "frame=rows.csv"])))
