@@ -1,6 +1,6 @@
 """Spark task overhead: a dbnd Spark task vs the same pyspark code called directly, and reuse without a Spark job.
 
-    .venv/bin/python bench/spark_rows.py                     # 1e7-row parquet aggregation, medians of 3
+    .venv/bin/python bench/spark_rows.py                     # 1e7-row parquet aggregation, medians of 5
     .venv/bin/python bench/spark_rows.py --rows 1000000 --reps 3
 
 Starts a Prefect server (throw-away PREFECT_HOME) and one local Spark session (`local[2]`, from an environment
@@ -10,7 +10,7 @@ profile), writes a parquet folder of `--rows` rows with Spark, then alternates i
 - dbnd: the same function as a `@task` taking `pyspark.sql.DataFrame` (read by the library from the path) and
   returning the aggregate (written by the library: staged folder, rename, manifest), each repetition under a
   new `task_version` so it is computed, through Prefect (a top-level call is a one-task flow run).
-Then the dbnd call again with an unchanged version and input: Cached, and the Spark jobs it ran are counted
+Two warm-ups each, then repetitions alternating which variant goes first. Then the dbnd call again with an unchanged version and input: Cached, and the Spark jobs it ran are counted
 (target: none). Prints markdown rows (bench/report.py) and the raw numbers as JSON.
 """
 
@@ -43,13 +43,8 @@ def aggregate(frame: Any) -> Any:
 
 
 def _spark_task() -> Any:
-    from pyspark.sql import DataFrame as SparkFrame
-
-    from dbnd_prefect import task
-
-    @task
-    def aggregate_sales(data: SparkFrame) -> SparkFrame:
-        return aggregate(data)
+    """The task, defined at import of pyspark (its annotation must resolve at module level)."""
+    from spark_task import aggregate_sales
 
     return aggregate_sales
 
@@ -88,18 +83,26 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
         assert [entry["state"] for entry in result.run.task_runs] == ["Completed"], result.run.task_runs
         return elapsed
 
-    raw(-1)  # warm-up: the first job compiles code paths in the JVM; the first dbnd call imports Prefect
-    dbnd(-1)
-    raws, dbnds = [], []
+    for warm_up in (-2, -1):  # the first jobs compile code paths in the JVM; the first dbnd call imports Prefect
+        raw(warm_up)
+        dbnd(warm_up)
+    raws, dbnds, raw_jobs, dbnd_jobs = [], [], [], []
     for rep in range(reps):
-        raws.append(raw(rep))
-        dbnds.append(dbnd(rep))
+        # alternating which goes first: the JVM keeps getting faster, which would favour the second
+        for variant in (("raw", "dbnd") if rep % 2 == 0 else ("dbnd", "raw")):
+            before = _jobs(spark)
+            if variant == "raw":
+                raws.append(raw(rep))
+                raw_jobs.append(_jobs(spark) - before)
+            else:
+                dbnds.append(dbnd(rep))
+                dbnd_jobs.append(_jobs(spark) - before)
     jobs_before = _jobs(spark)
     start = time.perf_counter()
     cached = run(aggregate_sales, set={"aggregate_sales.data": source}, task_version=f"bench-{reps - 1}")
     reuse_seconds = time.perf_counter() - start
     reuse_jobs = _jobs(spark) - jobs_before
-    return {"rows": rows, "reps": reps, "session_seconds": session_seconds, "raw": raws, "dbnd": dbnds,
+    return {"rows": rows, "reps": reps, "session_seconds": session_seconds, "raw": raws, "dbnd": dbnds, "raw_spark_jobs": raw_jobs, "dbnd_spark_jobs": dbnd_jobs,
             "reuse_seconds": reuse_seconds, "reuse_spark_jobs": reuse_jobs,
             "reuse_states": [entry["state"] for entry in cached.run.task_runs]}
 
@@ -107,7 +110,7 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     with temporary_home() as home, prefect_server(home) as api_url:
         os.environ.update({**QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,

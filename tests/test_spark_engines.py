@@ -7,6 +7,7 @@ at the end. Spark cannot reach the storage emulators, so every target here is a 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -219,7 +220,12 @@ def test_local_pipeline_writes_spark_folders_and_a_rerun_runs_no_spark_job(in_pr
     assert sorted(p.name for p in stored.iterdir() if not p.name.startswith((".", "_")))[0].startswith("part-")
     pd.testing.assert_frame_equal(spark_folder_frame(stored), expected, check_dtype=False)
     assert not [p for p in stored.parent.iterdir() if p.name.endswith(".tmp")]  # staging folders renamed away
-    assert (stored.parent / "_manifest.json").exists()
+    manifest = json.loads((stored.parent / "_manifest.json").read_text())
+    assert manifest["outputs"]["result"]["schema"] == {"region": "string", "total": "double", "orders": "bigint"}
+    logged = manifest["tracking"]["logged_profiles"]["sales"]  # log_dataframe inside the task, computed in Spark
+    assert logged["engine"] == "spark" and logged["rows"] == 5 and logged["columns"]["amount"]["min"] == 1.0
+    automatic = manifest["tracking"]["profiles"]["inputs"]["sales"]
+    assert automatic["rows"] is None and automatic["schema"]["amount"] == "double"  # schema only: no Spark job
 
     before = job_ids(local_session)
     second = run(in_project.sales_pipeline, env="spark_local")

@@ -31,7 +31,8 @@ _local_settings: LocalEngine | None = None  # what the process's one local sessi
 _CONNECT_PROBE_SECONDS = 5.0
 _CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"
 
-# Spark's own log lines at ERROR only, and no "Setting default log level" banner (repl level = root level)
+# Spark's own log lines at ERROR only. pyspark prints a "Setting default log level" banner when the root level
+# differs from the level configured for its own (org.apache.spark...) logger: both are set.
 _LOG4J = """\
 rootLogger.level = error
 rootLogger.appenderRef.stderr.ref = console
@@ -40,8 +41,12 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-logger.repl.name = org.apache.spark.repl.Main
-logger.repl.level = error
+logger.spark.name = org.apache
+logger.spark.level = error
+logger.netty.name = io.netty
+logger.netty.level = error
+logger.sparkproject.name = org.sparkproject
+logger.sparkproject.level = error
 """
 
 
