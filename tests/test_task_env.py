@@ -187,6 +187,7 @@ def test_task_runs_on_its_profiles_pool_and_is_reused(project, in_project):
         deployment = client.read_deployment(remote.deployment_id)
         worker_runs = client.read_task_runs(flow_run_filter=_by_id(remote.id))
     assert str(link.flow_run_id) == first["flow_run_id"]
+    assert link.state.is_completed(), link.state  # the link's state follows the flow run's
     assert deployment.work_pool_name == pool
     assert deployment.job_variables["env"]["DBND__RUN__ENV"] == "remote"
     assert [t.name.split("-")[0] for t in worker_runs] == ["total"]  # a task run of the worker's flow run
