@@ -365,6 +365,16 @@ def test_connect_frame_fingerprint_is_the_same_in_another_session(in_project, co
     assert "FutureWarning" not in proc.stderr
 
 
+def test_cli_run_on_connect_prints_no_error_and_no_warning(configured, connect_session):
+    proc = dbnd(configured, "run", "sales_pipeline", "--env", "spark_connect", "--set", "run.data_root=cli")
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("ERROR", "Traceback", "Warning", "WARN"):
+        assert noise not in proc.stderr, proc.stderr
+    report = next(configured.glob("cli/spark_connect/*/report/report_*/result.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(report), pd.DataFrame(
+        {"region": ["apac", "eu", "us"], "total": [7.0, 11.0, 23.0], "orders": [1, 2, 2]}), check_dtype=False)
+
+
 # --- engines that cannot start: the real CLI ----------------------------------------------------------------
 
 
