@@ -61,11 +61,6 @@ def remote_pipeline(n: int = 5):
     return summary, report(summary)
 
 
-@pipeline
-def failing_pipeline():
-    return boom(7)
-
-
 if __name__ == "__main__":
     result = remote_pipeline.run()
     print(json.dumps({"values": result.values, "driver_pid": os.getpid(), "flow_run_id": result.run.flow_run_id,
@@ -212,7 +207,7 @@ def test_task_runs_on_its_profiles_pool_and_is_reused(project, in_project):
 
 @pytest.mark.slow
 def test_a_failing_task_is_one_line_naming_it_and_its_flow_run(in_project):
-    proc = run_cmd(["run", "driver.py:failing_pipeline"])
+    proc = run_cmd(["run", "driver.py:boom", "--set", "n=7"])  # a task on its own: its one-task flow runs here
     assert proc.exit_code == 1, proc
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
