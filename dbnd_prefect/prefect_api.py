@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 LOCAL = "local"
 TEMPORARY = "temporary"
+LOCAL_CLIENT_MAX_RETRIES = "8"  # backing off 2, 4, ... 256 s: about 8.5 minutes at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,10 @@ def use_api(choice: ApiChoice) -> str | None:
         return os.environ.get("PREFECT_API_URL")
     if choice.mode == LOCAL:
         from dbnd_prefect.local_server import ensure_running
+
+        # Under bursts of concurrent runs the local server's SQLite answers 503 (database is locked); Prefect's
+        # client gives up after 5 retries (~1 min) and the run fails. Runs on it retry longer (a user's value wins).
+        os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", LOCAL_CLIENT_MAX_RETRIES)
 
         url: str | None = ensure_running()
     else:
