@@ -198,10 +198,11 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
     run = in_effect or call.run
     if run is None:
         raise RuntimeError(f"task '{call.task.name}' ran outside a dbnd run")
-    if call.task.task_env is not None and run.env != call.task.task_env:
-        from dbnd_prefect.remote_tasks import submit
+    if call.task.task_env is not None:
+        from dbnd_prefect.remote_tasks import caller_env, submit
 
-        return submit(call, run)  # a deployment run on the task's environment's work pool
+        if caller_env(call, current_run()) != call.task.task_env:
+            return submit(call, run)  # a deployment run on the task's environment's work pool
     if in_effect is None:  # in another process (a Dask worker): the profile's env vars are set around the body
         from dbnd_prefect.profiles import environment_variables, profile_environment
 

@@ -62,10 +62,19 @@ def run_in_env(parent: "RunContext", env: str) -> "RunContext":
         config = parent.config.with_layer("set", {"run": {"env": env}}, f"@task(task_env={env!r})")
         found = make_run_context(config, parent.command_line)
         found.run_date = parent.run_date
+        found.caller_env = parent.env  # type: ignore[attr-defined] # travels with the call (a Dask worker)
         if len(_env_runs) > 32:  # runs of a long-lived process (a notebook): keep the recent ones
             _env_runs.pop(next(iter(_env_runs)))
         _env_runs[key] = found
     return found
+
+
+def caller_env(call: "BoundCall", current: "RunContext | None") -> str | None:
+    """The environment the task body of `call` is running in: the run in effect, or, where none is (a task
+    runner's worker process), the one whose run made the call."""
+    if current is not None:
+        return current.env
+    return getattr(call.run, "caller_env", None) or getattr(call.run, "env", None)
 
 
 def tasks_with_env(obj: Any) -> list[Any]:
