@@ -177,8 +177,9 @@ def _dump_stacks(pid: int, folder: Path | None, variant: str) -> str | None:
     return str(out)
 
 
-def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print) -> dict[str, list[dict[str, Any]]]:
-    """Every variant `reps` times, alternating, on a cluster started here, against the server at `api_url`."""
+def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print,
+                variants: tuple[str, ...] = VARIANTS) -> dict[str, list[dict[str, Any]]]:
+    """Each of `variants` `reps` times, alternating, on a cluster started here, against the server at `api_url`."""
     data_root = home / "data"
     data_root.mkdir(parents=True, exist_ok=True)
     (data_root / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
@@ -188,12 +189,12 @@ def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print) -
     for name in [k for k in env if k.startswith("DBND__")]:
         del env[name]  # the benchmark's own data root only
     server_pid = listening_pid(api_url)
-    results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+    results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
     with dask_cluster(env) as (address, pids):
         env["DBND_BENCH_DASK_ADDRESS"] = address
         env["DBND_BENCH_DASK_PIDS"] = ",".join(map(str, pids))
         for rep in range(reps):
-            for variant in (VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))):
+            for variant in (variants if rep % 2 == 0 else tuple(reversed(variants))):
                 # new start values every repetition: dbnd computes every task (no reuse)
                 start = 10 + rep * (n + 10)
                 result = run_variant(variant, n, start, str(data_root), env, server_pid, HANG_DUMPS)
@@ -213,7 +214,10 @@ def main() -> int:
     parser.add_argument("--data-root", default="")
     parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
     parser.add_argument("--json", action="store_true", help="print every run's numbers as one BENCH_RESULT line")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: "
+                                                                       + ", ".join(VARIANTS))
     args = parser.parse_args()
+    variants = tuple(v for v in VARIANTS if v in args.variants.split(","))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the server and the cluster stop too
     if args.variant:  # one measurement, in this fresh process
         print(RESULT_PREFIX + json.dumps(measure(args.variant, args.n, args.start, args.data_root)), flush=True)
@@ -223,8 +227,8 @@ def main() -> int:
     with temporary_home() as home:
         server = prefect_server(home) if args.api_url is None else contextlib.nullcontext(args.api_url)
         with server as api_url:
-            results = measure_all(api_url, home, args.n, args.reps, log)
-    if args.json:
+            results = measure_all(api_url, home, args.n, args.reps, log, variants)
+    if args.json or variants != VARIANTS:
         print(JSON_PREFIX + json.dumps(results), flush=True)
         return 0
     raw, persisted, dbnd = (statistics.median(r["per_task_ms"] for r in results[v]) for v in VARIANTS)
