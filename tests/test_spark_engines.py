@@ -37,44 +37,44 @@ from dbnd_prefect import Data, log_dataframe, pipeline, task
 
 
 @task
-def clean(raw: SparkFrame) -> SparkFrame:
+def sp_clean(raw: SparkFrame) -> SparkFrame:
     return raw.where(F.col("amount") > 0).withColumn("amount", F.col("amount").cast("double"))
 
 
 @task
-def totals(sales: SparkFrame) -> SparkFrame:
+def sp_totals(sales: SparkFrame) -> SparkFrame:
     log_dataframe("sales", sales)
     return sales.groupBy("region").agg(F.sum("amount").alias("total"), F.count(F.lit(1)).alias("orders"))
 
 
 @task
-def report(totals: pd.DataFrame) -> pd.DataFrame:
+def sp_report(totals: pd.DataFrame) -> pd.DataFrame:
     return totals.sort_values("region").reset_index(drop=True)
 
 
 @pipeline
-def sales_pipeline(raw: str = "sales.csv"):
-    return report(totals(clean(raw)))
+def sp_sales_pipeline(raw: str = "sales.csv"):
+    return sp_report(sp_totals(sp_clean(raw)))
 
 
 @task
-def count_rows(data: SparkFrame) -> int:
+def sp_count_rows(data: SparkFrame) -> int:
     return data.count()
 
 
 @task
-def as_csv(data: SparkFrame) -> Annotated[SparkFrame, Data(format="csv.gz")]:
+def sp_as_csv(data: SparkFrame) -> Annotated[SparkFrame, Data(format="csv.gz")]:
     return data
 
 
 @task
-def explode(data: SparkFrame) -> SparkFrame:
+def sp_explode(data: SparkFrame) -> SparkFrame:
     return data.select(F.raise_error(F.lit("the amounts do not add up")).alias("never"))
 
 
 @pipeline
-def exploding(raw: str = "sales.csv"):
-    return explode(clean(raw))
+def sp_exploding(raw: str = "sales.csv"):
+    return sp_explode(sp_clean(raw))
 '''
 
 SALES = pd.DataFrame({
@@ -210,12 +210,12 @@ def spark_folder_frame(folder: Path) -> pd.DataFrame:
 def test_local_pipeline_writes_spark_folders_and_a_rerun_runs_no_spark_job(in_project, local_session, configured):
     from dbnd_prefect import run
 
-    first = run(in_project.sales_pipeline, env="spark_local")
+    first = run(in_project.sp_sales_pipeline, env="spark_local")
     assert set(states(first).values()) == {"Completed"}
     expected = pd.DataFrame({"region": ["apac", "eu", "us"], "total": [7.0, 11.0, 23.0], "orders": [1, 2, 2]})
     pd.testing.assert_frame_equal(first.values, expected, check_dtype=False)
 
-    stored = Path(first.task_outputs["totals"]["result"])
+    stored = Path(first.task_outputs["sp_totals"]["result"])
     assert stored.name == "result.parquet" and stored.is_dir()
     assert sorted(p.name for p in stored.iterdir() if not p.name.startswith((".", "_")))[0].startswith("part-")
     pd.testing.assert_frame_equal(spark_folder_frame(stored), expected, check_dtype=False)
@@ -228,7 +228,7 @@ def test_local_pipeline_writes_spark_folders_and_a_rerun_runs_no_spark_job(in_pr
     assert automatic["rows"] is None and automatic["schema"]["amount"] == "double"  # schema only: no Spark job
 
     before = job_ids(local_session)
-    second = run(in_project.sales_pipeline, env="spark_local")
+    second = run(in_project.sp_sales_pipeline, env="spark_local")
     assert set(states(second).values()) == {"Cached"}
     pd.testing.assert_frame_equal(second.values, expected, check_dtype=False)
     assert job_ids(local_session) == before  # reuse ran no Spark job
@@ -244,9 +244,9 @@ def test_spark_frame_argument_is_fingerprinted_by_plan_and_reused(in_project, lo
     assert fingerprint_value(frame.where("amount > 0")) == fingerprint_value(again.where("amount > 0"))
     assert fingerprint_value(frame.where("amount > 0")) != fingerprint_value(frame.where("amount > 1"))
 
-    first = run(in_project.count_rows, set={"count_rows.data": frame.where("amount > 0")}, env="spark_local")
+    first = run(in_project.sp_count_rows, set={"sp_count_rows.data": frame.where("amount > 0")}, env="spark_local")
     assert first.values == 5 and set(states(first).values()) == {"Completed"}
-    second = run(in_project.count_rows, set={"count_rows.data": again.where("amount > 0")}, env="spark_local")
+    second = run(in_project.sp_count_rows, set={"sp_count_rows.data": again.where("amount > 0")}, env="spark_local")
     assert second.values == 5 and set(states(second).values()) == {"Cached"}
 
     rows = local_session.createDataFrame([("eu", 1), ("us", 2)], "region string, amount int")
@@ -270,8 +270,8 @@ def test_compressed_csv_output_and_unfinished_folder_refused(in_project, local_s
     from dbnd_prefect import run
     from dbnd_prefect.errors import DbndError, is_input_error
 
-    result = run(in_project.as_csv, set={"as_csv.data": str(configured / "sales.csv")}, env="spark_local")
-    folder = Path(result.task_outputs["as_csv"]["result"])
+    result = run(in_project.sp_as_csv, set={"sp_as_csv.data": str(configured / "sales.csv")}, env="spark_local")
+    folder = Path(result.task_outputs["sp_as_csv"]["result"])
     assert folder.name == "result.csv.gz" and (folder / "_SUCCESS").exists()
     parts = [p for p in folder.iterdir() if p.name.startswith("part-")]
     assert parts and all(p.name.endswith(".csv.gz") for p in parts)
@@ -280,7 +280,7 @@ def test_compressed_csv_output_and_unfinished_folder_refused(in_project, local_s
 
     (folder / "_SUCCESS").unlink()  # as a writer that died before committing leaves it
     with pytest.raises(DbndError) as caught:
-        run(in_project.count_rows, set={"count_rows.data": str(folder)}, env="spark_local")
+        run(in_project.sp_count_rows, set={"sp_count_rows.data": str(folder)}, env="spark_local")
     assert is_input_error(caught.value) and caught.value.exit_code == 2
     assert "_SUCCESS" in str(caught.value) and str(folder) in str(caught.value)
 
@@ -290,9 +290,9 @@ def test_pandas_from_spark_is_size_guarded(in_project, local_session, configured
     from dbnd_prefect.errors import DbndError
 
     with pytest.raises(DbndError) as caught:
-        run(in_project.sales_pipeline, env="tiny_pandas")
+        run(in_project.sp_sales_pipeline, env="tiny_pandas")
     message = str(caught.value)
-    assert "task 'report', parameter 'totals'" in message and "more than 2 rows" in message
+    assert "task 'sp_report', parameter 'totals'" in message and "more than 2 rows" in message
     assert "env.tiny_pandas.spark.to_pandas_max_rows" in message and "\n" not in message
 
 
@@ -315,10 +315,10 @@ def test_failing_spark_job_is_a_task_failure_and_writes_nothing(in_project, loca
     from dbnd_prefect.errors import TaskFailedError
 
     with pytest.raises(TaskFailedError) as caught:
-        run(in_project.exploding, env="spark_local")
+        run(in_project.sp_exploding, env="spark_local")
     assert caught.value.exit_code == 1 and "the amounts do not add up" in str(caught.value)
-    assert "task 'explode'" in str(caught.value)
-    explode_outputs = [p for p in (configured / "data").rglob("explode*") if p.is_dir()]
+    assert "task 'sp_explode'" in str(caught.value)
+    explode_outputs = [p for p in (configured / "data").rglob("sp_explode*") if p.is_dir()]
     assert not [p for folder in explode_outputs for p in folder.rglob("*") if p.is_file()]
 
 
@@ -328,15 +328,15 @@ def test_failing_spark_job_is_a_task_failure_and_writes_nothing(in_project, loca
 def test_connect_engine_gives_the_same_outputs_as_local(in_project, local_session, connect_session, configured):
     from dbnd_prefect import run
 
-    local = run(in_project.sales_pipeline, env="spark_local")
-    remote = run(in_project.sales_pipeline, env="spark_connect")
+    local = run(in_project.sp_sales_pipeline, env="spark_local")
+    remote = run(in_project.sp_sales_pipeline, env="spark_connect")
     assert set(states(remote).values()) == {"Completed"}  # another environment: its own outputs
     pd.testing.assert_frame_equal(remote.values, local.values)
-    on_local = Path(local.task_outputs["totals"]["result"])
-    on_connect = Path(remote.task_outputs["totals"]["result"])
+    on_local = Path(local.task_outputs["sp_totals"]["result"])
+    on_connect = Path(remote.task_outputs["sp_totals"]["result"])
     assert on_local != on_connect
     pd.testing.assert_frame_equal(spark_folder_frame(on_connect), spark_folder_frame(on_local))
-    again = run(in_project.sales_pipeline, env="spark_connect")
+    again = run(in_project.sp_sales_pipeline, env="spark_connect")
     assert set(states(again).values()) == {"Cached"}
 
 
@@ -366,11 +366,11 @@ def test_connect_frame_fingerprint_is_the_same_in_another_session(in_project, co
 
 
 def test_cli_run_on_connect_prints_no_error_and_no_warning(configured, connect_session):
-    proc = dbnd(configured, "run", "sales_pipeline", "--env", "spark_connect", "--set", "run.data_root=cli")
+    proc = dbnd(configured, "run", "sp_sales_pipeline", "--env", "spark_connect", "--set", "run.data_root=cli")
     assert proc.returncode == 0, proc.stderr
     for noise in ("ERROR", "Traceback", "Warning", "WARN"):
         assert noise not in proc.stderr, proc.stderr
-    report = next(configured.glob("cli/spark_connect/*/report/report_*/result.parquet"))
+    report = next(configured.glob("cli/spark_connect/*/sp_report/sp_report_*/result.parquet"))
     pd.testing.assert_frame_equal(pd.read_parquet(report), pd.DataFrame(
         {"region": ["apac", "eu", "us"], "total": [7.0, 11.0, 23.0], "orders": [1, 2, 2]}), check_dtype=False)
 
@@ -384,19 +384,19 @@ def written(root: Path) -> list[Path]:
 
 
 def test_no_java_is_one_line_exit_2_and_nothing_written(configured):
-    proc = dbnd(configured, "run", "sales_pipeline", "--env", "spark_local", "--set", "run.data_root=nojava",
+    proc = dbnd(configured, "run", "sp_sales_pipeline", "--env", "spark_local", "--set", "run.data_root=nojava",
                 env={"JAVA_HOME": "/nonexistent/java"})
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if "| INFO " not in line]
     assert len(lines) == 1, proc.stderr
     assert "Spark engine 'local'" in lines[0] and "JAVA_HOME=/nonexistent/java" in lines[0]
-    assert str(configured / "sales.csv") in lines[0] and "task 'clean', parameter 'raw'" in lines[0]
+    assert str(configured / "sales.csv") in lines[0] and "task 'sp_clean', parameter 'raw'" in lines[0]
     assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr
     assert not written(configured / "nojava")
 
 
 def test_connect_server_down_is_one_line_exit_2(configured):
-    proc = dbnd(configured, "run", "sales_pipeline", "--env", "spark_down", "--set", "run.data_root=down")
+    proc = dbnd(configured, "run", "sp_sales_pipeline", "--env", "spark_down", "--set", "run.data_root=down")
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if "| INFO " not in line]
     assert len(lines) == 1, proc.stderr
