@@ -63,7 +63,10 @@ def _corrupt(error: Exception) -> bool:
 def _short(error: Exception) -> str:
     from dbnd_prefect.redaction import one_line
 
-    return f"{type(error).__name__}: {one_line(error, 200)}"
+    name = type(error).__name__
+    if name == "Error":  # binascii.Error and the like say little without their module
+        name = f"{type(error).__module__}.{name}"
+    return f"{name}: {one_line(error, 200)}"
 
 
 def _record(storage: "RunStorage", digest: str) -> Any:
@@ -98,7 +101,7 @@ def reuse_problem(record: Any, digest: str, full: bool) -> str | None:
         return "its cache record names no manifest"
     manifest = read_manifest(manifest_uri)
     if manifest is None:
-        return f"the manifest {manifest_uri} is missing"
+        return f"the manifest {manifest_uri} is missing or not valid JSON"
     if manifest.get("signature") != digest:
         return f"the manifest {manifest_uri} belongs to another signature"
     return verify_outputs(manifest, full=full)

@@ -34,7 +34,7 @@ def note(event: str) -> None:
 
 
 @task(result="frame, stats")
-def make_part(i: int, rows: int = 40_000) -> Tuple[pd.DataFrame, dict]:
+def make_part(i: int, rows: int = 20_000) -> Tuple[pd.DataFrame, dict]:
     note(f"body make_part i={i}")
     rng = np.random.default_rng(i)
     frame = pd.DataFrame({"i": i, "x": rng.random(rows), "y": rng.integers(0, 1000, rows)})

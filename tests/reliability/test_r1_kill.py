@@ -5,7 +5,7 @@ complete is lost. The processes after a kill reuse exactly the task runs whose c
 after outputs and manifest) was in place: a task run complete before never runs its body again, and the run
 that completes reports Cached for exactly those and Completed for the rest, with the right results.
 
-Kill points: after the pipeline started plus a random delay (0-2 s), or right after the n-th task body
+Kill points: after the pipeline started plus a random delay (0-1.5 s), or right after the n-th task body
 returned plus 0-60 ms (the window where outputs, manifests and records are being written). Each data root
 takes 4 kills in a row (each process starts from what the previous one left), then one run to completion.
 """
@@ -36,7 +36,7 @@ ARGS = [str(N_PARTS), str(CHAIN)]
 def kill_point(rng: random.Random) -> tuple[str, int, float]:
     """("start", 0, delay) or ("body", n, delay): when to send SIGKILL."""
     if rng.random() < 0.5:
-        return "start", 0, round(rng.uniform(0.0, 2.0), 3)
+        return "start", 0, round(rng.uniform(0.0, 1.5), 3)
     return "body", rng.randint(1, N_TASK_RUNS), round(rng.uniform(0.0, 0.06), 3)
 
 

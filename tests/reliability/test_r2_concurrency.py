@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.reliability.common import CHAIN, N_PARTS, N_TASK_RUNS, aws_env, expected_totals
+from tests.reliability.common import CHAIN, N_PARTS, N_TASK_RUNS, ROWS, aws_env, expected_totals
 from tests.reliability.store_check import filesystem, inspect_root
 from tests.reliability.zygote import Zygote
 
@@ -27,7 +27,7 @@ PROCESSES = 8
 ARGS = [str(N_PARTS), str(CHAIN)]
 
 
-def expected_frame(i: int, rows: int = 40_000) -> pd.DataFrame:
+def expected_frame(i: int, rows: int = ROWS) -> pd.DataFrame:
     rng = np.random.default_rng(i)
     return pd.DataFrame({"i": i, "x": rng.random(rows), "y": rng.integers(0, 1000, rows)})
 
