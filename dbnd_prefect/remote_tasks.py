@@ -42,7 +42,6 @@ POLL_SECONDS = 1.0  # how often the caller asks whether the submitted run has en
 WAIT_WARNING_SECONDS = 60.0  # a run no worker has taken by then gets one warning
 _OUTPUT, _STORED = "__dbnd_output__", "__dbnd_stored__"
 
-_env_runs: dict[tuple[str, str], "RunContext"] = {}
 _checked: set[tuple[str, str | None]] = set()
 _deployments: dict[str, Any] = {}
 _env_tasks: dict[int, list[Any]] = {}
@@ -54,18 +53,15 @@ _env_tasks: dict[int, list[Any]] = {}
 def run_in_env(parent: "RunContext", env: str) -> "RunContext":
     """The run a call in environment `env` belongs to, made from `parent`'s configuration with `run.env = env`
     (once per parent run): the profile's data root, record store and signature environment."""
-    key = (parent.run_uid, env)
-    found = _env_runs.get(key)
+    found = parent.env_runs.get(env)
     if found is None:
         from dbnd_prefect.run_context import make_run_context
 
         config = parent.config.with_layer("set", {"run": {"env": env}}, f"@task(task_env={env!r})")
         found = make_run_context(config, parent.command_line)
         found.run_date = parent.run_date
-        found.caller_env = parent.env  # type: ignore[attr-defined] # travels with the call (a Dask worker)
-        if len(_env_runs) > 32:  # runs of a long-lived process (a notebook): keep the recent ones
-            _env_runs.pop(next(iter(_env_runs)))
-        _env_runs[key] = found
+        found.caller_env = parent.env  # travels with the call (a Dask worker)
+        parent.env_runs[env] = found
     return found
 
 
@@ -74,7 +70,7 @@ def caller_env(call: "BoundCall", current: "RunContext | None") -> str | None:
     runner's worker process), the one whose run made the call."""
     if current is not None:
         return current.env
-    return getattr(call.run, "caller_env", None) or getattr(call.run, "env", None)
+    return call.run.caller_env or call.run.env if call.run is not None else None
 
 
 def tasks_with_env(obj: Any) -> list[Any]:

@@ -37,10 +37,12 @@ class RunContext:
     task_runs: list[Any] = dataclasses.field(default_factory=list)
     record_uri: str | None = None  # the run record, once the root pipeline has ended
     calls_in_tasks: dict[str, Any] = dataclasses.field(default_factory=dict)  # digest -> TaskOutputs of calls made in task bodies
+    caller_env: str | None = None  # a run for `@task(task_env=...)` calls: the env of the run that made it
+    env_runs: dict[str, "RunContext"] = dataclasses.field(default_factory=dict)  # env -> its run (`task_env` calls)
 
     def __getstate__(self) -> dict[str, Any]:
         # what a task body in another process needs: settings and storage, not the runs collected so far
-        return {**self.__dict__, "task_runs": [], "calls_in_tasks": {}}
+        return {**self.__dict__, "task_runs": [], "calls_in_tasks": {}, "env_runs": {}}
 
     def task_section(self, task_name: str) -> dict[str, Any]:
         """Configured values for a task's parameters: its own section over `[task]`, by layer."""
