@@ -100,6 +100,7 @@ class Zygote:
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
         self._lock = threading.Lock()  # tests drive several processes from threads
+        self.running: set[int] = set()  # started and not yet waited for
 
     def _ask(self, request: dict) -> dict:
         with self._lock:
@@ -114,7 +115,9 @@ class Zygote:
               cli: bool = False) -> int:
         """Fork a process running the reliability pipeline with `args` (or, with `cli`, `dbnd ARGS`); its pid."""
         request = {"cwd": str(cwd), "env": env or {}, "args": args, "out": str(out), "cli": cli}
-        return self._ask({"run": request})["pid"]
+        pid = self._ask({"run": request})["pid"]
+        self.running.add(pid)
+        return pid
 
     def wait(self, pid: int, timeout: float = 180) -> int:
         """Wait for a process started by `start`; its exit code (-9 when SIGKILLed). One still running after
@@ -124,7 +127,9 @@ class Zygote:
             time.sleep(0.02)
         if not ended(pid):
             os.kill(pid, signal.SIGKILL)
-        return self._ask({"wait": pid})["code"]
+        code = self._ask({"wait": pid})["code"]
+        self.running.discard(pid)
+        return code
 
 
 def ended(pid: int) -> bool:
@@ -142,12 +147,17 @@ def zygote(env: dict[str, str] | None = None) -> Iterator[Zygote]:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.zygote"], cwd=REPO, env=full_env, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    client = Zygote(proc)
     try:
         ready = proc.stdout.readline()
         if not ready:
             raise RuntimeError(f"the zygote server could not start (exit code {proc.wait()})")
-        yield Zygote(proc)
+        yield client
     finally:
+        for pid in list(client.running):  # left by a test that failed midway
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            client.wait(pid)
         proc.stdin.close()
         try:
             proc.wait(timeout=30)
