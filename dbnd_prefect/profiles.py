@@ -431,18 +431,17 @@ def task_runner_for(resolved: ResolvedProfile) -> Any:
         return ThreadPoolTaskRunner(max_workers=spec.max_workers)
     if isinstance(spec, DaskRunner):
         try:
-            from prefect_dask import DaskTaskRunner
+            import prefect_dask  # noqa: F401
         except ImportError:
             raise ConfigError(f"env.{resolved.name}.task_runner.type = 'dask' needs prefect-dask, which is not "
                               "installed", hint="pip install prefect-dask") from None
-        from dbnd_prefect.task_runners import register_dask_tokens
+        from dbnd_prefect.task_runners import dask_task_runner
 
-        register_dask_tokens()
         if spec.address:
-            return DaskTaskRunner(address=spec.address)
+            return dask_task_runner(address=spec.address)
         cluster = {"n_workers": spec.n_workers, "threads_per_worker": spec.threads_per_worker}
-        return DaskTaskRunner(cluster_kwargs={"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1",
-                                              **{k: v for k, v in cluster.items() if v is not None}})
+        return dask_task_runner(cluster_kwargs={"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1",
+                                                **{k: v for k, v in cluster.items() if v is not None}})
     try:
         from prefect_ray import RayTaskRunner  # type: ignore[import-not-found]
     except ImportError:

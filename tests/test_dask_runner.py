@@ -91,6 +91,7 @@ def loaded(uri: str) -> dict:
     return Target(uri).load("dict")
 
 
+@pytest.mark.slow  # ~30 s on the shared 2-core machine
 def test_a_dask_profile_runs_the_tasks_on_the_cluster_workers_and_a_second_run_reuses_them(
         workdir, s3_bucket, cluster):
     project(workdir, f"""
@@ -130,6 +131,7 @@ def test_a_dask_profile_with_a_local_data_root_on_this_machine_runs(workdir, clu
     assert all(uri.startswith(str(workdir / "data")) for e in result.run.task_runs for uri in e["outputs"].values())
 
 
+@pytest.mark.slow  # ~30 s on the shared 2-core machine
 def test_a_dask_profile_without_an_address_runs_the_tasks_on_a_local_cluster_it_starts_and_stops(workdir):
     import psutil
 
