@@ -54,14 +54,21 @@ class ConnectEngine(_Common):
 
 
 class DatabricksEngine(_Common):
-    """Databricks Connect (databricks-connect) against a cluster, credentials from a profile or a Prefect block."""
+    """Databricks: Databricks Connect sessions against a cluster, and whole-script jobs submitted through
+    prefect-databricks (see databricks_jobs.py); credentials from a ~/.databrickscfg profile or a Prefect block."""
 
     engine: Literal["databricks"]
     host: str | None = None
-    cluster_id: str | None = None
+    cluster_id: str | None = None  # the Connect session's cluster; also the existing cluster jobs run on
     serverless: bool = False
     credentials_block: str | None = None  # a prefect-databricks DatabricksCredentials block name
     profile: str | None = None  # a ~/.databrickscfg profile
+    # script jobs (runs/submit): a new job cluster instead of cluster_id, checked against prefect-databricks' models
+    new_cluster: dict[str, Any] | None = None
+    libraries: list[dict[str, Any]] = []  # e.g. { pypi = { package = "dbnd-prefect" } }
+    workspace_dir: str = Field("/Shared/dbnd-prefect", pattern=r"^/")  # where submitted scripts are uploaded
+    poll_seconds: PositiveInt = 10
+    max_wait_seconds: PositiveInt = 3600
 
 
 _MODELS: dict[str, type[_Common]] = {"local": LocalEngine, "connect": ConnectEngine, "databricks": DatabricksEngine}
@@ -95,6 +102,8 @@ def spark_settings(profile_name: str, table: Mapping[str, Any], where: Any = Non
         message = first["msg"].removeprefix("Value error, ")
         if loc == ["remote"]:
             message = "a Spark Connect address looks like sc://host:15002"
+        elif loc == ["workspace_dir"]:
+            message = "a Databricks workspace folder is an absolute path such as /Shared/dbnd-prefect"
         raise ConfigError(f"invalid env.{profile_name}.spark.{key}{_at(where, tuple(loc[:1]))}: {message}",
                           hint=f"fix env.{profile_name}.spark.{loc[0] if loc else 'engine'}") from None
 
