@@ -241,3 +241,14 @@ spark_conf = { "spark.speculation" = "true" }, data_security_mode = "SINGLE_USER
         "spark_python_task": {"python_file": "/Shared/dbnd-prefect/train-abc.py",
                               "parameters": ["--set", "alpha=0.5", "--set", "name=x y", "--set", "on=true"]},
     }
+
+
+def test_a_credentials_block_that_is_not_saved_is_one_config_error(workdir):
+    from dbnd_prefect.spark.databricks_jobs import submit_script
+
+    write_config(workdir, 'credentials_block = "no-such-dbx-block"\ncluster_id = "c-1"\n')
+    (workdir / "train.py").write_text(SCRIPT)
+    with pytest.raises(ConfigError) as caught:
+        submit_script(workdir / "train.py", {"alpha": 1}, env="dbx")
+    assert str(caught.value).startswith("env.dbx.spark.credentials_block = 'no-such-dbx-block' cannot be loaded: ")
+    assert "\n" not in str(caught.value)
