@@ -219,9 +219,9 @@ async def _run(credentials: Any, task: Any, run_name: str, settings: DatabricksE
         DatabricksJobTerminated,
         jobs_runs_submit_and_wait_for_completion,
     )
+    from prefect_databricks.jobs import jobs_runs_get, jobs_runs_get_output
 
     from dbnd_prefect.redaction import one_line
-    from prefect_databricks.jobs import jobs_runs_get, jobs_runs_get_output
 
     submitted: dict[str, Any] = {}
     try:
