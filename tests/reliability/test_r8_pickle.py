@@ -34,9 +34,9 @@ class Hostile:
         return (Path.touch, (self.marker,))
 
 
-def hostile_pickle(path: Path, marker: Path, suffix_open: Any = open) -> Path:
+def hostile_pickle(path: Path, marker: Path, opener: Any = open) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with suffix_open(path, "wb") as f:
+    with opener(path, "wb") as f:
         pickle.dump({"hostile": Hostile(marker)}, f)
     return path
 
