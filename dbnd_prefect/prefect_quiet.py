@@ -173,7 +173,7 @@ def send_queued_at_exit(timeout: float = QUEUE_TIMEOUT) -> None:
         if "dbnd_prefect.prefect_ui.data_flow" in sys.modules:
             from dbnd_prefect.prefect_ui.data_flow import wait_until_published
 
-            wait_until_published()
+            wait_until_published(timeout)
         wait_for_events(timeout)
     except Exception:  # at exit: best effort, Prefect's own drain follows
         pass

@@ -175,3 +175,36 @@ def test_uris_with_credentials_are_redacted_in_artifacts_and_events() -> None:
     shown += json.dumps(lineage.events_for(io, "00000000-0000-0000-0000-000000000002"), default=str)
     assert secret not in shown
     assert "bucket/out.parquet" in shown and "raw.csv" in shown
+
+
+def test_a_prefect_api_that_stops_answering_costs_a_warning_not_a_hung_process(caplog):
+    """The data flow is sent in the background and drained at exit: an API that accepts connections but never
+    answers must not hold the process (Prefect drains its services without a time limit)."""
+    import socket
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from dbnd_prefect.prefect_ui import data_flow
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts (the kernel's backlog), never reads or answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+    entries = [{"task": "lin_source", "task_run_id": None, "state": "Completed"}]  # no outputs: no lineage events
+    old_timeout = data_flow.PUBLISH_TIMEOUT
+    data_flow.PUBLISH_TIMEOUT = 2.0
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            data_flow.DataFlowPublisher.instance(url).send(("lin_flow", entries, "00000000-0000-0000-0000-000000000000",
+                                                            "Completed"))
+            started = time.monotonic()
+            done = threading.Event()
+            threading.Thread(target=lambda: (data_flow.wait_until_published(timeout=30), done.set()),
+                             daemon=True).start()
+            assert done.wait(60), "draining the data-flow publisher hung on an API that does not answer"
+    finally:
+        data_flow.PUBLISH_TIMEOUT = old_timeout
+        silent.close()
+    assert time.monotonic() - started < 30  # the publish gave up on its own bound, not the drain's
+    assert any("data flow was not shown in Prefect" in r.getMessage() for r in caplog.records)

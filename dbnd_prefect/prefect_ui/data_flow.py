@@ -23,6 +23,7 @@ from prefect._internal.concurrency.services import QueueService
 logger = logging.getLogger("dbnd_prefect")
 
 SWITCH = "DBND_PUBLISH_DATA_FLOW"  # "false" turns the artifacts and lineage events of pipeline runs off
+PUBLISH_TIMEOUT = 60.0  # seconds one pipeline run's data flow may take to send
 
 
 @dataclasses.dataclass
@@ -147,12 +148,19 @@ def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: st
         logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))
 
 
-def wait_until_published() -> None:
-    """Wait until the data flow of every finished pipeline run has been sent to the Prefect API."""
+def wait_until_published(timeout: float = 60.0) -> None:
+    """Wait (at most `timeout` seconds) until the data flow of every finished pipeline run has been sent to
+    the Prefect API; what is not sent by then is dropped with one warning."""
+    import concurrent.futures
+
     # not `drain_all`: Prefect's services share one registry, and that would stop its log and event workers too
     for service in list(DataFlowPublisher._instances.values()):
         if isinstance(service, DataFlowPublisher):
-            service.drain()
+            try:
+                service._drain().result(timeout)
+            except concurrent.futures.TimeoutError:
+                logger.warning("The data flow of a pipeline run was not sent to Prefect within %.0f s: "
+                               "its artifacts and lineage events are missing from the UI", timeout)
 
 
 class _NoProgressNotes(logging.Filter):
@@ -186,9 +194,16 @@ class DataFlowPublisher(QueueService[tuple]):
         from dbnd_prefect.redaction import one_line
 
         pipeline, entries, flow_run_id, state = item
-        try:
+
+        async def publish() -> None:
             flows = await asyncio.to_thread(collect, entries)
             await asyncio.to_thread(lineage.emit_lineage, flows, flow_run_id)
             await run_artifacts.create_artifacts(self._client, pipeline, flows, flow_run_id, state)
+
+        try:  # bounded: a server that stops answering must not hold the process at exit (Prefect drains unbounded)
+            await asyncio.wait_for(publish(), PUBLISH_TIMEOUT)
+        except asyncio.TimeoutError:
+            logger.warning("Pipeline '%s': its data flow was not shown in Prefect: the API did not answer within "
+                           "%.0f s", pipeline, PUBLISH_TIMEOUT)
         except Exception as exc:
             logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))
