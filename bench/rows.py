@@ -183,7 +183,7 @@ def _rate(nbytes: float | None, seconds: float | None) -> float:
 
 def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"tasks": 10, "task_chain": 10, "sleep": 0.2, "fanout": 50, "frame": 1e4, "record": 1e4, "chain": 4,
+        return {"tasks": 40, "task_chain": 10, "sleep": 0.2, "fanout": 50, "frame": 1e4, "record": 1e4, "chain": 4,
                 "fp_floats": 1e4, "fp_strings": 1e4, "cli_chain": 10, "dask": 10, "deployment": 2}
     return {"tasks": 200, "task_chain": 100, "sleep": 1.0, "fanout": 2000, "frame": 1e6, "record": 1e7, "chain": 20,
             "fp_floats": 1e7, "fp_strings": 1e6, "cli_chain": 100, "dask": 100, "deployment": 5}

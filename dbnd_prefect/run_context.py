@@ -83,6 +83,16 @@ def current_run() -> RunContext | None:
     return _current.get()
 
 
+def config_in_effect() -> Any:
+    """The configuration of the run in effect, else the current one (project files, environment, context)."""
+    run = _current.get()
+    if run is not None:
+        return run.config
+    from dbnd_prefect.config import current_config
+
+    return current_config()
+
+
 @contextlib.contextmanager
 def joined(run: RunContext) -> Iterator[RunContext]:
     """Make `run` the run in effect for the block, unless one already is (a task body in the driver).

@@ -132,8 +132,10 @@ def test_the_token_is_not_in_the_prefect_flow_runs_parameters(dbx):
 
     run_name = f"dbnd token check {uuid.uuid4().hex[:8]}"
     submit_script(dbx / "train.py", {"alpha": 2, "names": ["x"]}, env="dbx", run_name=run_name)
-    with get_client(sync_client=True) as client:
-        flow_runs = [flow_run for flow_run in client.read_flow_runs(limit=50)
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:  # the newest runs: the server is shared with other tests
+        flow_runs = [flow_run for flow_run in client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=200)
                      if flow_run.parameters.get("run_name") == run_name]
         # prefect-databricks' flow and its wait-for-completion subflow
         assert len(flow_runs) == 2 and all(flow_run.state.is_completed() for flow_run in flow_runs)

@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # and pydantic object (about 0.9 s per run measured); objects are still freed by reference counting.
         atexit.register(gc.freeze)
         quiet_drain_notes()
+        from dbnd_prefect.spark import quiet_pyspark
+
+        quiet_pyspark()  # pyspark warns about pandas 3 whenever something imports it (pandera does, when installed)
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet_server_settings()  # before any Prefect server this process may start

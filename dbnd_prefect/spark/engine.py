@@ -55,15 +55,9 @@ def active_settings(config: Any = None) -> tuple[str, SparkSettings]:
     from dbnd_prefect.profiles import active_profile
 
     if config is None:
-        from dbnd_prefect.run_context import current_run
+        from dbnd_prefect.run_context import config_in_effect
 
-        run = current_run()
-        if run is not None:
-            config = run.config
-        else:
-            from dbnd_prefect.config import current_config
-
-            config = current_config()
+        config = config_in_effect()
     resolved = active_profile(config)
     return resolved.name, spark_settings(resolved.name, resolved.profile.spark)
 

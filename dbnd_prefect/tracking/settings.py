@@ -27,15 +27,9 @@ _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 def tracking_settings(config: Any = None) -> TrackingSettings:
     """The `[tracking]` section of `config` (default: the current run's, else the project's); bad keys -> ConfigError."""
     if config is None:
-        from dbnd_prefect.run_context import current_run
+        from dbnd_prefect.run_context import config_in_effect
 
-        run = current_run()
-        if run is not None:
-            config = run.config
-        else:
-            from dbnd_prefect.config import current_config
-
-            config = current_config()
+        config = config_in_effect()
     values: dict[str, Any] = {}
     for key, found in config.section("tracking").items():
         if key not in TRACKING_KEYS:
