@@ -33,7 +33,7 @@ sys.path.insert(0, str(BENCH))
 from report import REPO, load_average, machine_info, machine_lines, markdown_table  # noqa: E402
 from cli_rows import CliBench  # noqa: E402
 from rows import build_rows, measure_of, notes  # noqa: E402
-from server import QUIET_ENV, prefect_server, temporary_home  # noqa: E402
+from server import QUIET_ENV, prefect_server, temporary_home, wait_idle  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
 MEASURES = ("tasks", "chain", "empty", "parallel", "fanout", "frame_input", "record", "rerun", "import", "fingerprint",
@@ -107,6 +107,7 @@ class Suite:
         # after 2,000 task runs the server digests events for several seconds: at 1 ms per task run the
         # next worker's first request (saving its records block) met 503 once
         time.sleep(self.pause + (0 if self.quick else task_runs / 400))
+        wait_idle()
 
     def worker(self, measure: str, variant: str, params: dict[str, Any],
                data_root: Path | None = None) -> dict[str, Any] | None:

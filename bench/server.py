@@ -22,6 +22,44 @@ QUIET_ENV = {
 }
 
 
+SERVER_GROUP = "BENCH_SERVER_PGID"  # the process group of the bench's server (its session leader's pid)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group `pgid`."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ..., utime (11), stime (12)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def wait_idle(busy_share: float = 0.05, window: float = 0.5, timeout: float = 30.0) -> float:
+    """Wait until the bench's server (`SERVER_GROUP`) uses under `busy_share` of a core over `window` seconds,
+    at most `timeout` seconds: after a run it keeps digesting events, which would slow the next timed run.
+    The seconds waited; 0 when no server group is known."""
+    pgid = int(os.environ.get(SERVER_GROUP) or 0)
+    if not pgid:
+        return 0.0
+    began = time.monotonic()
+    last = group_cpu_seconds(pgid)
+    while time.monotonic() - began < timeout:
+        time.sleep(window)
+        now = group_cpu_seconds(pgid)
+        if now - last < busy_share * window:
+            break
+        last = now
+    return time.monotonic() - began
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -58,10 +96,12 @@ def prefect_server(home: Path) -> Iterator[str]:
             [prefect_bin, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
+    os.environ[SERVER_GROUP] = str(proc.pid)  # workers started from here wait for it to be idle (`wait_idle`)
     try:
         wait_healthy(url, proc, log)
         yield url
     finally:
+        os.environ.pop(SERVER_GROUP, None)
         proc.terminate()
         try:
             proc.wait(timeout=20)

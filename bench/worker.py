@@ -46,8 +46,12 @@ def cpu_timed(func: Callable[..., Any], *args: Any) -> tuple[float, float, Any]:
 
 def settle() -> None:
     """Let the server digest the warm-up's events: right after a burst, Prefect's SQLite server answers
-    `POST /flow_runs/` with 503 (database is locked) and the client retries only after ~2 s."""
+    `POST /flow_runs/` with 503 (database is locked) and the client retries only after ~2 s. Then wait until
+    the server is idle: a run timed while it still digests earlier runs measures their cost, not its own."""
+    from server import wait_idle
+
     time.sleep(float(os.environ.get("BENCH_SETTLE", "2")))
+    wait_idle()
 
 
 @contextlib.contextmanager

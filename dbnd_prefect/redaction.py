@@ -9,6 +9,7 @@ A leaf module: it imports nothing from the rest of the package, so every layer m
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -24,7 +25,7 @@ SECRET_ENV = (
 # Shorter values ("testing", a test suite's dummy) are too likely to be part of a bucket or path name.
 _MIN_SECRET_LENGTH = 8
 
-_known_secrets: set[str] = set()
+_known_secrets: frozenset[str] = frozenset()  # replaced, never changed in place: readers need no lock
 _lock = threading.Lock()
 
 _SECRET_NAMES = (
@@ -59,18 +60,37 @@ def remember_secret(value: Any) -> None:
     if isinstance(value, dict):
         value = value.get("private_key")
     if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
+        global _known_secrets
         with _lock:
-            _known_secrets.add(value)
+            _known_secrets = _known_secrets | {value}
 
 
 def redact(text: Any) -> str:
     """`text` with credentials removed: secret keys, tokens, passwords, AccountKey=, SAS signatures,
     private keys, and any secret value currently in the environment or remembered with `remember_secret`."""
     text = str(text)
-    literals = {os.environ.get(name, "") for name in SECRET_ENV}
-    with _lock:
-        literals |= _known_secrets
-    for literal in sorted((s for s in literals if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True):
+    literals = _literals(tuple(os.environ.get(name, "") for name in SECRET_ENV), _known_secrets)
+    if len(text) > _CACHED_LENGTH:
+        return _redacted.__wrapped__(text, literals)
+    return _redacted(text, literals)
+
+
+@functools.lru_cache(maxsize=8)
+def _literals(env: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:
+    """The secret values to mask, longest first (a secret containing another is masked whole)."""
+    values = {s for s in (*env, *known) if len(s) >= _MIN_SECRET_LENGTH}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+# Run records and manifests redact the same URIs and command lines once per task: the text and the
+# secrets in effect are the key, so a new secret in the environment is never missed. Long texts
+# (tracebacks, response bodies) are not kept.
+_CACHED_LENGTH = 2000
+
+
+@functools.lru_cache(maxsize=2048)
+def _redacted(text: str, literals: tuple[str, ...]) -> str:
+    for literal in literals:
         text = text.replace(literal, MASK)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)

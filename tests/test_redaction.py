@@ -36,3 +36,16 @@ def test_redact_removes_every_kind_of_credential() -> None:
 def test_redact_removes_secret_values_set_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "plain-words-secret")
     assert redact("signature made with plain-words-secret failed") == "signature made with *** failed"
+
+
+def test_a_secret_that_appears_after_a_text_was_shown_is_removed_from_it_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbnd_prefect.redaction import remember_secret
+
+    text = "reading s3://bkt/a.csv with key-material-one and block-key-two-xyz"
+    assert redact(text) == text  # nothing secret yet (and the result is remembered for speed)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "key-material-one")
+    assert redact(text) == "reading s3://bkt/a.csv with *** and block-key-two-xyz"
+    remember_secret("block-key-two-xyz")
+    assert redact(text) == "reading s3://bkt/a.csv with *** and ***"
+    long_text = text + " " + "x" * 5000  # long texts are not kept, and redacted all the same
+    assert redact(long_text).startswith("reading s3://bkt/a.csv with *** and *** x")
