@@ -7,11 +7,14 @@ Starts a Prefect server (throw-away PREFECT_HOME) and one local Spark session (`
 profile), writes a parquet folder of `--rows` rows with Spark, then alternates in this process:
 - raw: `spark.read.parquet(path)`, a group-by aggregation (sum, mean, count over 1,000 keys) written as
   parquet, the same function a task would hold;
+- prefect: the same code in a raw Prefect `@task` called by a `@flow` (heartbeat off, nothing persisted): what a
+  flow run and a task run add, which a dbnd call pays too;
 - dbnd: the same function as a `@task` taking `pyspark.sql.DataFrame` (read by the library from the path) and
   returning the aggregate (written by the library: staged folder, rename, manifest), each repetition under a
   new `task_version` so it is computed, through Prefect (a top-level call is a one-task flow run).
-Two warm-ups each, then repetitions alternating which variant goes first. Then the dbnd call again with an unchanged version and input: Cached, and the Spark jobs it ran are counted
-(target: none). Prints markdown rows (bench/report.py) and the raw numbers as JSON.
+Two warm-ups each, then repetitions rotating which variant goes first. Then the dbnd call again with an
+unchanged version and input: Cached, and the Spark jobs it ran are counted (target: none). Prints markdown
+rows (bench/report.py) and the raw numbers as JSON.
 """
 
 from __future__ import annotations
@@ -76,6 +79,24 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
         aggregate(spark.read.parquet(source)).write.mode("overwrite").parquet(str(project / f"raw-{rep}.parquet"))
         return time.perf_counter() - start
 
+    from prefect import flow, task as prefect_task
+
+    @prefect_task
+    def raw_aggregate(out: str) -> None:
+        aggregate(spark.read.parquet(source)).write.mode("overwrite").parquet(out)
+
+    @flow
+    def raw_flow(out: str) -> None:
+        raw_aggregate(out)
+
+    def prefect(rep: int) -> float:
+        from worker import no_heartbeat
+
+        with no_heartbeat():
+            start = time.perf_counter()
+            raw_flow(str(project / f"prefect-{rep}.parquet"))
+            return time.perf_counter() - start
+
     def dbnd(rep: int) -> float:
         start = time.perf_counter()
         result = run(aggregate_sales, set={"aggregate_sales.data": source}, task_version=f"bench-{rep}")
@@ -85,24 +106,25 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
 
     for warm_up in (-2, -1):  # the first jobs compile code paths in the JVM; the first dbnd call imports Prefect
         raw(warm_up)
+        prefect(warm_up)
         dbnd(warm_up)
-    raws, dbnds, raw_jobs, dbnd_jobs = [], [], [], []
+    timers = {"raw": raw, "prefect": prefect, "dbnd": dbnd}
+    seconds: dict[str, list[float]] = {name: [] for name in timers}
+    jobs: dict[str, list[int]] = {name: [] for name in timers}
     for rep in range(reps):
-        # alternating which goes first: the JVM keeps getting faster, which would favour the second
-        for variant in (("raw", "dbnd") if rep % 2 == 0 else ("dbnd", "raw")):
+        # rotating which goes first: the JVM keeps getting faster, which would favour the later ones
+        order = list(timers)[rep % 3:] + list(timers)[:rep % 3]
+        for variant in order:
             before = _jobs(spark)
-            if variant == "raw":
-                raws.append(raw(rep))
-                raw_jobs.append(_jobs(spark) - before)
-            else:
-                dbnds.append(dbnd(rep))
-                dbnd_jobs.append(_jobs(spark) - before)
+            seconds[variant].append(timers[variant](rep))
+            jobs[variant].append(_jobs(spark) - before)
     jobs_before = _jobs(spark)
     start = time.perf_counter()
     cached = run(aggregate_sales, set={"aggregate_sales.data": source}, task_version=f"bench-{reps - 1}")
     reuse_seconds = time.perf_counter() - start
     reuse_jobs = _jobs(spark) - jobs_before
-    return {"rows": rows, "reps": reps, "session_seconds": session_seconds, "raw": raws, "dbnd": dbnds, "raw_spark_jobs": raw_jobs, "dbnd_spark_jobs": dbnd_jobs,
+    return {"rows": rows, "reps": reps, "session_seconds": session_seconds, **seconds,
+            **{f"{name}_spark_jobs": counted for name, counted in jobs.items()},
             "reuse_seconds": reuse_seconds, "reuse_spark_jobs": reuse_jobs,
             "reuse_states": [entry["state"] for entry in cached.run.task_runs]}
 
@@ -121,11 +143,14 @@ def main() -> int:
             from dbnd_prefect.spark.engine import stop_sessions
 
             stop_sessions()
-    raw, dbnd = median(result["raw"]), median(result["dbnd"])
+    raw, prefect, dbnd = median(result["raw"]), median(result["prefect"]), median(result["dbnd"])
     rows = [
         Row("spark_task", f"Spark task, {args.rows:,}-row parquet aggregation (local[2]; raw: the same pyspark "
                           "code called directly)", raw, dbnd, "s", target=f"≤ {TARGET}×",
             check=lambda r: r.ratio <= TARGET, raw_note="read + aggregate + write", dbnd_note="task call"),
+        Row("spark_task_prefect", "same, raw: the same pyspark code in a Prefect task of a flow (what a flow run and "
+                                  "a task run cost is Prefect's: the wrapper's own cost is the difference)", prefect,
+            dbnd, "s", target=f"≤ {TARGET}×", check=lambda r: r.ratio <= TARGET, raw_note="flow + task call"),
         Row("spark_reuse", "same task re-run on unchanged input (raw: computes again)", raw,
             result["reuse_seconds"], "s", target="Cached, 0 Spark jobs",
             check=lambda r: result["reuse_spark_jobs"] == 0 and result["reuse_states"] == ["Cached"],

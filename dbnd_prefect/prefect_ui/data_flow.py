@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import urllib.parse
 from typing import Any, AsyncIterator, Mapping, Sequence
 
@@ -24,6 +25,7 @@ logger = logging.getLogger("dbnd_prefect")
 
 SWITCH = "DBND_PUBLISH_DATA_FLOW"  # "false" turns the artifacts and lineage events of pipeline runs off
 PUBLISH_TIMEOUT = 60.0  # seconds one pipeline run's data flow may take to send
+SETTLE_TIMEOUT = 10.0  # seconds a new run waits for the data flow of earlier runs (it goes on sending after)
 
 
 @dataclasses.dataclass
@@ -168,16 +170,45 @@ class _NoProgressNotes(logging.Filter):
         return not str(record.msg).startswith("Still processing items")
 
 
+def wait_until_sent(timeout: float = SETTLE_TIMEOUT) -> bool:
+    """Wait (at most `timeout` seconds) until the data flow queued so far has been handled, leaving the
+    publisher running; whether it was. A new top-level run calls this before it starts: Prefect's SQLite
+    server answers a flow-run create that meets artifact writes with 503, and its client retries ~2 s later."""
+    publishers = [s for s in list(DataFlowPublisher._instances.values()) if isinstance(s, DataFlowPublisher)]
+    return all(publisher.wait_sent(timeout) for publisher in publishers)
+
+
 class DataFlowPublisher(QueueService[tuple]):
     """Publishes queued pipeline runs (pipeline, task-run summaries, flow run id, state) on Prefect's loop
     thread: manifests are read and events emitted in a worker thread, artifacts created with one client."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self._pending = 0  # items sent and not handled yet
+        self._settled = threading.Condition()
         # Prefect's services note each drain with a warning; a drain is the normal end of a run here
         self._logger = logging.getLogger("dbnd_prefect.prefect_ui.data_flow")
         if not any(isinstance(f, _NoProgressNotes) for f in self._logger.filters):
             self._logger.addFilter(_NoProgressNotes())
+
+    def send(self, item: tuple) -> None:
+        with self._settled:
+            self._pending += 1
+        try:
+            super().send(item)
+        except BaseException:
+            self._handled()
+            raise
+
+    def _handled(self) -> None:
+        with self._settled:
+            self._pending -= 1
+            self._settled.notify_all()
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Whether every item sent so far was handled within `timeout` seconds."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._pending <= 0, timeout)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
@@ -207,3 +238,5 @@ class DataFlowPublisher(QueueService[tuple]):
                            "%.0f s", pipeline, PUBLISH_TIMEOUT)
         except Exception as exc:
             logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))
+        finally:
+            self._handled()
