@@ -14,7 +14,6 @@ import contextvars
 import datetime
 import functools
 import inspect
-import sys
 import threading
 from typing import Any, Callable, Mapping, Sequence, TypeVar, overload
 
@@ -485,11 +484,10 @@ class DbndPipeline(_Callable, prefect.Flow):
                 return prefect.Flow.__call__(nested_flow(self), **passed)  # on its parent's Dask cluster
         with ensure_run() as run:
             arguments = self.bind(args, kwargs, run)
-            if "dbnd_prefect.prefect_ui.data_flow" in sys.modules:
-                from dbnd_prefect.prefect_ui.data_flow import wait_until_sent
+            from dbnd_prefect.prefect_ui.data_flow import sent_after, wait_until_sent
 
-                wait_until_sent()  # an earlier run's artifact writes would make this run's creation wait 2 s
-            with handed_off(_locations(arguments)) as passed, prefect_session(run.config), \
+            wait_until_sent()  # an earlier run's artifact writes would make this run's creation wait 2 s
+            with sent_after(), handed_off(_locations(arguments)) as passed, prefect_session(run.config), \
                     profile_applied(self, run) as flow:  # the profile's task runner and env vars
                 return prefect.Flow.__call__(flow, **passed)
 

@@ -10,12 +10,13 @@ Everything shown here is redacted: no credentials in a URI, a link or a label.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import os
 import threading
 import urllib.parse
-from typing import Any, AsyncIterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
 # A Prefect internal, the base of its own log and event workers: a queue served on Prefect's loop thread
 # and drained at interpreter exit.
@@ -23,6 +24,7 @@ from prefect._internal.concurrency.services import QueueService
 
 logger = logging.getLogger("dbnd_prefect")
 
+_deferred: contextvars.ContextVar[list[tuple] | None] = contextvars.ContextVar("dbnd_deferred_data_flow", default=None)
 SWITCH = "DBND_PUBLISH_DATA_FLOW"  # "false" turns the artifacts and lineage events of pipeline runs off
 PUBLISH_TIMEOUT = 60.0  # seconds one pipeline run's data flow may take to send
 SETTLE_TIMEOUT = 10.0  # seconds a new run waits for the data flow of earlier runs (it goes on sending after)
@@ -135,10 +137,33 @@ def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: st
 
     Done in the background, like Prefect's own logs and events: the pipeline does not wait for a request
     per task run; what is queued is sent before the process exits (`wait_until_published()` waits earlier).
+    Inside a top-level pipeline call it is queued when the call returns (`sent_after`).
     Never fails the run: a problem is one warning line.
     """
     if flow_run_id is None or os.environ.get(SWITCH, "").strip().lower() in ("0", "false", "off", "no"):
         return
+    deferred = _deferred.get()
+    if deferred is not None:
+        deferred.append((pipeline, [dict(e) for e in entries], flow_run_id, state))
+        return
+    _send(pipeline, entries, flow_run_id, state)
+
+
+@contextlib.contextmanager
+def sent_after() -> Iterator[None]:
+    """Data flow published inside the block is queued when the block ends: a pipeline call returns before
+    its artifacts and lineage events are built (which otherwise share the GIL with the run's last steps)."""
+    token = _deferred.set([])
+    try:
+        yield
+    finally:
+        deferred = _deferred.get() or []
+        _deferred.reset(token)
+        for item in deferred:
+            _send(*item)
+
+
+def _send(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: str, state: str) -> None:
     from prefect.settings import PREFECT_API_URL
 
     try:  # one publisher per API: its client is made when it starts
