@@ -171,8 +171,15 @@ def _dump_stacks(pid: int, folder: Path | None, variant: str) -> str | None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"hang-{variant}-{pid}.txt"
-    done = subprocess.run([spy, "dump", "--pid", str(pid), "--locals"], capture_output=True, text=True, timeout=60)
-    out.write_text(done.stdout + done.stderr)
+    done = subprocess.run([spy, "dump", "--pid", str(pid), "--locals", "--native"], capture_output=True, text=True,
+                          timeout=60)
+    text = done.stdout + done.stderr
+    gdb = shutil.which("gdb")
+    if gdb is not None:  # C frames with their symbols: py-spy names no libc function
+        native = subprocess.run([gdb, "-p", str(pid), "-batch", "-ex", "thread apply all bt 40"],
+                                capture_output=True, text=True, timeout=120)
+        text += "\n--- gdb ---\n" + native.stdout[-20000:] + native.stderr[-2000:]
+    out.write_text(text)
     print(f"{variant} process {pid} did not exit: py-spy dump in {out}", file=sys.stderr, flush=True)
     return str(out)
 
