@@ -155,3 +155,20 @@ def test_task_artifacts_per_pipeline_run_are_capped(workdir: Path, monkeypatch: 
     assert "dbnd-ui-rows-io" in artifacts and "dbnd-ui-total-io" not in artifacts
     flow_md = artifacts["dbnd-ui-flow-data-flow"].data
     assert "Task-run artifacts for 1 of 2 task runs" in flow_md and "| ui_total | Completed |" in flow_md
+
+
+def test_the_next_call_starts_once_the_data_flow_of_the_last_one_is_in_prefect(workdir: Path) -> None:
+    """Back-to-back calls: the data flow of a call is sent after it returns, and the next top-level call waits
+    for it before creating its flow run (Prefect's SQLite server answers a flow-run create that meets artifact
+    writes with 503, and its client then retries only 2 s later)."""
+    from prefect.client.orchestration import get_client
+
+    ui_flow(n=7)
+    first = last_run().flow_run_id
+    ui_flow(n=8)
+    second = last_run().flow_run_id
+    made = _artifacts(first)
+    with get_client(sync_client=True) as client:
+        second_created = client.read_flow_run(second).created
+    assert made["dbnd-ui-flow-data-flow"].created <= second_created
+    assert made["dbnd-ui-total-io"].created <= second_created
