@@ -138,4 +138,8 @@ def test_kills_never_expose_or_reuse_partial_outputs(forks, tmp_path, s3_bucket)
         results = {"local": local.result(), "s3": s3.result()}
     print(f"\nR1 seed {SEED}: {json.dumps(results)}")
     for name, stats in results.items():
-        assert stats["kills"] == 20 and stats["killed_mid_run"] >= 8, (name, stats)  # not a vacuous campaign
+        # not a vacuous campaign: kills land in running processes, and in task bodies, on every root on average
+        # (once a root is complete its re-runs are quick and often end before their kill: how many depends on
+        # the machine's speed, so the bound is per root, not a share of the 20)
+        assert stats["kills"] == 20 and stats["killed_mid_run"] >= ROOTS, (name, stats)
+        assert stats["bodies_in_killed_runs"] >= ROOTS, (name, stats)
