@@ -9,6 +9,8 @@ profile), writes a parquet folder of `--rows` rows with Spark, then alternates i
   parquet, the same function a task would hold;
 - prefect: the same code in a raw Prefect `@task` called by a `@flow` (heartbeat off, nothing persisted): what a
   flow run and a task run add, which a dbnd call pays too;
+- bare: the same raw Prefect `@task` called outside any flow (a task run and no flow run, Prefect's cheapest way
+  to run code): Prefect's own floor for this bound, reported next to a trivial task called the same way;
 - dbnd: the same function as a `@task` taking `pyspark.sql.DataFrame` (read by the library from the path) and
   returning the aggregate (written by the library: staged folder, rename, manifest), each repetition under a
   new `task_version` so it is computed, through Prefect (a top-level call is a one-task flow run).
@@ -97,6 +99,31 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
             raw_flow(str(project / f"prefect-{rep}.parquet"))
             return time.perf_counter() - start
 
+    def bare(rep: int) -> float:
+        from worker import no_heartbeat
+
+        with no_heartbeat():
+            start = time.perf_counter()
+            raw_aggregate(str(project / f"bare-{rep}.parquet"))  # a task run with no flow run: Prefect's cheapest
+            return time.perf_counter() - start
+
+    @prefect_task
+    def trivial() -> None:
+        pass
+
+    def fixed_cost() -> float:
+        """Median wall of a trivial raw Prefect task called outside any flow: Prefect's fixed cost of a run."""
+        from worker import no_heartbeat
+
+        with no_heartbeat():
+            trivial()
+            walls = []
+            for _ in range(9):
+                start = time.perf_counter()
+                trivial()
+                walls.append(time.perf_counter() - start)
+        return median(walls)
+
     def dbnd(rep: int) -> float:
         start = time.perf_counter()
         result = run(aggregate_sales, set={"aggregate_sales.data": source}, task_version=f"bench-{rep}")
@@ -107,13 +134,14 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
     for warm_up in (-2, -1):  # the first jobs compile code paths in the JVM; the first dbnd call imports Prefect
         raw(warm_up)
         prefect(warm_up)
+        bare(warm_up)
         dbnd(warm_up)
-    timers = {"raw": raw, "prefect": prefect, "dbnd": dbnd}
+    timers = {"raw": raw, "prefect": prefect, "bare": bare, "dbnd": dbnd}
     seconds: dict[str, list[float]] = {name: [] for name in timers}
     jobs: dict[str, list[int]] = {name: [] for name in timers}
     for rep in range(reps):
         # rotating which goes first: the JVM keeps getting faster, which would favour the later ones
-        order = list(timers)[rep % 3:] + list(timers)[:rep % 3]
+        order = list(timers)[rep % len(timers):] + list(timers)[:rep % len(timers)]
         for variant in order:
             before = _jobs(spark)
             seconds[variant].append(timers[variant](rep))
@@ -124,6 +152,7 @@ def measure(rows: int, reps: int, home: Path) -> dict[str, Any]:
     reuse_seconds = time.perf_counter() - start
     reuse_jobs = _jobs(spark) - jobs_before
     return {"rows": rows, "reps": reps, "session_seconds": session_seconds, **seconds,
+            "prefect_fixed_seconds": fixed_cost(),
             **{f"{name}_spark_jobs": counted for name, counted in jobs.items()},
             "reuse_seconds": reuse_seconds, "reuse_spark_jobs": reuse_jobs,
             "reuse_states": [entry["state"] for entry in cached.run.task_runs]}
@@ -151,6 +180,10 @@ def main() -> int:
         Row("spark_task_prefect", "same, raw: the same pyspark code in a Prefect task of a flow (what a flow run and "
                                   "a task run cost is Prefect's: the wrapper's own cost is the difference)", prefect,
             dbnd, "s", target=f"≤ {TARGET}×", check=lambda r: r.ratio <= TARGET, raw_note="flow + task call"),
+        Row("spark_task_bare", "Prefect's own floor: the same pyspark code in a raw Prefect `@task` called outside any "
+                               "flow (a task run, no flow run), vs called directly", raw, median(result["bare"]), "s",
+            raw_note="read + aggregate + write",
+            dbnd_note=f"raw Prefect, no dbnd; a trivial task so called: {result['prefect_fixed_seconds'] * 1000:.0f} ms"),
         Row("spark_reuse", "same task re-run on unchanged input (raw: computes again)", raw,
             result["reuse_seconds"], "s", target="Cached, 0 Spark jobs",
             check=lambda r: result["reuse_spark_jobs"] == 0 and result["reuse_states"] == ["Cached"],

@@ -3,8 +3,9 @@
 The data root is a local path, a URI (s3://, gs://, az://, memory://...) or a saved Prefect storage
 block named by `run.storage_block`. Cache records always live in `.dbnd/` under the data root, so
 reuse follows the data, never the user's Prefect home. Prefect accepts only saved blocks (or local
-paths) as result storage, so a data root gets a RecordStore block saved once per process, holding
-no credentials (the records are reached through the targets' file systems and their options).
+paths) as result storage, so a data root (and a storage block on local disk) gets a RecordStore block
+saved once per process, holding no credentials (the records are reached through the targets' file
+systems and their options). A remote storage block keeps the records itself, under `.dbnd/`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import xxhash
 
 from dbnd_prefect import layout
 from dbnd_prefect.errors import ConfigError
-from dbnd_prefect.targets import normalize_uri
+from dbnd_prefect.targets import normalize_uri, split_uri
 
 _cloud_registered = False
 
@@ -102,6 +103,11 @@ def _from_block(slug: str) -> RunStorage:
                           hint="check the name with `prefect block ls`; install its integration "
                                "(pip install 'dbnd-prefect[aws]', [gcp] or [azure])") from None
     base = normalize_uri(register_block_options(block))
+    if split_uri(base)[0] == "file":
+        # A local block's records go where a path root's do ({base}/.dbnd), through the RecordStore:
+        # LocalFileSystem writes a record in place (a kill mid-write leaves it half written) and
+        # resolves the whole path on every record it reads or writes.
+        return RunStorage(base, f"{layout.RECORDS_DIR}/")
     return RunStorage(base, f"{layout.STORE_DIR}/{layout.RECORDS_DIR}/", block)
 
 

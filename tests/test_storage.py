@@ -24,6 +24,23 @@ def test_local_file_system_block_as_data_root(raw_csv, workdir):
     assert list((root / ".dbnd" / "prefect-records").iterdir()), "cache records are not kept with the data"
 
 
+def test_a_local_block_and_the_same_folder_as_data_root_share_their_stored_work(raw_csv, workdir):
+    """Moving a project from `data_root = "X"` to a LocalFileSystem block on X (or back) keeps every stored
+    version: the records are the same files, so nothing is computed again either way."""
+    from prefect.filesystems import LocalFileSystem
+
+    root = workdir / "shared-root"
+    LocalFileSystem(basepath=str(root)).save("dbnd-shared-root", overwrite=True)
+    with config_context({"run.data_root": str(root)}):
+        first = chain("raw.csv")
+    with config_context({"run.storage_block": "local-file-system/dbnd-shared-root"}):
+        second = chain("raw.csv")
+    assert second == first and calls == {"load_rows": 1, "scale": 1, "summarize": 2}
+    assert {e["state"] for e in last_run().task_runs} == {"Cached"}
+    records = list((root / ".dbnd" / "prefect-records").iterdir())
+    assert len(records) == 4 and not [p for p in records if p.name.endswith(".tmp")]
+
+
 def test_unknown_storage_block_is_a_clear_error(raw_csv):
     from dbnd_prefect.errors import ConfigError
 
