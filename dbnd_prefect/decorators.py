@@ -28,7 +28,7 @@ from dbnd_prefect.handoff import handed_off, take_back
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.params import ParamSpec, check_required, coerce, file_outputs, output_specs, param_specs
 from dbnd_prefect.prefect_api import prefect_session
-from dbnd_prefect.profiles import profile_applied
+from dbnd_prefect.run_profile import profile_applied
 from dbnd_prefect.run_context import RunContext, current_run, default_task_runner, ensure_run
 from dbnd_prefect.wiring import PipelineScope, current_scope, map_arguments, resolve_refs
 

@@ -82,7 +82,8 @@ def deploy(
     unreachable input.
     """
     from dbnd_prefect.config import active_env, run_settings
-    from dbnd_prefect.profiles import check_data_reachable, resolve_profile
+    from dbnd_prefect.profiles import resolve_profile
+    from dbnd_prefect.run_profile import check_data_reachable
     from dbnd_prefect.run_api import build_config
 
     base = Path(cwd or Path.cwd()).resolve()
@@ -197,7 +198,7 @@ def _api_url(configured: str | None) -> str | None:
 
 
 def _runs_off_this_machine(resolved: Any) -> bool:
-    from dbnd_prefect.profiles import remote_compute
+    from dbnd_prefect.run_profile import remote_compute
 
     return remote_compute(resolved) is not None
 

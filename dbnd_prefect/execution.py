@@ -204,7 +204,7 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
         if caller_env(call, current_run()) != call.task.task_env:
             return submit(call, run)  # a deployment run on the task's environment's work pool
     if in_effect is None:  # in another process (a Dask worker): the profile's env vars are set around the body
-        from dbnd_prefect.profiles import environment_variables, profile_environment
+        from dbnd_prefect.run_profile import environment_variables, profile_environment
 
         with joined(run), environment_variables(profile_environment(run)):
             return _run_call(call, run)

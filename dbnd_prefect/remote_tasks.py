@@ -112,7 +112,8 @@ def check_env(config: Any, env: str) -> Any:
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.deployments import check_work_pool
     from dbnd_prefect.prefect_api import choose_api, use_api
-    from dbnd_prefect.profiles import check_data_reachable, resolve_profile
+    from dbnd_prefect.profiles import resolve_profile
+    from dbnd_prefect.run_profile import check_data_reachable
 
     resolved = resolve_profile(config, env)
     settings = run_settings(config.with_layer("set", {"run": {"env": env}}, f"task_env {env}"))
@@ -319,7 +320,7 @@ def _reachable(call: "BoundCall", name: str, uri: str, resolved: Any) -> str:
     """`uri` as the profile's runs reach it: a local file uploaded to the profile's root (content-addressed)
     when the profile runs off this machine; other local paths made absolute; InputError when it cannot."""
     from dbnd_prefect.deployments import upload_file
-    from dbnd_prefect.profiles import _mounted, remote_compute
+    from dbnd_prefect.run_profile import mounted, remote_compute
     from dbnd_prefect.targets import split_uri
 
     protocol, path = split_uri(uri)
@@ -330,7 +331,7 @@ def _reachable(call: "BoundCall", name: str, uri: str, resolved: Any) -> str:
     if protocol != "file":
         return uri
     why = remote_compute(resolved)
-    if why is None or _mounted(path, resolved):
+    if why is None or mounted(path, resolved):
         return path
     if os.path.isfile(path):
         return upload_file(Path(path), call.run.data_root)
@@ -369,14 +370,14 @@ def ensure_deployment(resolved: Any, env: str) -> Any:
     from prefect.utilities.callables import parameter_schema
 
     from dbnd_prefect.deployments import profile_job_variables
-    from dbnd_prefect.profiles import _mounted
+    from dbnd_prefect.run_profile import mounted
 
     pool = resolved.profile.work_pool
     job_variables = profile_job_variables(resolved, env)
     cwd = os.getcwd()
     # a process pool runs here, a docker pool that mounts this folder at its path too; elsewhere the image
     # holds the project in its working directory
-    here = pool.type == "process" or (pool.type == "docker" and _mounted(cwd, resolved))
+    here = pool.type == "process" or (pool.type == "docker" and mounted(cwd, resolved))
     pull_steps = [{"prefect.deployments.steps.set_working_directory": {"directory": cwd}}] if here else []
     shape = json.dumps({"pool": pool.name, "job_variables": job_variables, "pull_steps": pull_steps},
                        sort_keys=True, default=str)

@@ -352,7 +352,7 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     Bad input data found only when a task loads it stays the DbndError that names the task, the
     parameter and the URI (exit code 2): an input error, not a failing task.
     """
-    from dbnd_prefect.profiles import check_run_profile
+    from dbnd_prefect.run_profile import check_run_profile
     from dbnd_prefect.run_context import ensure_run
 
     obj = prepared.obj

@@ -34,6 +34,6 @@ def nested_flow(flow: Any) -> Any:
     if not isinstance(parent.task_runner, DaskTaskRunner):
         return flow
     from dbnd_prefect.dask_runner import SharedDaskTaskRunner
-    from dbnd_prefect.profiles import with_task_runner
+    from dbnd_prefect.run_profile import with_task_runner
 
     return with_task_runner(flow, SharedDaskTaskRunner(parent.task_runner))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dbnd_prefect.cli.app import ConfigOptions
+    from dbnd_prefect.config.model import DbndConfig
 
 
 def show_env_command(name: str | None, options: ConfigOptions) -> int:
@@ -14,7 +15,6 @@ def show_env_command(name: str | None, options: ConfigOptions) -> int:
     from dbnd_prefect.cli import output
     from dbnd_prefect.cli.commands import parse_values
     from dbnd_prefect.config import active_env, known_envs
-    from dbnd_prefect.profiles import profile_rows
     from dbnd_prefect.run_api import build_config
 
     config = build_config(Path.cwd(), options.conf_files, parse_values(options.set_values, "--set"),
@@ -49,3 +49,43 @@ def table_listing(head: str, rows: list[tuple[str, str, str]], footer: str) -> A
     for key, value, source in rows:
         table.add_row(key, value, Text(source, style="dim"))
     return Group(Text(head, style="bold"), table, Text(footer))
+
+
+def profile_rows(config: DbndConfig, name: str) -> list[tuple[str, str, str]]:
+    """(key, shown value, where it came from) for every value of profile `name`, its effective data root
+    and storage block included (from `[run]` when the profile sets none)."""
+    from dbnd_prefect.config import run_settings
+    from dbnd_prefect.config.model import display_value
+    from dbnd_prefect.profiles import ProfileValue, resolve_profile
+
+    resolved = resolve_profile(config, name)
+    rows: list[tuple[str, str, str]] = []
+    if len(resolved.chain) > 1:
+        declared = config.get_value(f"env.{name}", "extends")
+        rows.append(("extends", " -> ".join(resolved.chain[1:]),
+                     f"{declared.layer} layer, {declared.source}" if declared else "default (every profile "
+                                                                                  "extends local)"))
+    given = dict(resolved.values)
+    given.setdefault(("work_pool", "name"), ProfileValue(resolved.profile.work_pool.name, "default",
+                                                         "default (the profile's name)", name))
+    run_values = resolved.run_values()
+    settings_config = config.with_layer("set", {"run": {"env": name}}, f"--env {name}")
+    settings = run_settings(settings_config)
+    for key in ("data_root", "storage_block"):
+        if key not in run_values:
+            found = config.get_value("run", key)
+            if found is not None:
+                given[(key,)] = ProfileValue(getattr(settings, key), found.layer, f"{found.source} [run]", name)
+    for path in sorted(given, key=_row_order):
+        found = given[path]
+        layer = "built-in" if found.builtin and found.source.startswith("built-in") else f"{found.layer} layer"
+        rows.append((".".join(path), display_value(path[-1], found.value), f"{layer}, {found.where(name)}"
+                     if not found.builtin else found.source))
+    return rows
+
+
+def _row_order(path: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
+    from dbnd_prefect.profiles import WORKER_KEYS
+
+    order = ("work_pool", *WORKER_KEYS, "job_variables", "task_runner", "data_root", "storage_block", "env", "spark")
+    return (order.index(path[0]) if path[0] in order else len(order), path)
