@@ -74,8 +74,14 @@ from worker import no_heartbeat, scratch
 if variant.startswith("dbnd"):
     import flows_dbnd as f
     call = {("chain", "dbnd"): f.d_chain, ("chain", "dbnd_unversioned"): f.d_chain_glue,
-            ("tasks", "dbnd"): f.d_many_tasks, ("tasks", "dbnd_unversioned"): f.d_many_glue}[measure, variant]
+            ("tasks", "dbnd"): f.d_many_tasks, ("tasks", "dbnd_unversioned"): f.d_many_glue,
+            ("tasks", "dbnd_block"): f.d_many_tasks}[measure, variant]
     context = contextlib.nullcontext()
+    if variant == "dbnd_block":  # a saved LocalFileSystem block as the data root, as the bench's worker does
+        from prefect.filesystems import LocalFileSystem
+        from dbnd_prefect.config import config_context
+        LocalFileSystem(basepath=str(scratch() / "block-root")).save("dbnd-bench-root", overwrite=True)
+        context = config_context({"run.storage_block": "local-file-system/dbnd-bench-root"})
 else:
     import flows_raw as f
     if variant == "raw_persist":
@@ -179,7 +185,7 @@ def _server(api_url: str | None, home: Path) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", action="append", default=[], metavar="MEASURE:VARIANT",
-                        help="chain or tasks : dbnd, dbnd_unversioned, raw, raw_persist, raw_submit "
+                        help="chain or tasks : dbnd, dbnd_unversioned, dbnd_block (tasks), raw, raw_persist, raw_submit "
                              "(default: chain:dbnd and tasks:dbnd)")
     parser.add_argument("--runs", type=int, default=5, help="timed flows per case (default 5)")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default 250)")
