@@ -63,8 +63,6 @@ _LIST_VARIABLES = ("volumes", "networks")
 _TEXT_VARIABLES = ("image", "namespace", "service_account_name", "name", "network_mode", "working_dir",
                    "image_pull_policy")
 
-REMOTE_ROOT_FIX = "use an s3://, gs:// or az:// data root or a remote storage block"
-
 
 # ----- the model -------------------------------------------------------------------------------------------
 

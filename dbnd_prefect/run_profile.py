@@ -19,7 +19,9 @@ from typing import Any, Iterator, Mapping
 
 from dbnd_prefect.config.model import DbndConfig
 from dbnd_prefect.errors import ConfigError
-from dbnd_prefect.profiles import REMOTE_ROOT_FIX, DaskRunner, RayRunner, ResolvedProfile, ThreadRunner, active_profile
+from dbnd_prefect.profiles import DaskRunner, RayRunner, ResolvedProfile, ThreadRunner, active_profile
+
+REMOTE_ROOT_FIX = "use an s3://, gs:// or az:// data root or a remote storage block"
 
 
 def task_runner_for(resolved: ResolvedProfile) -> Any:
