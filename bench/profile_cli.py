@@ -117,7 +117,7 @@ if "summary_name_from_run" in PATCHES:  # the flow run name kept from the run, n
     text.flow_run_name = lambda flow_run_id: "kept-from-flow-run-context"
 if "records_block_load_first" in PATCHES:  # load the root's saved RecordStore block; save only when missing
     import xxhash
-    import dbnd_prefect.storage as storage
+    import dbnd_prefect.versioning.records as storage
     from dbnd_prefect.record_store import RecordStore
     _save_block = storage._records_block
     def _records_block(root):
@@ -134,7 +134,7 @@ if "records_block_load_first" in PATCHES:  # load the root's saved RecordStore b
     wrap("dbnd_prefect.storage", "_records_block", "records block save")
 if "gc_freeze_before_execute" in PATCHES:  # everything imported and prepared is left out of every collection
     import gc
-    import dbnd_prefect.run_api as api
+    import dbnd_prefect.api.run as api
     _execute = api.execute
     def execute(*a, **k):
         gc.freeze()

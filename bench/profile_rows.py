@@ -35,7 +35,7 @@ def bench_frame(rows: int):
 
 def measure(rows: int, reps: int) -> tuple[list[float], list[float]]:
     from dbnd_prefect.tracking.profiling import ProfileOptions, profile_data
-    from dbnd_prefect.tracking.settings import TrackingSettings
+    from dbnd_prefect.config.tracking_settings import TrackingSettings
 
     settings = TrackingSettings()
     options = ProfileOptions(with_histograms=settings.histograms, sample_rows=settings.sample_rows)

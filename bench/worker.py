@@ -321,7 +321,7 @@ def rerun(variant: str, p: dict[str, Any]) -> dict[str, Any]:
     numeric_frame(100, seed=1).to_parquet(warm)
     if variant.startswith("dbnd"):
         import flows_data_dbnd as f
-        from dbnd_prefect.run_context import last_run
+        from dbnd_prefect.context import last_run
 
         f.d_frame_by_path(str(warm))  # warm-up on another pipeline: the chain's cache is untouched
         settle()

@@ -19,13 +19,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dbnd_prefect.run_api import run  # noqa: F401
+    from dbnd_prefect.api.run import run  # noqa: F401
     from dbnd_prefect.config import config_context  # noqa: F401
     from dbnd_prefect.decorators import DbndPipeline, DbndTask, pipeline, task  # noqa: F401
     from dbnd_prefect.errors import DbndError  # noqa: F401
-    from dbnd_prefect.params import Data, Output  # noqa: F401
-    from dbnd_prefect.planning import plan  # noqa: F401
-    from dbnd_prefect.reproduction import reproduce  # noqa: F401
+    from dbnd_prefect.definitions.spec import Data, Output  # noqa: F401
+    from dbnd_prefect.api.plan import plan  # noqa: F401
+    from dbnd_prefect.api.reproduce import reproduce  # noqa: F401
     from dbnd_prefect.targets import Format, Target, register_format  # noqa: F401
     from dbnd_prefect.tracking import Schema, log_artifact, log_dataframe, log_metric, log_metrics  # noqa: F401
 
@@ -35,18 +35,18 @@ _EXPORTS = {
     "DbndTask": "dbnd_prefect.decorators",
     "DbndPipeline": "dbnd_prefect.decorators",
     "DbndError": "dbnd_prefect.errors",
-    "Data": "dbnd_prefect.params",
-    "Output": "dbnd_prefect.params",
+    "Data": "dbnd_prefect.definitions.spec",
+    "Output": "dbnd_prefect.definitions.spec",
     "Target": "dbnd_prefect.targets",
-    "run": "dbnd_prefect.run_api",
+    "run": "dbnd_prefect.api.run",
     "config_context": "dbnd_prefect.config",
     "log_metric": "dbnd_prefect.tracking",
     "log_dataframe": "dbnd_prefect.tracking",
     "log_metrics": "dbnd_prefect.tracking",
     "log_artifact": "dbnd_prefect.tracking",
     "Schema": "dbnd_prefect.tracking",
-    "plan": "dbnd_prefect.planning",
-    "reproduce": "dbnd_prefect.reproduction",
+    "plan": "dbnd_prefect.api.plan",
+    "reproduce": "dbnd_prefect.api.reproduce",
     "Format": "dbnd_prefect.targets",
     "register_format": "dbnd_prefect.targets",
 }

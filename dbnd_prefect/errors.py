@@ -1,11 +1,12 @@
-"""One family of user-facing errors.
+"""One family of user-facing errors, each carrying its context as fields and rendered once.
 
-Every error a user can fix by changing input, configuration or code is a `DbndError`:
-its message names the culprit (task, parameter, URI, key) and says what to do. The CLI
-prints `str(error)` on one line and exits with `exit_code`; nothing else is caught there.
-
-Code that knows where an error happened adds that to the error itself (`add_context`) rather
-than raising a new one, so the class, the hint, the traceback and the cause stay intact.
+Every error a user can fix by changing input, configuration or code is a `DbndError`. It holds the
+problem (`problem`), what to do about it (`hint`), and where it happened as fields (`task`,
+`parameter`, `uri`, `source`) plus the places it passed through on the way out (`places`, outermost
+first). Code that knows where an error happened adds that to the error itself (`add_context`) rather
+than raising a new one, so class, hint, traceback and cause stay intact. The edge renders it once:
+the CLI prints `render()` on one line and exits with `exit_code`; a Python caller sees the same text
+as `str(error)`.
 """
 
 from __future__ import annotations
@@ -21,28 +22,47 @@ class DbndError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.message = message
+    def __init__(self, message: str, *, hint: str | None = None, task: str | None = None,
+                 parameter: str | None = None, uri: str | None = None, source: str | None = None) -> None:
+        self.problem = message
         self.hint = hint
-        self.task: str | None = None
-        self.parameter: str | None = None
-        self.uri: str | None = None
+        self.task = task
+        self.parameter = parameter
+        self.uri = uri
+        self.source = source  # where a configured value came from: "dbnd.toml:12", "--set ..."
+        self.places: list[str] = []
         super().__init__(message)
 
-    def __str__(self) -> str:
+    @property
+    def message(self) -> str:
+        """The problem with the places it passed through in front: `task 'x', parameter 'y': no such file`."""
+        return ": ".join([*self.places, self.problem])
+
+    def render(self) -> str:
+        """The one line a user reads: places, problem and, in brackets, the fix."""
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
-    def add_context(self: E, where: str, *, task: str | None = None, parameter: str | None = None,
-                    uri: str | None = None) -> E:
-        """Put `where` (e.g. "task 'train', parameter 'data'") in front of the message; returns the error.
+    def __str__(self) -> str:
+        return self.render()
 
-        `task`, `parameter` and `uri` are kept as attributes for code that reports the error.
+    def add_context(self: E, where: str, *, task: str | None = None, parameter: str | None = None,
+                    uri: str | None = None, source: str | None = None) -> E:
+        """Put `where` (e.g. "task 'train', parameter 'data'") in front of the places; returns the error.
+
+        `task`, `parameter`, `uri` and `source` fill the fields not set yet.
         """
-        self.message = f"{where}: {self.message}"
+        self.places.insert(0, where)
         self.args = (self.message,)
         self.task = self.task or task
         self.parameter = self.parameter or parameter
         self.uri = self.uri or uri
+        self.source = self.source or source
+        return self
+
+    def with_suffix(self: E, text: str) -> E:
+        """Add `text` after the problem (e.g. " at dbnd.toml:3"); returns the error."""
+        self.problem = f"{self.problem}{text}"
+        self.args = (self.message,)
         return self
 
 
@@ -103,7 +123,7 @@ class UnfingerprintableValueError(DbndError, ValueError):
         self.path: list[str] = []  # filled in while the error unwinds through containers
         super().__init__(f"cannot fingerprint a value of type {type_name}: {reason}")
 
-    def __str__(self) -> str:
+    def render(self) -> str:
         where = f" at {''.join(self.path)}" if self.path else ""
         return (
             f"cannot fingerprint a value of type {self.type_name}{where}: {self.reason} "

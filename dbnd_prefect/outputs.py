@@ -122,7 +122,7 @@ class RecordedOutputs:
 
     def result(self) -> TaskOutputs:
         from dbnd_prefect.errors import DbndError
-        from dbnd_prefect.run_context import current_run
+        from dbnd_prefect.context import current_run
 
         run = current_run()
         storage = run.storage if run is not None else None
@@ -158,3 +158,20 @@ def remote_upstreams(value: Any) -> list[Any]:
 
     visit(value)
     return found
+
+
+def resolve_refs(value: Any) -> Any:
+    """Replace output references (and futures) anywhere in a return value by their values."""
+    if isinstance(value, OutputRef):
+        return value.result()
+    if isinstance(value, TaskOutputs):
+        return value.value()
+    if hasattr(value, "result") and hasattr(value, "task_run_id") and hasattr(value, "wait"):
+        return resolve_refs(value.result())
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(resolve_refs(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve_refs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_refs(v) for k, v in value.items()}
+    return value

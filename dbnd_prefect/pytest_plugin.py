@@ -41,7 +41,7 @@ class CmdResult:
 def run_cmd(args: str | Sequence[str]) -> CmdResult:
     """Run `dbnd ARGS` in this process and capture its exit code and output."""
     from dbnd_prefect.cli import main
-    from dbnd_prefect.run_context import last_run
+    from dbnd_prefect.context import last_run
 
     argv = shlex.split(args) if isinstance(args, str) else [str(a) for a in args]
     if argv[:1] == ["dbnd"]:
@@ -80,9 +80,9 @@ def dbnd_run_cmd() -> Callable[[str | Sequence[str]], CmdResult]:
 @pytest.fixture
 def dbnd_outputs() -> Callable[[str], dict[str, Any]]:
     """`dbnd_outputs("task_name")`: that task's outputs from the last run finished in this test."""
-    from dbnd_prefect.run_api import load_task_outputs
+    from dbnd_prefect.api.results import load_task_outputs
     from dbnd_prefect.errors import DbndError
-    from dbnd_prefect.run_context import last_run
+    from dbnd_prefect.context import last_run
 
     before = last_run()
 

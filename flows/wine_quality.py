@@ -77,7 +77,7 @@ if __name__ == "__main__":
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from flows.sample_data import ensure_wine_csv
-    from dbnd_prefect.run_context import last_run_summary
+    from dbnd_prefect.context import last_run_summary
 
     model, metrics = predict_wine_quality(str(ensure_wine_csv()))
     print(f"\nwine quality model: alpha={model.alpha}  rmse={metrics['rmse']:.3f}  r2={metrics['r2']:.3f}")

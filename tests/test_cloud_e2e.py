@@ -64,7 +64,7 @@ def project(workdir: Path) -> Path:
 def cloud_options() -> Iterator[None]:
     """Options from the environment, as a run registers them; a block's options registered by one test's run
     (they replace the environment's for the block's protocol) do not leak into the next test."""
-    from dbnd_prefect.cloud import register_cloud_options
+    from dbnd_prefect.targets.credentials import register_cloud_options
     from dbnd_prefect.targets import clear_filesystem_cache
 
     register_cloud_options()
@@ -76,7 +76,7 @@ def cloud_options() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def local_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """prepare_data's (train, validation) from a local run on the same bytes, per input format."""
-    from dbnd_prefect.run_api import load_task_outputs
+    from dbnd_prefect.api.results import load_task_outputs
     from dbnd_prefect.config import reset_config_cache
 
     folder = tmp_path_factory.mktemp("local-run")
@@ -104,7 +104,7 @@ def dbnd(*args: str) -> CmdResult:
 
 
 def outputs_of(result: CmdResult) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from dbnd_prefect.run_api import load_task_outputs
+    from dbnd_prefect.api.results import load_task_outputs
 
     loaded = load_task_outputs(result.run, "prepare_data")
     return loaded["result_1"], loaded["result_2"]

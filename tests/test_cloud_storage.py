@@ -18,13 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dbnd_prefect.cloud import (
-    CLOUD_PROTOCOLS,
-    load_block_storage,
-    redact,
-    register_cloud_options,
-    storage_options_from_env,
-)
+from dbnd_prefect.targets.credentials import CLOUD_PROTOCOLS, register_cloud_options, storage_options_from_env
+from dbnd_prefect.runtime.storage_blocks import load_block_storage
+from dbnd_prefect.redaction import redact
 from dbnd_prefect.errors import TargetError
 from dbnd_prefect.targets import Target, clear_filesystem_cache, register_storage_options
 from tests import servers

@@ -104,7 +104,7 @@ def test_output_contract_result_is_in_the_profile_artifact(project):
         "import json, steps\n"
         "from prefect.client.orchestration import get_client\n"
         "from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, ArtifactFilterTaskRunId\n"
-        "from dbnd_prefect.run_context import last_run\n"
+        "from dbnd_prefect.context import last_run\n"
         "steps.make_wines()\n"
         "entry = last_run().task_runs[0]\n"
         "manifest = json.load(open(entry['manifest']))\n"

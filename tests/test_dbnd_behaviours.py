@@ -14,7 +14,7 @@ from pandas import DataFrame
 from dbnd_prefect import DbndError, pipeline, run, task
 from dbnd_prefect.config import config_context
 from dbnd_prefect.pytest_plugin import run_cmd
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 
 inner_calls: list[int] = []
 

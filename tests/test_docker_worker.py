@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dbnd_prefect.config import load_config
-from dbnd_prefect.profiles import resolve_profile
+from dbnd_prefect.config.profiles import resolve_profile
 from dbnd_prefect.work_pools import base_job_template, check_job_variables, job_variables
 from tests.conftest import REPO
 from tests.servers import stop_worker

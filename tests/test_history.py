@@ -11,7 +11,7 @@ import pytest
 
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.config import config_context
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 from tests.counted_chain import chain, load_rows
 
 
@@ -81,7 +81,7 @@ def test_every_pipeline_run_leaves_a_run_record(raw_csv, workdir):
 
 
 def test_a_fully_cached_run_is_recorded_and_reproducible(raw_csv):
-    from dbnd_prefect.reproduction import reproduce
+    from dbnd_prefect.api.reproduce import reproduce
 
     chain("raw.csv")
     first = last_run()

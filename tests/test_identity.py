@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dbnd_prefect import task_registry
-from dbnd_prefect.run_api import load_task_outputs
+from dbnd_prefect.definitions import registry as task_registry
+from dbnd_prefect.api.results import load_task_outputs
 from dbnd_prefect.identity import PROJECT_MARKERS, identity_of, project_root
 from dbnd_prefect.pytest_plugin import CmdResult, run_cmd
 

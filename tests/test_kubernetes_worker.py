@@ -25,7 +25,7 @@ import pytest
 
 from dbnd_prefect.config import load_config
 from dbnd_prefect.errors import ConfigError
-from dbnd_prefect.profiles import resolve_profile
+from dbnd_prefect.config.profiles import resolve_profile
 from dbnd_prefect.work_pools import base_job_template, check_job_variables, job_variables
 from tests.conftest import REPO
 from tests.kmock_server import kmock_cluster

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.prefect_ui.data_flow import DataRef, TaskRunIO
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.prefect_ui.task_io import DataRef, TaskRunIO
+from dbnd_prefect.context import last_run
 
 
 @task
@@ -164,7 +164,7 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
 
 def test_uris_with_credentials_are_redacted_in_artifacts_and_events() -> None:
     """URIs as a manifest may hold them (user info, a SAS token): shown and emitted without the secrets."""
-    from dbnd_prefect.prefect_ui import artifacts as run_artifacts, lineage
+    from dbnd_prefect.prefect_ui import io_artifacts as run_artifacts, lineage
 
     secret = "s3cr3t-Pa55word-xyz"
     io = TaskRunIO(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from dbnd_prefect import task
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 
 
 @task

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 from tests.sample_tasks import double, mapped, scale_by, split3
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from dbnd_prefect import pipeline
 from dbnd_prefect.config import config_context
-from dbnd_prefect.planning import plan
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.api.plan import plan
+from dbnd_prefect.context import last_run
 from tests.counted_chain import calls, chain
 from tests.sample_tasks import mapped, scale_by
 
@@ -40,7 +40,7 @@ def test_plan_reports_stale_outputs(raw_csv):
 
 def test_plan_maps_over_known_lists_and_refuses_upstream_ones(workdir):
     from dbnd_prefect.errors import ParameterError
-    from dbnd_prefect.planning import plan
+    from dbnd_prefect.api.plan import plan
 
     @pipeline
     def literal_only(xs: list):

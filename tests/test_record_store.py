@@ -9,7 +9,7 @@ from prefect.blocks.core import Block
 
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.record_store import RecordStore
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 
 
 @task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbnd_prefect.cloud import redact
+from dbnd_prefect.redaction import redact
 from tests import servers
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 from tests.counted_chain import calls, chain, load_rows
 
 
 def test_reproduce_reruns_with_recorded_inputs_and_matches(raw_csv):
-    from dbnd_prefect.reproduction import reproduce
+    from dbnd_prefect.api.reproduce import reproduce
 
     chain("raw.csv")
     entry = next(e for e in last_run().task_runs if e["task"] == "load_rows")
@@ -48,7 +48,7 @@ def outer_untyped(raw: pd.DataFrame):
 
 
 def test_untyped_upstream_input_is_recorded_and_reproduced(raw_csv):
-    from dbnd_prefect.reproduction import reproduce
+    from dbnd_prefect.api.reproduce import reproduce
 
     assert outer_untyped("raw.csv") == 6.0
     run = last_run()

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect import pipeline, task
-from dbnd_prefect.run_api import RunResult, run
+from dbnd_prefect.api.results import RunResult
+from dbnd_prefect.api.run import run
 from dbnd_prefect.config import config_context
 from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TargetError, TaskFailedError, TaskNotFoundError
 

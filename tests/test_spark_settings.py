@@ -11,7 +11,7 @@ from tests.conftest import run_python
 
 def resolve(workdir, table: str):
     from dbnd_prefect.config import current_config, reset_config_cache
-    from dbnd_prefect.profiles import resolve_profile
+    from dbnd_prefect.config.profiles import resolve_profile
 
     (workdir / "dbnd.toml").write_text('[run]\ndata_root = "data"\n\n[env.dev.spark]\n' + table)
     reset_config_cache()
@@ -40,7 +40,7 @@ def test_spark_settings_are_typed_and_tokens_never_shown(workdir):
 
     resolved = resolve(workdir, 'engine = "local"\ncores = 2\nmemory = "2g"\n'
                                 'conf = { "spark.sql.shuffle.partitions" = 4 }\n')
-    settings = spark_settings("dev", resolved.profile.spark)
+    settings = resolved.plugin_setting("spark")
     assert (settings.engine, settings.cores, settings.memory) == ("local", 2, "2g")
     assert settings.conf == {"spark.sql.shuffle.partitions": 4}
     connect = spark_settings("prod", {"engine": "connect", "remote": "sc://spark:15002/;token=s3cr3t;user_id=me"})

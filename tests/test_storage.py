@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbnd_prefect.config import config_context
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 from tests.counted_chain import calls, chain
 
 

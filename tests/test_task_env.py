@@ -20,7 +20,7 @@ import pytest
 
 from dbnd_prefect.layout import MANIFEST_NAME
 from dbnd_prefect.pytest_plugin import run_cmd
-from dbnd_prefect.run_api import load_task_outputs
+from dbnd_prefect.api.results import load_task_outputs
 from tests.servers import create_s3_bucket, set_s3_env, unique_name
 from tests.test_deployments import process_worker
 from tests.test_entry_points import command, ok
@@ -264,9 +264,9 @@ def test_a_run_no_worker_takes_is_reported_once_while_waiting(in_project, monkey
     from prefect.deployments import run_deployment
     from prefect.states import Cancelled
 
-    from dbnd_prefect import remote_tasks
+    from dbnd_prefect.engine import remote_caller as remote_tasks
     from dbnd_prefect.config import current_config
-    from dbnd_prefect.profiles import resolve_profile
+    from dbnd_prefect.config.profiles import resolve_profile
 
     resolved = resolve_profile(current_config(), "idle")
     pool = resolved.profile.work_pool.name
@@ -301,7 +301,7 @@ def test_a_local_input_is_uploaded_for_a_profile_off_this_machine_and_a_folder_r
     from prefect.states import Cancelled
 
     from dbnd_prefect.config import current_config
-    from dbnd_prefect.profiles import resolve_profile
+    from dbnd_prefect.config.profiles import resolve_profile
 
     root, bucket, _ = project
     (root / "rows.csv").write_text("a\n1\n2\n3\n")

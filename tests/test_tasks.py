@@ -15,7 +15,7 @@ import pytest
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.config import config_context
 from dbnd_prefect.errors import ParameterError
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 from tests.sample_tasks import double, sample_frame, split3
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dbnd_prefect import log_artifact, log_metric, log_metrics, task
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 
 
 def artifacts(key: str, task_run_id: str | None = None) -> list:

@@ -125,7 +125,7 @@ def test_unhashable_and_mixed_columns_are_warnings_not_failures(workdir, caplog)
 
 def test_unknown_tracking_key_names_the_valid_ones(workdir):
     from dbnd_prefect.errors import ConfigError
-    from dbnd_prefect.tracking.settings import tracking_settings
+    from dbnd_prefect.config.tracking_settings import tracking_settings
 
     with config_context({"tracking.sample_row": 10}) as config:
         with pytest.raises(ConfigError, match="unknown key tracking.sample_row .*did you mean 'sample_rows'"):

@@ -14,7 +14,7 @@ import pytest
 
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.prefect_ui.data_flow import wait_until_published
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 
 
 @task

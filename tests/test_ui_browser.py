@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent('''
     import json, sys
     import pandas as pd
     from dbnd_prefect import log_metric, pipeline, task
-    from dbnd_prefect.run_context import last_run
+    from dbnd_prefect.context import last_run
 
     @task
     def browse_rows(n: int) -> pd.DataFrame:

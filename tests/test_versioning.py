@@ -13,8 +13,8 @@ import pandas as pd
 
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.config import config_context
-from dbnd_prefect.planning import plan
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.api.plan import plan
+from dbnd_prefect.context import last_run
 from tests.counted_chain import calls, chain, count_run, load_rows, summarize
 
 

@@ -76,7 +76,7 @@ def build_app(for_help: bool = True) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `dbnd` with `argv` (default: the process arguments); the exit code."""
-    from dbnd_prefect.prefect_quiet import quiet_drain_notes, quiet_server_settings
+    from dbnd_prefect.runtime.console import quiet_drain_notes, quiet_server_settings
 
     argv_given = argv
     if argv is None:  # the `dbnd` process itself

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 from dbnd_prefect.errors import ConfigError
 
 if TYPE_CHECKING:
+    from dbnd_prefect.api.run import PreparedRun
     from dbnd_prefect.cli.app import ConfigOptions
+    from dbnd_prefect.config import ResolvedConfig
 
 
 def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
@@ -35,17 +37,17 @@ def _set_values(options: ConfigOptions) -> list[dict[str, Any]]:
     return values
 
 
-def _config(options: ConfigOptions, task_version: str | None = None) -> Any:
-    """The configuration of a command that runs no single TASK: --set keys must name their task."""
-    from dbnd_prefect.run_api import build_config
+def _config(options: ConfigOptions, task_version: str | None = None) -> ResolvedConfig:
+    """The configuration of a command that runs no single TASK (--set keys must name their task), resolved."""
+    from dbnd_prefect.api.run import build_config
 
     return build_config(Path.cwd(), options.conf_files, _set_values(options),
                         parse_values(options.override_values, "--override"), env=options.env,
                         task_version=task_version)
 
 
-def _prepare(task: str, options: ConfigOptions, task_version: str | None, check: bool = True) -> Any:
-    from dbnd_prefect.run_api import prepare_run
+def _prepare(task: str, options: ConfigOptions, task_version: str | None, check: bool = True) -> PreparedRun:
+    from dbnd_prefect.api.run import prepare_run
 
     return prepare_run(task, _set_values(options),
                        parse_values(options.override_values, "--override"), env=options.env,
@@ -56,7 +58,7 @@ def _prepare(task: str, options: ConfigOptions, task_version: str | None, check:
 def run_command(task: str | None, options: ConfigOptions, *, task_version: str | None = None,
                 describe: bool = False, show_help: bool = False, argv: Sequence[str] = ()) -> int:
     """`dbnd run`: the task's help, its plan (--describe), or the run and its summary."""
-    from dbnd_prefect.run_api import execute
+    from dbnd_prefect.api.run import execute
     from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.cli.progress import progress_display
 
@@ -84,21 +86,22 @@ def _quiet_failures(verbose: bool) -> Any:
 
     if verbose:
         return contextlib.nullcontext()
-    from dbnd_prefect.prefect_quiet import quiet_failure_reports
+    from dbnd_prefect.runtime.console import quiet_failure_reports
 
     return quiet_failure_reports()
 
 
-def show_plan(prepared: Any) -> None:
+def show_plan(prepared: PreparedRun) -> None:
     """Print the dry run of a prepared request, as `dbnd plan` and `dbnd run --describe` do."""
+    from dbnd_prefect.api.plan import plan_call
     from dbnd_prefect.cli import output, tables, text
     from dbnd_prefect.config import config_context
-    from dbnd_prefect.planning import plan
+    from dbnd_prefect.runtime.session import running
 
-    with config_context(prepared.config):
-        planned = plan(prepared.obj)
-    output.show(lambda: text.describe(prepared.obj, prepared.config, planned),
-                lambda: tables.describe(prepared.obj, prepared.config, planned))
+    with config_context(prepared.config), running(prepared.run):
+        planned = plan_call(prepared.root, prepared.run)
+    output.show(lambda: text.describe(prepared.obj, prepared.run, planned),
+                lambda: tables.describe(prepared.obj, prepared.run, planned))
 
 
 def plan_command(task: str, options: ConfigOptions, *, task_version: str | None = None) -> int:
@@ -109,18 +112,17 @@ def plan_command(task: str, options: ConfigOptions, *, task_version: str | None 
 
 def versions_command(task: str, output_name: str | None, options: ConfigOptions) -> int:
     """`dbnd versions TASK [OUTPUT]`: the stored versions, newest first."""
-    from dbnd_prefect.run_api import data_root_of
+    from dbnd_prefect.api.discovery import find_task, recorded_versions
+    from dbnd_prefect.api.run import data_root_of
     from dbnd_prefect.cli import output, tables, text
-    from dbnd_prefect.config import run_settings
-    from dbnd_prefect.discovery import find_task, recorded_versions
     from dbnd_prefect.history.versions import list_versions
 
-    config = _config(options)
-    root, env = data_root_of(config), run_settings(config).env
+    resolved = _config(options)
+    root, env = data_root_of(resolved), resolved.settings.env
     name, obj = task, None
     versions = list_versions(root, name, env) if _plain_name(name) else []
     if not versions or options.modules:  # a dotted path, a task that has not run, or -m: the task must exist
-        obj = find_task(task, [*run_settings(config).modules, *options.modules], Path.cwd())
+        obj = find_task(task, [*resolved.settings.modules, *options.modules], Path.cwd())
         name = obj.name
         versions = list_versions(root, name, env)
     versions = recorded_versions(name, versions, obj)  # only obj's; an error when two files' tasks share name
@@ -156,22 +158,21 @@ def _with_output(versions: list[dict[str, Any]], task: str, output: str, obj: An
 def reproduce_command(run_id: str, options: ConfigOptions) -> int:
     """`dbnd reproduce RUN_ID`: 0 when every output's checksum matches, else 1."""
     from dbnd_prefect.cli import text
-    from dbnd_prefect.reproduction import reproduce
+    from dbnd_prefect.api.reproduce import reproduce
 
     with _quiet_failures(options.verbose):
-        results = reproduce(run_id, _config(options), modules=options.modules, cwd=Path.cwd())
+        results = reproduce(run_id, _config(options).config, modules=options.modules, cwd=Path.cwd())
     print(text.reproduce_report(run_id, results))
     return 0 if all(r.matches for r in results) else 1
 
 
 def show_tasks(options: ConfigOptions) -> int:
     """`dbnd show-tasks`: the discoverable tasks and pipelines."""
+    from dbnd_prefect.api.discovery import discover
     from dbnd_prefect.cli import text
-    from dbnd_prefect.config import run_settings
-    from dbnd_prefect.discovery import discover
 
-    config = _config(options)
-    items = discover([*run_settings(config).modules, *options.modules], Path.cwd())
+    resolved = _config(options)
+    items = discover([*resolved.settings.modules, *options.modules], Path.cwd())
     print(text.tasks_listing(items))
     return 0
 
@@ -180,34 +181,34 @@ def show_config(options: ConfigOptions) -> int:
     """`dbnd show-config`: every configured value with its layer and source."""
     from dbnd_prefect.cli import output, tables, text
 
-    config = _config(options)
+    config = _config(options).config
     output.show(lambda: text.config_listing(config), lambda: tables.config_listing(config))
     return 0
 
 
 def explain(key: str, options: ConfigOptions) -> int:
     """`dbnd config explain KEY`: one value, where it came from and what it overrode."""
-    config = _config(options)
-    check_explained_key(config, key, options.modules)
+    resolved = _config(options)
+    check_explained_key(resolved, key, options.modules)
+    config = resolved.config
     print(config.explain(key))
     return 0
 
 
-def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = ()) -> None:
+def check_explained_key(resolved: ResolvedConfig, dotted_key: str, modules: Sequence[str] = ()) -> None:
     """ConfigError naming the closest valid name when `dotted_key` names no setting or task parameter.
 
     Tasks are those found in `[run] modules` and `modules` (and any already imported).
     """
-    from dbnd_prefect.run_api import RESERVED_TASK_KEYS
-    from dbnd_prefect.config import run_settings
+    from dbnd_prefect.api.checks import RESERVED_TASK_KEYS
     from dbnd_prefect.config.model import split_key
     from dbnd_prefect.config.settings import RUN_KEYS
     from dbnd_prefect.errors import suggest
-    from dbnd_prefect.discovery import discover
+    from dbnd_prefect.api.discovery import discover
 
     section, key = split_key(dotted_key)
     if section.startswith("env."):
-        from dbnd_prefect.profiles import check_profile_key
+        from dbnd_prefect.config.profiles import check_profile_key
 
         check_profile_key(f"{section}.{key}")
         return
@@ -218,7 +219,7 @@ def check_explained_key(config: Any, dotted_key: str, modules: Sequence[str] = (
         return
     if section == "formats":
         return
-    items = discover([*run_settings(config).modules, *modules], Path.cwd())
+    items = discover([*resolved.settings.modules, *modules], Path.cwd())
     if section == "task":
         params = sorted({p.name for item in items.values() for p in item.params})
         if key not in params:

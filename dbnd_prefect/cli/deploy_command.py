@@ -17,7 +17,7 @@ def deploy_command(pipelines: Sequence[str], options: ConfigOptions, *, name: st
     `--param KEY=VALUE`.
     """
     from dbnd_prefect.cli.commands import parse_values
-    from dbnd_prefect.deployments import deploy, parse_parameter
+    from dbnd_prefect.api.deploy import deploy, parse_parameter
     from dbnd_prefect.errors import ConfigError
 
     if not pipelines:

@@ -14,12 +14,12 @@ def show_env_command(name: str | None, options: ConfigOptions) -> int:
     """Print profile `name` (default: the active one, `run.env`/`--env`): key, value, source per row."""
     from dbnd_prefect.cli import output
     from dbnd_prefect.cli.commands import parse_values
-    from dbnd_prefect.config import active_env, known_envs
-    from dbnd_prefect.run_api import build_config
+    from dbnd_prefect.api.run import build_config
+    from dbnd_prefect.config import known_envs
 
-    config = build_config(Path.cwd(), options.conf_files, parse_values(options.set_values, "--set"),
-                          parse_values(options.override_values, "--override"), env=options.env)
-    active = active_env(config)
+    resolved = build_config(Path.cwd(), options.conf_files, parse_values(options.set_values, "--set"),
+                            parse_values(options.override_values, "--override"), env=options.env)
+    config, active = resolved.config, resolved.settings.env
     chosen = name or active
     rows = profile_rows(config, chosen)
     head = f"env {chosen}" + (" (active)" if chosen == active else "")
@@ -56,7 +56,7 @@ def profile_rows(config: DbndConfig, name: str) -> list[tuple[str, str, str]]:
     and storage block included (from `[run]` when the profile sets none)."""
     from dbnd_prefect.config import run_settings
     from dbnd_prefect.config.model import display_value
-    from dbnd_prefect.profiles import ProfileValue, resolve_profile
+    from dbnd_prefect.config.profiles import ProfileValue, resolve_profile
 
     resolved = resolve_profile(config, name)
     rows: list[tuple[str, str, str]] = []
@@ -85,7 +85,7 @@ def profile_rows(config: DbndConfig, name: str) -> list[tuple[str, str, str]]:
 
 
 def _row_order(path: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
-    from dbnd_prefect.profiles import WORKER_KEYS
+    from dbnd_prefect.config.profile_model import WORKER_KEYS
 
     order = ("work_pool", *WORKER_KEYS, "job_variables", "task_runner", "data_root", "storage_block", "env", "spark")
     return (order.index(path[0]) if path[0] in order else len(order), path)

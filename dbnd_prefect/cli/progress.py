@@ -2,7 +2,7 @@
 
 Shown on stderr only when it is a terminal, and cleared when the run ends (the summary follows on
 stdout); without a terminal (tests, CI, pipes) nothing is shown and nothing is tracked. The task
-runs come from `wiring.observe_submissions`; their states are read from the Prefect futures.
+runs come from `engine.scope.observe_submissions`; their states are read from the Prefect futures.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def progress_display() -> Iterator[RunProgress | None]:
     from rich.console import Console
     from rich.live import Live
 
-    from dbnd_prefect.wiring import observe_submissions
+    from dbnd_prefect.engine.scope import observe_submissions
 
     progress = RunProgress()
     with Live(progress, console=Console(stderr=True), refresh_per_second=REFRESH_PER_SECOND, transient=True), \

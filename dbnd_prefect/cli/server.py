@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def server_command(action: str) -> int:
     """Print the state of PREFECT_HOME's background server after `action`; the exit code."""
-    from dbnd_prefect import local_server
+    from dbnd_prefect.runtime import local_server
 
     if action == "start":
         url = local_server.ensure_running(announce=False)

@@ -51,14 +51,14 @@ def run_summary(run: Any) -> RenderableType:
     return Group(*parts)
 
 
-def describe(obj: Any, config: Any, planned: Sequence[Any]) -> RenderableType:
+def describe(obj: Any, run: Any, planned: Sequence[Any]) -> RenderableType:
     """`dbnd plan` / `dbnd run --describe`: one row per task run with status, why, parameters and targets."""
     table = _table("TASK", "STATUS", "SIGNATURE", "WHY", "PARAMETERS", "OUTPUTS")
     for item in planned:
         arguments = "\n".join(f"{name} = {_shown(name, value)}" for name, value in item.arguments.items())
         outputs = "\n".join(f"{name}: {uri}" for name, uri in item.outputs.items())
         table.add_row(item.task.name, _styled(item.status), item.signature.short, item.reason, arguments, outputs)
-    return Group(Text(text.plan_head(obj, config, planned), style="bold"), table,
+    return Group(Text(text.plan_head(obj, run, planned), style="bold"), table,
                  Text(text.plan_totals(planned), style="bold"))
 
 

@@ -31,7 +31,7 @@ def current_value(obj: Any, config: Any, name: str) -> tuple[str, str]:
 
 def task_help(obj: Any, config: Any) -> str:
     """`dbnd run TASK --help`: the task's parameters with type, default and configured value."""
-    from dbnd_prefect.discovery import first_doc_line, kind_of
+    from dbnd_prefect.definitions.introspect import first_doc_line, kind_of
 
     lines = [f"usage: dbnd run {obj.name} [--set {obj.name}.PARAM=VALUE]... [--override {obj.name}.PARAM=VALUE]... "
              "[--env NAME] [--conf-file PATH]... [--task-version V] [--describe] [--verbose]", ""]
@@ -67,8 +67,8 @@ def task_help(obj: Any, config: Any) -> str:
 
 def inner_parameter_rows(obj: Any, config: Any) -> list[tuple[str, str, str, str, str]]:
     """Table rows (header first) for the parameters of the tasks pipeline `obj` calls; [] for a task."""
-    from dbnd_prefect.cli.pipeline_tasks import called_tasks
-    from dbnd_prefect.discovery import kind_of
+    from dbnd_prefect.definitions.introspect import called_tasks
+    from dbnd_prefect.definitions.introspect import kind_of
 
     if kind_of(obj) != "pipeline":
         return []
@@ -86,7 +86,7 @@ def inner_parameter_rows(obj: Any, config: Any) -> list[tuple[str, str, str, str
 
 def tasks_listing(items: Mapping[str, Any]) -> str:
     """`dbnd show-tasks`: pipelines, then tasks, each with its signature and module."""
-    from dbnd_prefect.discovery import first_doc_line, kind_of, signature_text
+    from dbnd_prefect.definitions.introspect import first_doc_line, kind_of, signature_text
 
     if not items:
         return ("no tasks or pipelines found (list modules in [run] modules of dbnd.toml, or give -m MODULE)")
@@ -130,22 +130,20 @@ def config_rows(config: Any) -> dict[str, list[tuple[str, str, str]]]:
     return sections
 
 
-def describe(obj: Any, config: Any, planned: Sequence[Any]) -> str:
+def describe(obj: Any, run: Any, planned: Sequence[Any]) -> str:
     """`dbnd run TASK --describe`: the task graph with resolved parameters and output targets."""
-    from dbnd_prefect.planning import format_plan
+    from dbnd_prefect.api.plan import format_plan
 
     body = format_plan(list(planned))
-    return "\n".join(part for part in (plan_head(obj, config, planned), body, plan_totals(planned)) if part)
+    return "\n".join(part for part in (plan_head(obj, run, planned), body, plan_totals(planned)) if part)
 
 
-def plan_head(obj: Any, config: Any, planned: Sequence[Any]) -> str:
-    """`pipeline NAME: 3 task run(s) (env local, data root /p/data); nothing was run`."""
-    from dbnd_prefect.run_api import data_root_of
-    from dbnd_prefect.config import run_settings
-    from dbnd_prefect.discovery import kind_of
+def plan_head(obj: Any, run: Any, planned: Sequence[Any]) -> str:
+    """`pipeline NAME: 3 task run(s) (env local, data root /p/data); nothing was run` (`run`: the planned run)."""
+    from dbnd_prefect.definitions.introspect import kind_of
 
-    return (f"{kind_of(obj)} {obj.name}: {len(planned)} task run(s) (env {run_settings(config).env}, "
-            f"data root {data_root_of(config)}); nothing was run")
+    return (f"{kind_of(obj)} {obj.name}: {len(planned)} task run(s) (env {run.env}, "
+            f"data root {run.data_root}); nothing was run")
 
 
 def plan_totals(planned: Sequence[Any]) -> str:

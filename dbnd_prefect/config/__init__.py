@@ -1,7 +1,8 @@
 """Layered configuration with provenance.
 
-Configuration is `section -> key -> value`. Sections: `run` (data_root, env, modules,
-task_version, verify, input_fingerprint, storage_block), `formats` (default output format per type name,
+Configuration is `section -> key -> value`. Sections: `run` (the keys of `RunSettings`:
+data_root, env, modules, task_version, task_target_date, verify, input_fingerprint, storage_block, api,
+allow_foreign_pickle), `formats` (default output format per type name,
 e.g. "pandas.DataFrame" -> "parquet"), `task` (defaults for all tasks), one section per task name
 (`[prepare_data] raw_data = "data/raw.csv"`) and `env.NAME` environment profiles
 (`[env.prod] data_root = "s3://bucket/root"`). Nested TOML tables become dotted section names.
@@ -29,27 +30,33 @@ Typical use: the CLI calls `load_config(cwd, conf_files, set_values, override_va
 inside `config_context(config)`; tasks read `current_config()`.
 """
 
-from dbnd_prefect.config.context import config_context, context_config, current_config, reset_config_cache
+from dbnd_prefect.config.current import (
+    config_context,
+    config_in_effect,
+    context_config,
+    current_config,
+    reset_config_cache,
+    tracking_in_effect,
+)
+from dbnd_prefect.config.envs import active_env, env_section, known_envs
 from dbnd_prefect.config.files import find_project_files
 from dbnd_prefect.config.inputs import parse_set
 from dbnd_prefect.config.loader import DEFAULTS, default_config, load_config
 from dbnd_prefect.config.model import LAYERS, ConfigValue, DbndConfig, split_key
-from dbnd_prefect.config.settings import (
-    RunSettings,
-    active_env,
-    check_task_section,
-    env_section,
-    known_envs,
-    run_settings,
-    task_values,
-)
+from dbnd_prefect.config.resolved import ResolvedConfig, active_profile, resolve_run_config, run_settings
+from dbnd_prefect.config.settings import RunSettings, check_task_section, task_values
 
 __all__ = [
     "DEFAULTS",
     "LAYERS",
     "ConfigValue",
     "DbndConfig",
+    "ResolvedConfig",
     "RunSettings",
+    "active_profile",
+    "config_in_effect",
+    "resolve_run_config",
+    "tracking_in_effect",
     "active_env",
     "check_task_section",
     "config_context",

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 from dbnd_prefect.config.files import find_project_files, read_toml_entries
 from dbnd_prefect.config.inputs import env_entries, set_entries
 from dbnd_prefect.config.model import DbndConfig, entries_from_mapping
-from dbnd_prefect.config.settings import run_settings
+from dbnd_prefect.config.resolved import run_settings
 
 # Library defaults (layer "default"). Format keys are the type names the format registry uses.
 DEFAULTS: dict[str, dict[str, Any]] = {

@@ -1,17 +1,15 @@
-"""Typed views of a config: the `run` section, environment profiles, task sections and their checks."""
+"""Typed views of a config: the `run` section (with the active profile's run values) and task sections."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from dbnd_prefect.config.envs import BUILTIN_ENV
 from dbnd_prefect.config.model import ConfigValue, DbndConfig, display_value
 from dbnd_prefect.errors import ConfigError, suggest
-
-BUILTIN_ENV = "local"
-BUILTIN_ENVS = ("local", "docker", "k8s")  # built-in environment profiles (see dbnd_prefect.profiles)
 
 
 class RunSettings(BaseModel):
@@ -71,59 +69,30 @@ class RunSettings(BaseModel):
 RUN_KEYS: tuple[str, ...] = tuple(RunSettings.model_fields)
 
 
-def known_envs(config: DbndConfig) -> list[str]:
-    """Environment profile names: the built-in `local`, `docker`, `k8s` plus every `[env.NAME]` table."""
-    names = {section[len("env.") :].partition(".")[0] for section in config.sections() if section.startswith("env.")}
-    return sorted({*BUILTIN_ENVS, *names})
-
-
-def active_env(config: DbndConfig) -> str:
-    """The environment profile selected by `run.env` (default `local`); unknown -> ConfigError."""
-    chosen = config.get_value("run", "env")
-    name = BUILTIN_ENV if chosen is None else str(chosen.value)
-    known = known_envs(config)
-    if name not in known:
-        where = f" (from {chosen.source})" if chosen else ""
-        raise ConfigError(
-            f"unknown environment {name!r}{where}{suggest(name, known)}",
-            hint=f"known profiles: {', '.join(known)}; define others as [env.NAME] tables",
-        )
-    return name
-
-
-def env_section(config: DbndConfig, name: str) -> dict[str, ConfigValue]:
-    """Values of environment profile `name`'s own `[env.NAME]` table (`dbnd_prefect.profiles` resolves a
-    profile with its parents and built-in values)."""
-    known = known_envs(config)
-    if name not in known:
-        raise ConfigError(
-            f"unknown environment {name!r}{suggest(name, known)}",
-            hint=f"known profiles: {', '.join(known)}; define others as [env.NAME] tables",
-        )
-    return config.section(f"env.{name}")
-
-
-def run_settings(config: DbndConfig) -> RunSettings:
-    """The validated `run` section; unknown keys and bad values -> ConfigError naming their source.
-
-    Keys of the active profile (and the profiles it extends) that are run settings (data_root,
-    storage_block, ...) replace the `run` value unless that came from a higher layer:
-    `[env.prod] data_root` beats `[run] data_root` from the same file, but not
-    `--set run.data_root=...`. The whole profile is validated too (unknown keys, parents, values).
-    """
-    from dbnd_prefect.profiles import resolve_profile  # imports this module
-    values = dict(config.section("run"))
-    for key, found in values.items():
+def check_run_keys(config: DbndConfig) -> None:
+    """ConfigError naming an unknown `run.KEY` and its source."""
+    for key, found in config.section("run").items():
         if key not in RUN_KEYS:
             raise ConfigError(
                 f"unknown key run.{key} at {found.source}{suggest(key, RUN_KEYS)}",
                 hint=f"valid run keys: {', '.join(RUN_KEYS)}",
             )
-    profile = resolve_profile(config, active_env(config))
-    for key, found in profile.run_values().items():
+
+
+def settings_in_profile(config: DbndConfig, profile_values: Mapping[str, Any], profile_name: str) -> RunSettings:
+    """The validated `run` section with the active profile's run values applied; ConfigError naming the source.
+
+    Keys of the active profile (and the profiles it extends) that are run settings (data_root,
+    storage_block, ...) replace the `run` value unless that came from a higher layer:
+    `[env.prod] data_root` beats `[run] data_root` from the same file, but not
+    `--set run.data_root=...`. `profile_values` are the profile's `ProfileValue`s by run key.
+    """
+    check_run_keys(config)
+    values = dict(config.section("run"))
+    for key, found in profile_values.items():
         current = values.get(key)
         if current is None or found.rank >= current.rank:
-            values[key] = ConfigValue(found.value, found.layer, found.where(profile.name))
+            values[key] = ConfigValue(found.value, found.layer, found.where(profile_name))
     try:
         return RunSettings(**{key: found.value for key, found in values.items()})
     except ValidationError as error:

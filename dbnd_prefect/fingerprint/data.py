@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import xxhash
 
+from dbnd_prefect import plugins
 from dbnd_prefect.errors import UnfingerprintableValueError
 from dbnd_prefect.fingerprint.primitives import U64 as _U64, feed_text as _text, type_name as _type_name
 
@@ -69,14 +70,19 @@ _KIND: dict[type, str] = {}
 
 
 def _kind(t: type) -> str:
-    """'pandas', 'numpy', 'arrow', 'pyspark' or 'other', by the first foreign library found in the type's MRO."""
+    """'pandas', 'numpy', 'arrow', 'frame:<type key>' (a plugin's frame type, such as Spark's) or 'other', by the
+    first foreign library found in the type's MRO."""
     kind = _KIND.get(t)
     if kind is None:
         kind = "other"
         for klass in t.__mro__:
             root = klass.__module__.split(".", 1)[0]
-            if root in ("pandas", "numpy", "pyarrow", "pyspark"):
+            if root in ("pandas", "numpy", "pyarrow"):
                 kind = "arrow" if root == "pyarrow" else root
+                break
+            frame_type = plugins.frame_type_of_library(root)
+            if frame_type is not None:
+                kind = f"frame:{frame_type.key}"
                 break
         _KIND[t] = kind
     return kind
@@ -146,10 +152,8 @@ class _Walker:
             return
         if kind is None:
             kind = _kind(t)
-        if kind == "pyspark":  # a Spark DataFrame: by its plan and input files, nothing collected
-            from dbnd_prefect.spark.fingerprint import feed_spark
-
-            if feed_spark(self, h, obj):
+        if kind.startswith("frame:"):  # a plugin's frame (Spark: by its plan and input files, nothing collected)
+            if plugins.frame_fingerprint(kind[len("frame:"):])(self, h, obj):
                 return
         elif kind != "other":
             from dbnd_prefect.fingerprint import arrays as fingerprint_arrays

@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from dbnd_prefect.run_context import RunContext
+    from dbnd_prefect.context import RunContext
 
 logger = logging.getLogger("dbnd_prefect")
 

@@ -1,5 +1,5 @@
 """What each task run of a pipeline run read and wrote, gathered once the pipeline's task runs are done,
-and handed to Prefect: artifacts a user reads in the UI (run_artifacts.py) and events that record the
+and handed to Prefect: artifacts a user reads in the UI (io_artifacts.py) and events that record the
 lineage (lineage.py).
 
 Facts come from the task manifests: a task run that ran wrote its own; a reused one (Prefect state
@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import logging
 import os
 import threading
-import urllib.parse
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-# A Prefect internal, the base of its own log and event workers: a queue served on Prefect's loop thread
-# and drained at interpreter exit.
-from prefect._internal.concurrency.services import QueueService
+from dbnd_prefect import prefect_internals
+from dbnd_prefect.prefect_ui import io_artifacts as run_artifacts, lineage
+from dbnd_prefect.prefect_ui.task_io import collect
+from dbnd_prefect.redaction import one_line
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -28,107 +27,6 @@ _deferred: contextvars.ContextVar[list[tuple] | None] = contextvars.ContextVar("
 SWITCH = "DBND_PUBLISH_DATA_FLOW"  # "false" turns the artifacts and lineage events of pipeline runs off
 PUBLISH_TIMEOUT = 60.0  # seconds one pipeline run's data flow may take to send
 SETTLE_TIMEOUT = 10.0  # seconds a new run waits for the data flow of earlier runs (it goes on sending after)
-
-
-@dataclasses.dataclass
-class DataRef:
-    """One input or output of a task run, as shown to a user."""
-
-    name: str
-    uri: str | None  # redacted
-    format: str | None = None
-    bytes: int | None = None
-    rows: int | None = None
-    checksum: str | None = None
-    producer_task: str | None = None  # inputs: the task whose output this is
-    producer_signature: str | None = None
-
-
-@dataclasses.dataclass
-class TaskRunIO:
-    """What one task run of a pipeline run read and wrote (or reused)."""
-
-    task: str
-    task_run_id: str | None
-    state: str  # Prefect's state name: Completed, Cached, Failed, ...
-    signature: str | None = None
-    task_version: str | None = None
-    env: str | None = None
-    inputs: list[DataRef] = dataclasses.field(default_factory=list)
-    outputs: list[DataRef] = dataclasses.field(default_factory=list)
-    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
-    manifest_uri: str | None = None  # redacted
-    made_by_flow_run: str | None = None  # the flow run whose task run wrote the outputs
-    made_at: str | None = None  # when that task run ended (ISO 8601)
-
-    @property
-    def reused(self) -> bool:
-        return self.state == "Cached"
-
-
-def collect(entries: Sequence[Mapping[str, Any]]) -> list[TaskRunIO]:
-    """The data flow of a pipeline run from its task-run summaries (`PipelineScope.summaries()`)."""
-    from dbnd_prefect.history.manifest import read_manifest
-    from dbnd_prefect.redaction import redact
-
-    flows = []
-    for entry in entries:
-        io = TaskRunIO(task=entry["task"], task_run_id=entry.get("task_run_id"), state=entry.get("state") or "",
-                       signature=entry.get("signature"))
-        manifest_uri = entry.get("manifest")
-        manifest = read_manifest(manifest_uri) if manifest_uri else None
-        if manifest_uri:
-            io.manifest_uri = redact(manifest_uri)
-        if manifest is not None:
-            _fill_from_manifest(io, manifest)
-        elif entry.get("outputs"):
-            io.outputs = [DataRef(name, redact(uri)) for name, uri in entry["outputs"].items()]
-        flows.append(io)
-    return flows
-
-
-def _fill_from_manifest(io: TaskRunIO, manifest: Mapping[str, Any]) -> None:
-    from dbnd_prefect.redaction import redact
-
-    parts = manifest.get("signature_parts") or {}
-    io.task_version, io.env = parts.get("task_version"), parts.get("env")
-    io.metrics = dict(manifest.get("metrics") or {})
-    io.made_by_flow_run = (manifest.get("prefect") or {}).get("flow_run_id")
-    io.made_at = manifest.get("ended")
-    for entry in manifest.get("inputs") or []:
-        io.inputs.append(DataRef(
-            name=str(entry.get("name")), uri=redact(entry["uri"]) if entry.get("uri") else None,
-            format=entry.get("format"), producer_task=entry.get("producer_task"),
-            producer_signature=entry.get("producer_signature")))
-    for name, info in (manifest.get("outputs") or {}).items():
-        io.outputs.append(DataRef(
-            name=name, uri=redact(info["uri"]) if info.get("uri") else None, format=info.get("format"),
-            bytes=info.get("bytes"), rows=info.get("rows"), checksum=info.get("checksum")))
-
-
-def browse_url(uri: str | None) -> str | None:
-    """A link a browser can open for a stored file, or None when its store has none.
-
-    Local files as `file://` URLs; S3 and GCS objects in their consoles (or, for S3 behind a custom
-    endpoint such as an emulator, on that endpoint). Azure needs the account name, which a URI lacks.
-    """
-    if not uri or "://" not in uri:
-        return "file://" + urllib.parse.quote(os.path.abspath(uri)) if uri else None
-    scheme, rest = uri.split("://", 1)
-    scheme = scheme.lower()
-    if scheme == "file":
-        return "file://" + urllib.parse.quote(rest if rest.startswith("/") else "/" + rest)
-    bucket, _, key = rest.partition("/")
-    if "@" in bucket:  # user info never goes into a link
-        bucket = bucket.rsplit("@", 1)[1]
-    if scheme in ("s3", "s3a"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            return f"{endpoint.rstrip('/')}/{bucket}/{urllib.parse.quote(key)}"
-        return (f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={urllib.parse.quote(key)}")
-    if scheme in ("gs", "gcs") and not os.environ.get("STORAGE_EMULATOR_HOST"):
-        return f"https://console.cloud.google.com/storage/browser/_details/{bucket}/{urllib.parse.quote(key)}"
-    return None
 
 
 def publish(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: str | None, state: str) -> None:
@@ -170,8 +68,6 @@ def _send(pipeline: str, entries: Sequence[Mapping[str, Any]], flow_run_id: str,
         DataFlowPublisher.instance(PREFECT_API_URL.value()).send(
             (pipeline, [dict(e) for e in entries], flow_run_id, state))
     except Exception as exc:
-        from dbnd_prefect.redaction import one_line
-
         logger.warning("Pipeline '%s': its data flow could not be shown in Prefect: %s", pipeline, one_line(exc))
 
 
@@ -181,13 +77,12 @@ def wait_until_published(timeout: float = 60.0) -> None:
     import concurrent.futures
 
     # not `drain_all`: Prefect's services share one registry, and that would stop its log and event workers too
-    for service in list(DataFlowPublisher._instances.values()):
-        if isinstance(service, DataFlowPublisher):
-            try:
-                service._drain().result(timeout)
-            except concurrent.futures.TimeoutError:
-                logger.warning("The data flow of a pipeline run was not sent to Prefect within %.0f s: "
-                               "its artifacts and lineage events are missing from the UI", timeout)
+    for service in DataFlowPublisher.running():
+        try:
+            service.drained(timeout)
+        except concurrent.futures.TimeoutError:
+            logger.warning("The data flow of a pipeline run was not sent to Prefect within %.0f s: "
+                           "its artifacts and lineage events are missing from the UI", timeout)
 
 
 class _NoProgressNotes(logging.Filter):
@@ -199,11 +94,10 @@ def wait_until_sent(timeout: float = SETTLE_TIMEOUT) -> bool:
     """Wait (at most `timeout` seconds) until the data flow queued so far has been handled, leaving the
     publisher running; whether it was. A new top-level run calls this before it starts: Prefect's SQLite
     server answers a flow-run create that meets artifact writes with 503, and its client retries ~2 s later."""
-    publishers = [s for s in list(DataFlowPublisher._instances.values()) if isinstance(s, DataFlowPublisher)]
-    return all(publisher.wait_sent(timeout) for publisher in publishers)
+    return all(publisher.wait_sent(timeout) for publisher in DataFlowPublisher.running())
 
 
-class DataFlowPublisher(QueueService[tuple]):
+class DataFlowPublisher(prefect_internals.background_queue()):  # type: ignore[misc]
     """Publishes queued pipeline runs (pipeline, task-run summaries, flow run id, state) on Prefect's loop
     thread: manifests are read and events emitted in a worker thread, artifacts created with one client."""
 
@@ -236,18 +130,15 @@ class DataFlowPublisher(QueueService[tuple]):
             return self._settled.wait_for(lambda: self._pending <= 0, timeout)
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self) -> AsyncIterator[None]:
+    async def lifespan(self) -> AsyncIterator[None]:
         from prefect.client.orchestration import get_client
 
         async with get_client() as client:
             self._client = client
             yield
 
-    async def _handle(self, item: tuple) -> None:
+    async def handle(self, item: tuple) -> None:
         import asyncio
-
-        from dbnd_prefect.prefect_ui import artifacts as run_artifacts, lineage
-        from dbnd_prefect.redaction import one_line
 
         pipeline, entries, flow_run_id, state = item
 

@@ -14,7 +14,10 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from dbnd_prefect.prefect_ui.data_flow import DataRef, TaskRunIO
+    from dbnd_prefect.prefect_ui.task_io import DataRef, TaskRunIO
+
+from dbnd_prefect import prefect_internals
+from dbnd_prefect.prefect_ui.task_io import browse_url
 
 logger = logging.getLogger("dbnd_prefect")
 
@@ -118,8 +121,7 @@ def events_for(io: "TaskRunIO", flow_run_id: str) -> list[dict[str, Any]]:
         if key is None:
             continue
         resource = {"prefect.resource.id": key, "prefect.resource.name": f"{io.task}.{ref.name}"}
-        from dbnd_prefect.prefect_ui.data_flow import browse_url
-
+    
         url = browse_url(ref.uri)
         if url and url.startswith(("http://", "https://")):
             resource["prefect.asset.url"] = url
@@ -140,14 +142,12 @@ def emit_lineage(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
 
 
 def _emit_all(flows: Sequence["TaskRunIO"], flow_run_id: str) -> int:
-    from prefect.context import FlowRunContext, TaskRunContext
     from prefect.events import emit_event
 
     # Prefect's events worker adds the flow and task run of the sender's context to each event, and where
     # the sender's context never set them, those of the run that started the worker: these events name
     # their own runs, so the sender's context says "no run" explicitly.
-    TaskRunContext.__var__.set(None)
-    FlowRunContext.__var__.set(None)
+    prefect_internals.without_run_contexts()
     count = 0
     for io in flows:
         for kwargs in events_for(io, flow_run_id):

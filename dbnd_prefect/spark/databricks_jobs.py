@@ -28,7 +28,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ValidationError
 
 from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TaskFailedError, suggest
-from dbnd_prefect.spark.settings import DatabricksEngine, spark_settings
+from dbnd_prefect.spark.settings import DatabricksEngine
 
 _TASK_KEY = re.compile(r"[^\w-]")
 
@@ -127,7 +127,8 @@ def _check_typos(env: str, key: str, value: Any) -> None:
 def databricks_settings(env: str | None = None, config: Any = None) -> tuple[str, DatabricksEngine]:
     """(environment, its `[env.ENV.spark]` settings), `env` defaulting to the active one (`run.env`);
     ConfigError unless its engine is `databricks` with a credentials block."""
-    from dbnd_prefect.profiles import active_profile, resolve_profile
+    from dbnd_prefect.config.resolved import active_profile
+    from dbnd_prefect.config.profiles import resolve_profile
 
     if config is None:
         from dbnd_prefect.config import current_config
@@ -135,7 +136,7 @@ def databricks_settings(env: str | None = None, config: Any = None) -> tuple[str
         config = current_config()
     resolved = resolve_profile(config, env) if env else active_profile(config)
     env = resolved.name
-    settings = spark_settings(env, resolved.profile.spark)
+    settings = resolved.plugin_setting("spark")
     if not isinstance(settings, DatabricksEngine):
         raise ConfigError(f"environment '{env}' runs Spark engine '{settings.engine}', not 'databricks': "
                           "it cannot submit Databricks jobs", hint=f'set env.{env}.spark.engine = "databricks"')

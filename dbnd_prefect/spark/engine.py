@@ -22,7 +22,6 @@ from dbnd_prefect.spark.settings import (
     LocalEngine,
     SparkSettings,
     describe_engine,
-    spark_settings,
 )
 
 _lock = threading.RLock()
@@ -52,14 +51,17 @@ logger.sparkproject.level = error
 
 def active_settings(config: Any = None) -> tuple[str, SparkSettings]:
     """(environment name, Spark settings) of the run in effect, else of the current configuration."""
-    from dbnd_prefect.profiles import active_profile
+    from dbnd_prefect.config.resolved import active_profile
+    from dbnd_prefect.context import current_run
 
-    if config is None:
-        from dbnd_prefect.run_context import config_in_effect
+    run = current_run() if config is None else None
+    if run is not None:  # resolved with the run
+        resolved = run.profile
+    else:
+        from dbnd_prefect.config import current_config
 
-        config = config_in_effect()
-    resolved = active_profile(config)
-    return resolved.name, spark_settings(resolved.name, resolved.profile.spark)
+        resolved = active_profile(config if config is not None else current_config())
+    return resolved.name, resolved.plugin_setting("spark")
 
 
 def spark_session(config: Any = None) -> Any:

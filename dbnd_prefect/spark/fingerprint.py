@@ -96,7 +96,7 @@ def _connect_local_data(value: Any) -> str | None:
     plan = getattr(value, "_plan", None)
     if plan is None or getattr(value, "_jdf", None) is not None:
         return None
-    from dbnd_prefect.fingerprint import fingerprint_value
+    from dbnd_prefect.fingerprint.data import fingerprint_value
     from dbnd_prefect.targets.atomic import new_hasher
 
     from pyspark.sql.connect.plan import LogicalPlan

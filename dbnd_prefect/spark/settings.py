@@ -135,3 +135,5 @@ def describe_engine(profile_name: str, settings: SparkSettings) -> str:
     else:
         where = settings.host or "Databricks"
     return f"Spark engine '{settings.engine}' ({where}) of environment '{profile_name}'"
+
+check_profile_table = spark_settings  # what the plugin registry calls for an `[env.NAME.spark]` table

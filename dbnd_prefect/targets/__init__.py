@@ -19,6 +19,7 @@ from dbnd_prefect.targets.formats import (
     type_key,
 )
 from dbnd_prefect.targets.target import Target
+from dbnd_prefect.targets import builtin_formats  # noqa: F401,E402 - registers the built-in formats
 
 __all__ = [
     "Format",

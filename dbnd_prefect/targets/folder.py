@@ -15,8 +15,10 @@ import shutil
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from dbnd_prefect import plugins
 from dbnd_prefect.errors import FormatError, TargetError
 from dbnd_prefect.targets.atomic import new_hasher
+from dbnd_prefect.targets.filesystem import split_uri
 from dbnd_prefect.targets.formats import DATAFRAME, SERIES, Format, format_for_uri, type_key
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ _STAMP_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "LastMod
                "updated", "mtime")
 
 
-FOLDER_TYPE_KEYS = frozenset({DATAFRAME, SERIES, "dict", "pyspark.DataFrame"})
+FOLDER_TYPE_KEYS = frozenset({DATAFRAME, SERIES, "dict", *(t.key for t in plugins.frame_types())})
 
 
 def may_be_folder(uri: str, type_key_: str) -> bool:
@@ -39,8 +41,6 @@ def may_be_folder(uri: str, type_key_: str) -> bool:
         return False
     if uri.endswith("/"):
         return True
-    from dbnd_prefect.targets.filesystem import split_uri
-
     protocol, path = split_uri(uri)
     return protocol == "file" and os.path.isdir(path)
 
@@ -124,16 +124,11 @@ def _listed(target: Target) -> dict[str, dict[str, Any]]:
     raise target._missing(None)
 
 
-def check_folder_input(uri: str, type_key_: str, data: Any = None) -> bool:
-    """Whether a data input is read as a folder; for a local one, raise the error loading it would (no part read).
-
-    `data` is the parameter's `Data` marker (its format and `success_marker` load option), if any.
-    """
-    from dbnd_prefect.targets.target import Target
-
-    if not may_be_folder(uri, type_key_):
+def check_folder_input(target: Target, type_key_: str, data: Any = None) -> bool:
+    """Whether a data input (`target`, named with a trailing `/`) is read as a folder; for a local one, raise the
+    error loading it would (no part read). `data` is the parameter's `Data` marker, if any."""
+    if not may_be_folder(target.uri, type_key_):
         return False
-    target = Target(uri if uri.endswith("/") else f"{uri}/", format=getattr(data, "format", None))
     if target.is_local:
         options = getattr(data, "load_options", None) or {}
         data_files(target, _listed(target), options.get(MARKER_OPTION))
@@ -159,8 +154,6 @@ def part_format(target: Target, relative: str) -> tuple[Format, str | None]:
 
 def load_folder(target: Target, wanted: str | None, options: dict[str, Any]) -> Any:
     """The folder as one DataFrame (parts concatenated in name order) or, for a dict, {part stem: DataFrame}."""
-    from dbnd_prefect.targets.target import Target
-
     options = dict(options)
     require = options.pop(MARKER_OPTION, None)
     if wanted not in (None, "object", DATAFRAME, SERIES, "dict"):
@@ -173,7 +166,7 @@ def load_folder(target: Target, wanted: str | None, options: dict[str, Any]) -> 
     loaded = {}
     for rel in parts:
         fmt, _ = part_format(target, rel)
-        part = Target(f"{base}/{rel}", format=fmt.name)
+        part = type(target)(f"{base}/{rel}", format=fmt.name)
         loaded[rel] = part.load(DATAFRAME, **options)
     if wanted == "dict":
         return {_stem(rel): frame for rel, frame in loaded.items()}
@@ -205,8 +198,6 @@ def _stem(relative: str) -> str:
 
 def save_folder(target: Target, value: Any, fmt: Format, compression_suffix: str, options: dict[str, Any]) -> None:
     """Write a dict of DataFrames (or one DataFrame as `part-0000`) as one file per key plus `_SUCCESS`."""
-    from dbnd_prefect.targets.target import Target
-
     items = value if isinstance(value, dict) else {"part-0000": value}
     if not is_frame_dict(items):
         raise FormatError(
@@ -217,7 +208,7 @@ def save_folder(target: Target, value: Any, fmt: Format, compression_suffix: str
     if target.is_local:
         staging = os.path.join(os.path.dirname(base), f".{os.path.basename(base)}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            _write_parts(Target, staging, items, fmt, compression_suffix, options)
+            _write_parts(type(target), staging, items, fmt, compression_suffix, options)
             if os.path.isdir(base):
                 shutil.rmtree(base)  # a folder that failed verification: replaced whole
             os.replace(staging, base)
@@ -228,7 +219,7 @@ def save_folder(target: Target, value: Any, fmt: Format, compression_suffix: str
     fs = target.fs
     if fs.exists(target.path):
         fs.rm(target.path, recursive=True)
-    _write_parts(Target, base, items, fmt, compression_suffix, options)
+    _write_parts(type(target), base, items, fmt, compression_suffix, options)
 
 
 def _write_parts(target_cls: type, base: str, items: dict[str, Any], fmt: Format, suffix: str,
@@ -257,11 +248,9 @@ def folder_fingerprint(target: Target) -> str:
 
 def folder_checksum(target: Target) -> str:
     """A digest of every file's name and content, in name order."""
-    from dbnd_prefect.targets.target import Target
-
     files = _listed(target)
     hasher = new_hasher()
     base = target.uri.rstrip("/")
     for rel in files:
-        hasher.update(f"{rel}\0{Target(f'{base}/{rel}').checksum()}\n".encode())
+        hasher.update(f"{rel}\0{type(target)(f'{base}/{rel}').checksum()}\n".encode())
     return hasher.hexdigest()

@@ -9,15 +9,13 @@ numpy or `json` read them without this library.
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import IO, Any
 
+from dbnd_prefect import plugins
 from dbnd_prefect.errors import FormatError
 from dbnd_prefect.targets.filesystem import redact_uri
 
@@ -32,9 +30,6 @@ _TYPE_KEYS: dict[str, str] = {
     "pd.DataFrame": DATAFRAME, "DataFrame": DATAFRAME,
     "pandas.Series": SERIES, "pandas.core.series.Series": SERIES, "pd.Series": SERIES, "Series": SERIES,
     "numpy.ndarray": NDARRAY, "np.ndarray": NDARRAY, "ndarray": NDARRAY,
-    "pyspark.sql.dataframe.DataFrame": "pyspark.DataFrame",
-    "pyspark.sql.connect.dataframe.DataFrame": "pyspark.DataFrame",
-    "pyspark.DataFrame": "pyspark.DataFrame",
     "builtins.dict": "dict", "dict": "dict",
     "builtins.list": "list", "list": "list",
     "builtins.str": "str", "str": "str",
@@ -65,11 +60,11 @@ class Format:
     def can_load(self, type_key: str | None) -> bool:
         """Whether this format can produce the given type."""
         return type_key in (None, ANY) or type_key in self.load_types or ANY in self.load_types \
-            or self.name in _ENGINE_FORMATS.get(type_key or "", ())
+            or self.name in _engine_formats(type_key)
 
     def can_save(self, type_key: str) -> bool:
         """Whether this format can store an object of the given type."""
-        return type_key in self.save_types or ANY in self.save_types or self.name in _ENGINE_FORMATS.get(type_key, ())
+        return type_key in self.save_types or ANY in self.save_types or self.name in _engine_formats(type_key)
 
     def load(self, fileobj: IO, type_key: str | None = None, **options: Any) -> Any:
         """Read an object of `type_key` (default: this format's natural type) from `fileobj`."""
@@ -95,21 +90,18 @@ class Format:
 _formats: dict[str, Format] = {}
 _by_extension: dict[str, str] = {}
 
-# Types an engine reads and writes itself, from and to a URI rather than a file object (Spark reads a
-# folder of part files with its own readers): type key -> (module with load/save/handed_on/to_pandas,
-# the formats it handles). The module is imported only when such a value is read or written.
-_ENGINE_IO: dict[str, str] = {"pyspark.DataFrame": "dbnd_prefect.spark.io"}
-_ENGINE_FORMATS: dict[str, tuple[str, ...]] = {"pyspark.DataFrame": ("csv", "tsv", "json", "jsonl", "parquet", "orc")}
+
+
+def _engine_formats(type_key: str | None) -> tuple[str, ...]:
+    """The file formats an engine's frame type (Spark, from the plugin registry) reads and writes itself."""
+    found = plugins.frame_type(type_key)
+    return found.formats if found is not None else ()
 
 
 def engine_io(type_key: str | None) -> Any:
-    """The module that reads and writes values of `type_key` through its engine (see `_ENGINE_IO`), or None."""
-    module = _ENGINE_IO.get(type_key or "")
-    if module is None:
-        return None
-    import importlib
-
-    return importlib.import_module(module)
+    """The io of the engine that reads and writes values of `type_key` itself from and to URIs (a folder of part
+    files for Spark), imported now; None for types that formats read and write through file objects."""
+    return plugins.frame_io(type_key) if plugins.frame_type(type_key) is not None else None
 
 
 def engine_values_stored(values: dict[str, Any], infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -118,7 +110,7 @@ def engine_values_stored(values: dict[str, Any], infos: dict[str, dict[str, Any]
     out = dict(values)
     for name, value in values.items():
         key = type_key(type(value))
-        if key in _ENGINE_IO and name in infos:
+        if name in infos and plugins.frame_type(key) is not None:
             out[name] = engine_io(key).handed_on(value, infos[name])
     return out
 
@@ -126,7 +118,7 @@ def engine_values_stored(values: dict[str, Any], infos: dict[str, dict[str, Any]
 def engine_value_for(wanted: str, value: Any) -> Any:
     """`value`, converted when it is an engine's frame (Spark) given to a parameter of a plain type (pandas)."""
     key = type_key(type(value))
-    if key == wanted or key not in _ENGINE_IO or wanted != DATAFRAME:
+    if key == wanted or plugins.frame_type(key) is None or wanted != DATAFRAME:
         return value
     return engine_io(key).to_pandas(value)
 
@@ -242,9 +234,12 @@ def format_for_uri(uri: str | os.PathLike, forced: str | None = None) -> tuple[F
 
 def default_format_for(type_key: str) -> str:
     """Name of the format an object of this type is saved in when nothing else is said."""
+    engine = plugins.frame_type(type_key)
+    if engine is not None:
+        return engine.default_format
     return {
         DATAFRAME: "parquet", SERIES: "parquet", "str": "txt",
-        "dict": "json", "list": "json", NDARRAY: "npy", "pyspark.DataFrame": "parquet",
+        "dict": "json", "list": "json", NDARRAY: "npy",
     }.get(type_key, "pickle")
 
 
@@ -260,7 +255,7 @@ def type_key(tp_or_obj: Any) -> str:
     any other string is a `str` object. `Optional[X]` gives X's key; unknown types give "object".
     """
     if isinstance(tp_or_obj, str):
-        return _TYPE_KEYS.get(tp_or_obj, "str")
+        return _TYPE_KEYS.get(tp_or_obj) or _engine_key(tp_or_obj) or "str"
     tp = tp_or_obj
     if tp is None or tp is typing.Any:
         return ANY
@@ -274,16 +269,23 @@ def type_key(tp_or_obj: Any) -> str:
         tp = origin
     cls = tp if isinstance(tp, type) else type(tp)
     for klass in cls.__mro__:
-        key = _TYPE_KEYS.get(f"{klass.__module__}.{klass.__qualname__}")
+        name = f"{klass.__module__}.{klass.__qualname__}"
+        key = _TYPE_KEYS.get(name) or _engine_key(name)
         if key is not None:
             return key
     return ANY
 
 
+def _engine_key(class_name: str) -> str | None:
+    """The type key of an engine's frame class (`pyspark.sql.dataframe.DataFrame`), by name; None otherwise."""
+    found = plugins.frame_type_of_library(class_name.split(".", 1)[0])
+    return found.key if found is not None and class_name in found.classes else None
+
+
 def as_type_key(key_or_type: Any) -> str:
     """A requested type as a key: strings are keys (aliases resolved), anything else goes through type_key."""
     if isinstance(key_or_type, str):
-        return _TYPE_KEYS.get(key_or_type, key_or_type)
+        return _TYPE_KEYS.get(key_or_type) or _engine_key(key_or_type) or key_or_type
     return type_key(key_or_type)
 
 
@@ -293,7 +295,7 @@ def describe(obj: Any) -> dict[str, Any]:
     if key == DATAFRAME:
         return {"rows": len(obj), "schema": {str(c): str(t) for c, t in obj.dtypes.items()}}
     if key == SERIES:
-        return {"rows": len(obj), "schema": {_series_name(obj): str(obj.dtype)}}
+        return {"rows": len(obj), "schema": {series_name(obj): str(obj.dtype)}}
     if key == NDARRAY:
         rows = int(obj.shape[0]) if obj.ndim else 1
         return {"rows": rows, "schema": {"value": str(obj.dtype)}, "shape": list(obj.shape)}
@@ -316,210 +318,5 @@ def _lookup(name: str) -> Format | None:
     return None
 
 
-def _series_name(series: Any) -> str:
+def series_name(series: Any) -> str:
     return "value" if series.name is None else str(series.name)
-
-
-def _as_frame(obj: Any) -> Any:
-    return obj.to_frame(_series_name(obj)) if type_key(type(obj)) == SERIES else obj
-
-
-def _to_series(frame: Any, fmt: str, hint: str) -> Any:
-    if frame.shape[1] != 1:
-        raise FormatError(
-            f"the {fmt} data has {frame.shape[1]} columns; a pandas.Series needs exactly one",
-            hint=hint,
-        )
-    return frame.iloc[:, 0]
-
-
-def _has_default_index(frame: Any) -> bool:
-    import pandas as pd
-
-    index = frame.index
-    return (
-        isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
-    )
-
-
-# --- built-in formats --------------------------------------------------------------------------
-
-
-def _load_csv(f: IO, tk: str, sep: str = ",", **o: Any) -> Any:
-    import pandas as pd
-
-    frame = pd.read_csv(f, sep=sep, **o)
-    return _to_series(frame, "csv", "select one with usecols=[...]") if tk == SERIES else frame
-
-
-def _save_csv(obj: Any, f: IO, sep: str = ",", **o: Any) -> None:
-    frame = _as_frame(obj)
-    # a default RangeIndex carries no data: leave it out so the file reads back as it was
-    o.setdefault("index", not _has_default_index(frame))
-    frame.to_csv(f, sep=sep, **o)
-
-
-def _load_json(f: IO, tk: str, **o: Any) -> Any:
-    if tk == DATAFRAME:
-        import pandas as pd
-
-        return pd.read_json(f, **o)
-    if tk == SERIES:
-        import io
-
-        import pandas as pd
-
-        text = f.read()
-        if "orient" not in o and _is_split_layout(text):
-            o["orient"] = "split"  # what _save_json writes: keeps the series name
-        return pd.read_json(io.StringIO(text), typ="series", **o)
-    return json.load(f, **o)
-
-
-def _is_split_layout(text: str) -> bool:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and set(data) == {"name", "index", "data"}
-
-
-def json_default(value: Any) -> Any:
-    """JSON for values json does not know: numpy scalars as numbers, dates as ISO strings."""
-    if hasattr(value, "item") and type(value).__module__ == "numpy":
-        return value.item()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def json_faithful(value: Any) -> bool:
-    """True when `value` reads back from JSON equal to itself (no tuples, int keys, dates...)."""
-    try:
-        return json.loads(json.dumps(value, default=json_default)) == value
-    except (TypeError, ValueError):
-        return False
-
-
-def _save_json(obj: Any, f: IO, **o: Any) -> None:
-    key = type_key(type(obj))
-    if key == DATAFRAME:
-        obj.to_json(f, **{"orient": "records", "date_format": "iso", **o})
-    elif key == SERIES:
-        obj.to_json(f, **{"orient": "split", "date_format": "iso", **o})
-    else:  # one write: json.dump writes piecemeal
-        f.write(json.dumps(obj, **{"ensure_ascii": False, "default": json_default, **o}))
-
-
-def _load_jsonl(f: IO, tk: str, **o: Any) -> Any:
-    if tk == DATAFRAME:
-        import pandas as pd
-
-        return pd.read_json(f, lines=True, **o)
-    return [json.loads(line, **o) for line in f if line.strip()]
-
-
-def _save_jsonl(obj: Any, f: IO, **o: Any) -> None:
-    if type_key(type(obj)) == DATAFRAME:
-        obj.to_json(f, **{"orient": "records", "lines": True, "date_format": "iso", **o})
-        return
-    for item in obj:
-        f.write(json.dumps(item, **{"ensure_ascii": False, **o}))
-        f.write("\n")
-
-
-def _load_parquet(f: IO, tk: str, **o: Any) -> Any:
-    import pandas as pd
-
-    frame = pd.read_parquet(f, **o)
-    return _to_series(frame, "parquet", "select one with columns=[...]") if tk == SERIES else frame
-
-
-def _save_parquet(obj: Any, f: IO, **o: Any) -> None:
-    _as_frame(obj).to_parquet(f, **o)
-
-
-def _load_feather(f: IO, tk: str, **o: Any) -> Any:
-    import pandas as pd
-
-    frame = pd.read_feather(f, **o)
-    return _to_series(frame, "feather", "select one with columns=[...]") if tk == SERIES else frame
-
-
-def _save_feather(obj: Any, f: IO, **o: Any) -> None:
-    _as_frame(obj).to_feather(f, **o)
-
-
-def _load_orc(f: IO, tk: str, **o: Any) -> Any:
-    import pandas as pd
-
-    frame = pd.read_orc(f, **o)
-    return _to_series(frame, "orc", "select one with columns=[...]") if tk == SERIES else frame
-
-
-def _save_orc(obj: Any, f: IO, **o: Any) -> None:
-    _as_frame(obj).to_orc(f, **o)
-
-
-def _load_pickle(f: IO, tk: str, **o: Any) -> Any:
-    return pickle.load(f, **o)
-
-
-def _save_pickle(obj: Any, f: IO, **o: Any) -> None:
-    pickle.dump(obj, f, **o)
-
-
-def _load_txt(f: IO, tk: str) -> Any:
-    text = f.read()
-    return text.splitlines() if tk == "list" else text
-
-
-def _save_txt(obj: Any, f: IO) -> None:
-    if isinstance(obj, str):
-        f.write(obj)
-        return
-    if not lines_faithful(obj):
-        raise FormatError(
-            "a txt file holds a list only as lines: every item must be a str without line breaks",
-            hint="save the list as json or pickle",
-        )
-    f.write("".join(f"{line}\n" for line in obj))
-
-
-def lines_faithful(value: Any) -> bool:
-    """True when `value` is a list of str that reads back equal from a text file of lines."""
-    return isinstance(value, list) and all(
-        isinstance(v, str) and v == (v.splitlines() or [""])[0] for v in value
-    )
-
-
-def _load_npy(f: IO, tk: str, **o: Any) -> Any:
-    import numpy as np
-
-    return np.load(f, **{"allow_pickle": False, **o})
-
-
-def _save_npy(obj: Any, f: IO, **o: Any) -> None:
-    import numpy as np
-
-    np.save(f, obj, **{"allow_pickle": False, **o})
-
-
-_FRAMES = (DATAFRAME, SERIES)
-for _fmt in (
-    Format("csv", (".csv",), _load_csv, _save_csv, False, _FRAMES, _FRAMES),
-    Format("tsv", (".tsv", ".tab"), partial(_load_csv, sep="\t"), partial(_save_csv, sep="\t"),
-           False, _FRAMES, _FRAMES),
-    Format("json", (".json",), _load_json, _save_json, False,
-           ("dict", "list", "str", "int", "float", "bool", *_FRAMES),
-           ("dict", "list", "str", "int", "float", "bool", *_FRAMES)),
-    Format("jsonl", (".jsonl", ".ndjson"), _load_jsonl, _save_jsonl, False,
-           (DATAFRAME, "list"), (DATAFRAME, "list")),
-    Format("parquet", (".parquet", ".pq"), _load_parquet, _save_parquet, True, _FRAMES, _FRAMES),
-    Format("feather", (".feather", ".arrow"), _load_feather, _save_feather, True, _FRAMES, _FRAMES),
-    Format("orc", (".orc",), _load_orc, _save_orc, True, _FRAMES, _FRAMES),
-    Format("pickle", (".pkl", ".pickle"), _load_pickle, _save_pickle, True, (ANY,), (ANY,)),
-    Format("txt", (".txt", ".text", ".md", ".log"), _load_txt, _save_txt, False, ("str", "list"), ("str", "list")),
-    Format("npy", (".npy",), _load_npy, _save_npy, True, (NDARRAY,), (NDARRAY,)),
-):
-    register_format(_fmt)

@@ -16,13 +16,12 @@ from typing import Any, Mapping
 
 from dbnd_prefect.errors import DbndError, FormatError
 from dbnd_prefect.targets.folder import is_frame_dict
+from dbnd_prefect.targets.builtin_formats import json_faithful, lines_faithful
 from dbnd_prefect.targets.formats import (
     NDARRAY,
     default_format_for,
     engine_io,
     format_file_extension,
-    json_faithful,
-    lines_faithful,
     resolve_format,
     type_key,
 )

@@ -6,14 +6,23 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dbnd_prefect.errors import DbndError, FormatError, TargetError
 from dbnd_prefect.redaction import one_line
-from dbnd_prefect.targets.atomic import CHUNK, atomic_write, hash_stream, new_hasher, open_read
-from dbnd_prefect.targets.filesystem import describe_failure, filesystem_for_uri, redact_uri, split_uri
+from dbnd_prefect.targets.atomic import atomic_write, new_hasher, open_read
+from dbnd_prefect.targets.target_metadata import StoredMetadata
+from dbnd_prefect.targets.filesystem import filesystem_for_uri, redact_uri, split_uri
+from dbnd_prefect.targets.folder import (
+    check_folder_input,
+    folder_checksum,
+    folder_info,
+    listing,
+    load_folder,
+    may_be_folder,
+    save_folder,
+)
 from dbnd_prefect.targets.formats import (
     Format,
     as_type_key,
@@ -30,13 +39,6 @@ from dbnd_prefect.targets.formats import (
 if TYPE_CHECKING:
     import fsspec
 
-# fs.info() spells the same facts differently per backend: s3fs, gcsfs, adlfs, http, local
-_ETAG_KEYS = ("ETag", "etag", "e_tag")
-_VERSION_KEYS = ("VersionId", "version_id", "versionId")
-_GENERATION_KEYS = ("generation",)
-_MODIFIED_KEYS = ("LastModified", "last_modified", "updated", "mtime")
-
-
 def cache_dir() -> Path:
     """Where remote inputs are downloaded: $DBND_CACHE_DIR, else ~/.cache/dbnd_prefect."""
     if os.environ.get("DBND_CACHE_DIR"):
@@ -45,7 +47,7 @@ def cache_dir() -> Path:
     return Path(base) / "dbnd_prefect"
 
 
-class Target:
+class Target(StoredMetadata):
     """A file at a URI (local path or any fsspec protocol), read and written in a `Format`.
 
     The format comes from the URI's extension (after an optional compression suffix such as
@@ -152,7 +154,6 @@ class Target:
             return os.path.exists(self._path)
         try:
             if self._folder_hint:
-                from dbnd_prefect.targets.folder import listing
 
                 return bool(listing(self))
             return bool(self.fs.exists(self._path))
@@ -205,7 +206,7 @@ class Target:
                 return self._load_folder(wanted, options)
             raise self._missing(exc) from None
         except DbndError as exc:
-            raise type(exc)(f"cannot read '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
+            raise exc.add_context(f"cannot read '{self.shown}' as {fmt.name}") from None
         except Exception as exc:
             store_failure = self._store_failure("cannot read", exc)
             if store_failure is not None:
@@ -222,7 +223,6 @@ class Target:
             return False
 
     def _load_folder(self, wanted: str | None, options: dict[str, Any]) -> Any:
-        from dbnd_prefect.targets.folder import load_folder
 
         try:
             return load_folder(self, wanted, {**self.load_options, **options})
@@ -297,7 +297,7 @@ class Target:
             ) as result:
                 fmt.save(obj, result.file, **{**self.save_options, **options})
         except DbndError as exc:
-            raise type(exc)(f"cannot write '{self.shown}' as {fmt.name}: {exc.message}", hint=exc.hint) from None
+            raise exc.add_context(f"cannot write '{self.shown}' as {fmt.name}") from None
         except Exception as exc:
             store_failure = self._store_failure("cannot write", exc)
             if store_failure is not None:
@@ -316,7 +316,6 @@ class Target:
         }
 
     def _save_folder(self, obj: Any, options: dict[str, Any]) -> dict[str, Any]:
-        from dbnd_prefect.targets.folder import folder_checksum, folder_info, save_folder
         from dbnd_prefect.targets.formats import compression_suffixes
 
         fmt, compression = resolve_format(self._forced) if self._forced else (get_format_for_frames(), None)
@@ -324,132 +323,22 @@ class Target:
         try:
             save_folder(self, obj, fmt, suffix, {**self.save_options, **options})
         except DbndError as exc:
-            raise type(exc)(f"cannot write folder '{self.shown}': {exc.message}", hint=exc.hint) from None
+            raise exc.add_context(f"cannot write folder '{self.shown}'") from None
         info = folder_info(self)
         return {"uri": self._uri, "format": fmt.name, "compression": compression, "bytes": info["size"],
                 "checksum": folder_checksum(self), "files": info["files"]}
-
-    # --- metadata ---------------------------------------------------------------------------
-
-    def info(self) -> dict[str, Any]:
-        """Store metadata without reading content: size, mtime (local), ETag / generation / version id.
-
-        For a folder: total size and file count, from one listing.
-        """
-        if self.is_folder():
-            from dbnd_prefect.targets.folder import folder_info
-
-            return folder_info(self)
-        if self.is_local:
-            try:
-                st = os.stat(self._path)
-            except FileNotFoundError:
-                raise self._missing(None) from None
-            return {"uri": self._uri, "size": st.st_size, "mtime": st.st_mtime, "mtime_ns": st.st_mtime_ns}
-        try:
-            raw = self.fs.info(self._path)
-        except FileNotFoundError as exc:
-            raise self._missing(exc) from None
-        except DbndError:
-            raise
-        except Exception as exc:
-            raise self._error("cannot read metadata of", "", exc) from None
-        out: dict[str, Any] = {"uri": self._uri, "size": raw.get("size")}
-        for name, keys in (
-            ("etag", _ETAG_KEYS),
-            ("version_id", _VERSION_KEYS),
-            ("generation", _GENERATION_KEYS),
-            ("last_modified", _MODIFIED_KEYS),
-        ):
-            value = next((raw[k] for k in keys if raw.get(k) not in (None, "")), None)
-            if value is not None:
-                out[name] = _plain(value)
-        # one store-neutral name for "this object's version", whatever the store calls it
-        version = out.get("version_id", out.get("generation"))
-        if version is not None:
-            out["version"] = version
-        return out
-
-    def fingerprint(self, full: bool = False) -> str:
-        """A string that changes when the content changes.
-
-        Cheap by default ("stat:SIZE:MTIME_NS" locally; the store's version id, generation or
-        ETag remotely; a content hash where the store offers none); "xxh3_128:HEX" when `full`.
-        """
-        if full:
-            return f"xxh3_128:{self.checksum()}"
-        if self.is_folder():
-            from dbnd_prefect.targets.folder import folder_fingerprint
-
-            return folder_fingerprint(self)
-        info = self.info()
-        if self.is_local:
-            return f"stat:{info['size']}:{info['mtime_ns']}"
-        for name in ("version_id", "generation", "etag"):
-            if name in info:
-                return f"{name}:{info[name]}"
-        if "last_modified" in info:
-            return f"modified:{info['size']}:{info['last_modified']}"
-        return f"xxh3_128:{self.checksum()}"
-
-    def checksum(self) -> str:
-        """xxh3_128 hex digest of the stored bytes (as stored, i.e. still compressed); of every file of a folder."""
-        if self.is_folder():
-            from dbnd_prefect.targets.folder import folder_checksum
-
-            return folder_checksum(self)
-        try:
-            with self.fs.open(self._path, "rb", block_size=CHUNK) as f:
-                return hash_stream(f)
-        except FileNotFoundError as exc:
-            raise self._missing(exc) from None
-        except DbndError:
-            raise
-        except Exception as exc:
-            raise self._error("cannot read", "to checksum it", exc) from None
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _missing(self, exc: BaseException | None) -> TargetError:
-        """Not found: the object, or (when the store says so) its whole bucket/container."""
-        if exc is not None:
-            store_failure = self._store_failure("cannot read", exc)
-            if store_failure is not None:
-                return store_failure
-        return TargetError(
-            f"input '{self.shown}' does not exist",
-            hint="check the path, or pass another with --set",
-        )
-
-    def _store_failure(self, action: str, exc: BaseException, tail: str = "") -> TargetError | None:
-        """The error for refused credentials, a missing bucket or an unreachable store; None otherwise."""
-        if self.is_local:
-            return None
-        try:
-            fs = self.fs
-        except DbndError:
-            fs = None
-        described = describe_failure(self._protocol, self._path, exc, fs)
-        if described is None:
-            return None
-        return TargetError(f"{action} '{self.shown}'{tail}: {described[0]}", hint=described[1])
-
-    def _error(self, action: str, after: str, exc: BaseException) -> TargetError:
-        tail = f" {after}" if after else ""
-        store_failure = self._store_failure(action, exc, tail)
-        if store_failure is not None:
-            return store_failure
-        return TargetError(f"{action} '{self.shown}'{tail}: {type(exc).__name__}: {one_line(exc)}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str):
-        return value.strip('"')
-    return value
 
 
 def get_format_for_frames() -> Format:
     """The format of the files a folder output is written in when none is forced."""
     return get_format(default_format_for("pandas.DataFrame"))
+
+
+def check_folder_uri(uri: str, type_key_: str, data: Any = None) -> bool:
+    """Whether a data input is read as a folder; for a local one, raise the error loading it would (no part read).
+
+    `data` is the parameter's `Data` marker (its format and `success_marker` load option), if any.
+    """
+    if not may_be_folder(uri, type_key_):
+        return False
+    return check_folder_input(Target(uri if uri.endswith("/") else f"{uri}/", format=getattr(data, "format", None)), type_key_, data)

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from dbnd_prefect.errors import DataContractError
-from dbnd_prefect.params import Data
+from dbnd_prefect.definitions.spec import Data
 
 
 @dataclasses.dataclass(frozen=True, init=False, eq=False, repr=False)

@@ -15,7 +15,7 @@ import pathlib
 import re
 from typing import Any
 
-from dbnd_prefect.tracking.artifacts import artifact_key, publish_link
+from dbnd_prefect.tracking.publish import artifact_key, publish_link
 from dbnd_prefect.tracking.notices import warn
 
 
@@ -81,7 +81,7 @@ def _folder() -> str:
     tracking = current_tracking()
     if tracking is not None and tracking.output_folder:
         return f"{tracking.output_folder}/artifacts"
-    from dbnd_prefect.run_context import current_run
+    from dbnd_prefect.context import current_run
 
     run = current_run()
     if run is not None:

@@ -8,6 +8,7 @@ this process (`metrics_outside_runs()`) and a warning says so once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import datetime as dt
@@ -16,7 +17,8 @@ import numbers
 import threading
 from typing import Any, Iterator, Mapping
 
-from dbnd_prefect.tracking.artifacts import artifact_key, publish_table
+from dbnd_prefect.context import current_run
+from dbnd_prefect.tracking.publish import artifact_key, publish_table
 from dbnd_prefect.tracking.notices import in_prefect_run, warn, warn_once
 
 _TEXT_LIMIT = 200
@@ -52,7 +54,10 @@ class MetricLog:
 
 _current: contextvars.ContextVar[MetricLog | None] = contextvars.ContextVar("dbnd_metric_log", default=None)
 _outside = MetricLog()
-_by_prefect_run: dict[str, MetricLog] = {}  # pipeline bodies and plain Prefect tasks, by run id
+# metric logs of plain Prefect tasks and flows outside any dbnd run, by Prefect run id (the newest few: a
+# dbnd run keeps its own on the run, `RunContext.metric_logs`)
+_plain_runs: collections.OrderedDict[str, MetricLog] = collections.OrderedDict()
+_PLAIN_RUNS_KEPT = 64
 
 
 def log_metric(key: str, value: Any) -> None:
@@ -130,7 +135,7 @@ def _log(key: str, value: Any) -> None:
         return
     run_id = _prefect_run_id()
     if run_id is not None:
-        log = _by_prefect_run.setdefault(run_id, MetricLog())
+        log = _log_of_prefect_run(run_id)
         log.add(key, value)
         log.publish([key])
         return
@@ -138,6 +143,18 @@ def _log(key: str, value: Any) -> None:
     warn_once("metric outside a run",
               f"tracking: log_metric({key!r}) outside a task or pipeline run: the value is kept in this process "
               "(dbnd_prefect.tracking.metrics_outside_runs()), not sent to Prefect; log metrics inside a task")
+
+
+def _log_of_prefect_run(run_id: str) -> MetricLog:
+    """The metric log of a pipeline body or plain Prefect task run: kept on the dbnd run in effect, if any."""
+    run = current_run()
+    logs = run.metric_logs if run is not None else _plain_runs
+    log = logs.get(run_id)
+    if log is None:
+        log = logs[run_id] = MetricLog()
+        if run is None and len(_plain_runs) > _PLAIN_RUNS_KEPT:
+            _plain_runs.popitem(last=False)
+    return log
 
 
 def _prefect_run_id() -> str | None:

@@ -3,7 +3,7 @@ its metrics, files and logged profiles; all of it goes into the manifest (`track
 
 The run path calls, in order:
 
-    tracking = TaskTracking(task, run, output_folder)
+    tracking = TaskTracking(task, run.tracking, output_folder)
     loaded = tracking.inputs(arguments, loaded)        # contracts (violation: input error), profiles
     with tracking.collecting() as metrics:             # log_metric / log_dataframe / log_artifact
         returned = task.call_function(loaded)
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from dbnd_prefect.tracking.contracts import ContractSite, check_contract, contract_of
 from dbnd_prefect.tracking.metrics import MetricLog, collecting_metrics
+from dbnd_prefect.tracking.profiling import ProfileOptions, profile_data, profiler_for
 
 if TYPE_CHECKING:
-    from dbnd_prefect.decorators import DbndTask
-    from dbnd_prefect.run_context import RunContext
+    from dbnd_prefect.config.tracking_settings import TrackingSettings
 
 _current: contextvars.ContextVar["TaskTracking | None"] = contextvars.ContextVar("dbnd_task_tracking", default=None)
 
@@ -38,12 +38,10 @@ def current_tracking() -> "TaskTracking | None":
 class TaskTracking:
     """Contracts, profiles, metrics and files of one task run."""
 
-    def __init__(self, task: "DbndTask", run: "RunContext | None" = None, output_folder: str | None = None) -> None:
-        from dbnd_prefect.tracking.settings import tracking_settings
-
+    def __init__(self, task: Any, settings: "TrackingSettings", output_folder: str | None = None) -> None:
         self.task_name = task.name
         self.task = task
-        self.settings = tracking_settings(run.config if run is not None else None)
+        self.settings = settings
         self.metric_log = MetricLog()
         self.profiles: dict[str, dict[str, dict[str, Any]]] = {"inputs": {}, "outputs": {}}
         self.logged_profiles: dict[str, dict[str, Any]] = {}
@@ -100,16 +98,10 @@ class TaskTracking:
                 self._profile("inputs" if is_input else "outputs", where.name, value, None, where.uri, result,
                               force=True)
                 self.publish()
-            if is_input:
-                from dbnd_prefect.execution import _fail_as_input_error
-
-                _fail_as_input_error()
             raise
 
     def _profile(self, side: str, name: str, value: Any, data: Any, uri: str | None,
                  contract: dict[str, Any] | None, force: bool = False) -> None:
-        from dbnd_prefect.tracking.profiling import ProfileOptions, profile_data, profiler_for
-
         wanted = getattr(data, "profile", None)
         enabled = self.settings.profile if wanted is None else wanted
         profile: dict[str, Any] | None = None
@@ -155,7 +147,7 @@ class TaskTracking:
 
     def publish(self) -> None:
         """The automatic profiles as one markdown artifact, `profiles-{task}` (one API call per task run)."""
-        from dbnd_prefect.tracking.artifacts import artifact_key, publish_markdown
+        from dbnd_prefect.tracking.publish import artifact_key, publish_markdown
         from dbnd_prefect.tracking.render import profile_markdown
 
         sections = [profile_markdown(f"{self.task_name} {kind} '{name}'", profile)
@@ -167,8 +159,6 @@ class TaskTracking:
 
 
 def _is_frame(value: Any) -> bool:
-    from dbnd_prefect.tracking.profiling import profiler_for
-
     return profiler_for(value) is not None
 
 

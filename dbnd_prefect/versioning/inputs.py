@@ -17,8 +17,8 @@ def fingerprint_input(spec: Any, value: Any, full_content: bool = False) -> str:
     if isinstance(value, (OutputRef, TaskOutputs)):
         return _output_fingerprint(value)
     is_data = spec is not None and spec.is_data
-    if is_data and isinstance(value, (str, os.PathLike, Target)):
-        from dbnd_prefect.params import input_target
+    if is_data and isinstance(value, (str, os.PathLike)):  # the binder gives data inputs as their Targets
+        from dbnd_prefect.definitions.spec import input_target
 
         try:
             value = input_target(spec, value)

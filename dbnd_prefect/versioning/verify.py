@@ -14,8 +14,8 @@ from dbnd_prefect.history.manifest import read_manifest
 
 if TYPE_CHECKING:
     from dbnd_prefect.calls import BoundCall
-    from dbnd_prefect.run_context import RunContext
-    from dbnd_prefect.storage import RunStorage
+    from dbnd_prefect.context import RunContext
+    from dbnd_prefect.versioning.records import RunStorage
 
 logger = logging.getLogger("dbnd_prefect")
 

@@ -106,7 +106,7 @@ def store_outage(n: int = 3):
 
 
 def main(argv: list[str]) -> None:
-    from dbnd_prefect.run_context import last_run
+    from dbnd_prefect.context import last_run
 
     n_parts, chain = (int(a) for a in (argv + ["8", "6"])[:2])
     _, totals = write_many(n_parts, chain)

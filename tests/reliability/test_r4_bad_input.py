@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from pandas import DataFrame
 
-from dbnd_prefect import pipeline, task, task_registry
+from dbnd_prefect import pipeline, task
+from dbnd_prefect.definitions import registry as task_registry
 from dbnd_prefect.pytest_plugin import CmdResult, run_cmd
 
 REPO = Path(__file__).resolve().parents[2]

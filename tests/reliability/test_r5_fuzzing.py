@@ -111,7 +111,7 @@ FORCED = st.none() | st.sampled_from(["csv", "parquet", "pickle.gz", "pkl.gz", "
 @FUZZ
 @given(cases=batch(st.tuples(uris(), FORCED)))
 def test_uri_parser_and_target_resolution_raise_only_dbnd_errors(cases):
-    from dbnd_prefect.params import Data, input_target
+    from dbnd_prefect.definitions.spec import Data, input_target
     from dbnd_prefect.targets import Target
     from dbnd_prefect.targets.filesystem import redact_uri, split_uri
 
@@ -218,7 +218,7 @@ def selectors(run_id: str) -> st.SearchStrategy[str]:
 
 
 def test_version_selector_parser_raises_only_dbnd_errors(stored):
-    from dbnd_prefect.history.selectors import is_selector, resolve_selector
+    from dbnd_prefect.versioning.selectors import is_selector, resolve_selector
 
     data_root, run_id = stored
     assert "/r5_double/" in resolve_selector(f"r5_double.result@run:{run_id[:8]}", data_root, "local")

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from dbnd_prefect.config import config_context
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 from tests.counted_chain import calls, chain
 from tests.reliability.store_check import filesystem, inspect_root
 

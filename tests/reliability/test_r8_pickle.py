@@ -19,7 +19,7 @@ from dbnd_prefect import Data, task
 from dbnd_prefect.config import config_context
 from dbnd_prefect.errors import DbndError
 from dbnd_prefect.pytest_plugin import run_cmd
-from dbnd_prefect.run_context import last_run
+from dbnd_prefect.context import last_run
 
 pytestmark = pytest.mark.slow
 

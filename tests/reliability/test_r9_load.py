@@ -85,7 +85,7 @@ def worker(threads: int, first: int, go: Path) -> None:
 def local_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """dbnd's own local Prefect server (what `run.api = "local"`, the default without PREFECT_API_URL, starts) for
     a PREFECT_HOME of its own, so SQLite in that home and not the suite's server; (API URL, PREFECT_HOME)."""
-    from dbnd_prefect import local_server as server
+    from dbnd_prefect.runtime import local_server as server
 
     home = tmp_path_factory.mktemp("r9-prefect-home")
     with pytest.MonkeyPatch.context() as patch:

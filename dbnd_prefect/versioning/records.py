@@ -1,0 +1,89 @@
+"""Where a run keeps its cache records: the Prefect result storage beside its data root.
+
+Cache records always live in `.dbnd/` under the data root, so reuse follows the data, never the user's
+Prefect home. Prefect accepts only saved blocks (or local paths) as result storage, so a data root (and a
+storage block on local disk) gets a RecordStore block saved once per process, holding no credentials (the
+records are reached through the targets' file systems and their options). A remote storage block keeps the
+records itself, under `.dbnd/`. Choosing the storage of a run is runtime/storage.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import xxhash
+
+from dbnd_prefect import layout, prefect_internals
+
+
+class RunStorage:
+    """A data root and how Prefect reaches its records folder.
+
+    The Prefect block of a plain root is saved (which needs the Prefect API) only when a task run
+    first asks for it, so `dbnd plan` and the other read-only commands start no server.
+    """
+
+    def __init__(self, data_root: str, record_prefix: str, block: Any = None) -> None:
+        self.data_root = data_root
+        self.record_prefix = record_prefix
+        self._block = block
+        self._reader: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_reader": None}
+
+    @property
+    def result_storage(self) -> Any:
+        """The saved block Prefect keeps this root's cache records in."""
+        if self._block is None:
+            self._block = _records_block(self.data_root)
+        return self._block
+
+    def record_reader(self) -> Any:
+        """A Prefect ResultStore that reads this root's cache records (no Prefect API needed)."""
+        if self._reader is None:
+            from prefect.results import ResultStore
+
+            from dbnd_prefect.record_store import RecordStore
+
+            block = self._block or RecordStore(basepath=layout.store_dir(self.data_root))
+            self._reader = ResultStore(result_storage=block, cache_result_in_memory=False)
+        return self._reader
+
+    def record_key(self, digest: str) -> str:
+        """The Prefect cache key (a path inside `result_storage`) of a signature's record."""
+        return self.record_prefix + digest
+
+    def record_uri(self, digest: str) -> str:
+        return layout.record_uri(self.data_root, digest)
+
+    def run_record_uri(self, flow_run_id: str) -> str:
+        """Where the record of the pipeline run `flow_run_id` goes (see history/run_record.py)."""
+        return layout.run_record_uri(self.data_root, flow_run_id)
+
+
+_saved_blocks: dict[str, Any] = {}
+
+
+def _records_block(root: str) -> Any:
+    """The saved RecordStore block of a root's records folder, made once per process and root.
+
+    Saved rather than passed as a path: Prefect re-resolves an unsaved location on every record it
+    reads or writes, but trusts a saved block's keys as they are.
+    """
+    from dbnd_prefect.record_store import RecordStore
+
+    basepath = layout.store_dir(root)
+    block = _saved_blocks.get(basepath)
+    if block is None:
+        name = f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}"
+        # sync: with an event loop running in this thread (Jupyter, asyncio), Prefect would return a coroutine
+        try:  # saved by an earlier run: one read, where saving again costs three times as long
+            block = prefect_internals.sync(RecordStore.load, name)
+        except (ValueError, KeyError):
+            block = None
+        if block is None or block.basepath != basepath:
+            block = RecordStore(basepath=basepath)
+            prefect_internals.sync(block.save, name, overwrite=True)
+        _saved_blocks[basepath] = block
+    return block
