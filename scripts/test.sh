@@ -9,4 +9,5 @@ bash scripts/install-docker.sh      # Debian's docker.io: a private dockerd runs
 bash scripts/install-chromium.sh    # Debian's chromium for the Prefect UI browser test
 bash scripts/install-java.sh        # a Java runtime for local Spark and the Spark Connect server
 "$PY" -m pip check >/dev/null || { "$PY" -m pip check; exit 1; }
+"$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache  # the import contract (pyproject.toml)
 exec "$PY" -m pytest -q -n 4 --dist loadfile "$@"
