@@ -17,7 +17,7 @@ STORED_LAYERS: tuple[str, ...] = tuple(layer for layer in LAYERS if layer != "ca
 _RANK = {layer: rank for rank, layer in enumerate(LAYERS)}
 
 # Sections that are not task sections (everything else is a task name, or "task" for all tasks).
-RESERVED_SECTIONS = ("run", "formats", "tracking")
+RESERVED_SECTIONS = ("run", "formats", "tracking", "gc", "server")
 
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|api_key|access_key", re.IGNORECASE)
 _URI_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")

@@ -45,6 +45,11 @@ def choose_api(configured: str | None, source: str = "run.api") -> ApiChoice:
     from prefect.settings import get_current_settings
 
     prefect_url = get_current_settings().api.url
+    if configured is None and prefect_url and not is_deployed_run():
+        from dbnd_prefect.runtime.local_server import is_own_profile_url
+
+        if is_own_profile_url(prefect_url):  # the profile names the local server dbnd started: it may need restarting
+            return ApiChoice(LOCAL, None, "default (the local server, named in the Prefect profile by dbnd)")
     if is_deployed_run() or (configured is None and prefect_url):
         return ApiChoice("prefect", prefect_url, "Prefect settings (PREFECT_API_URL or profile)")
     if configured in (None, LOCAL):
