@@ -139,12 +139,21 @@ _intervals: list[tuple[float, float]] = []
 
 
 _lock = threading.Lock()
+# Tasks that must run at the same time meet here: the barrier lets them through only once all of them wait
+# in it (one per thread), and breaks after MEET_TIMEOUT seconds otherwise, which fails the task and the test.
+MEET_TIMEOUT = 60.0
+_meeting: dict[str, threading.Barrier] = {}
+
+
+def meet_here(parties: int) -> None:
+    """Start a fresh meeting of `parties` tasks (before the pipeline that holds it runs)."""
+    _meeting["barrier"] = threading.Barrier(parties, timeout=MEET_TIMEOUT)
 
 
 @task
-def slow(label: str, seconds: float = 0.6) -> str:
+def meet(label: str) -> str:
     start = time.monotonic()
-    time.sleep(seconds)
+    _meeting["barrier"].wait()  # BrokenBarrierError: the other branch did not run meanwhile
     with _lock:
         _intervals.append((start, time.monotonic()))
     return label
@@ -152,11 +161,12 @@ def slow(label: str, seconds: float = 0.6) -> str:
 
 @pipeline
 def two_branches():
-    return slow("a"), slow("b")
+    return meet("a"), meet("b")
 
 
 def test_independent_branches_run_concurrently(workdir):
     _intervals.clear()
+    meet_here(2)
     assert two_branches() == ("a", "b")
     (s1, e1), (s2, e2) = sorted(_intervals)
     assert s2 < e1, f"branches did not overlap: {(s1, e1)} then {(s2, e2)}"
@@ -166,15 +176,16 @@ _threads: set[str] = set()
 
 
 @task(versioned=False)
-def note_thread(i: int, seconds: float = 0.02) -> int:
-    time.sleep(seconds)
+def note_thread(i: int, meeting: int = 0) -> int:
+    if i < meeting:  # the first `meeting` calls run at once, each on its own thread
+        _meeting["barrier"].wait()
     with _lock:
         _threads.add(threading.current_thread().name)
     return i
 
 
-def _wide(n: int):
-    return [note_thread(i) for i in range(n)]
+def _wide(n: int, meeting: int = 0):
+    return [note_thread(i, meeting) for i in range(n)]
 
 
 def test_a_wide_pipeline_runs_on_a_bounded_thread_pool(workdir):
@@ -182,7 +193,8 @@ def test_a_wide_pipeline_runs_on_a_bounded_thread_pool(workdir):
 
     wide = pipeline(_wide, name="wide")
     _threads.clear()
-    assert wide(40) == list(range(40))
+    meet_here(2)
+    assert wide(40, meeting=2) == list(range(40))
     bound = min(32, (os.cpu_count() or 1) + 4)
     assert 2 <= len(_threads) <= bound, f"{len(_threads)} threads for 40 tasks (bound {bound})"
 
@@ -191,15 +203,18 @@ def test_the_thread_pool_follows_prefects_setting_and_an_explicit_task_runner(wo
     from prefect.settings import PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS, temporary_settings
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    # as many calls meet as the pool has threads: they can only all wait at once on that many threads
     with temporary_settings({PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS: 2}):
         wide = pipeline(_wide, name="wide_by_setting")
     _threads.clear()
-    assert wide(12) == list(range(12))
+    meet_here(2)
+    assert wide(12, meeting=2) == list(range(12))
     assert len(_threads) == 2
 
     wide = pipeline(_wide, name="wide_by_runner", task_runner=ThreadPoolTaskRunner(max_workers=3))
     _threads.clear()
-    assert wide(12) == list(range(12))
+    meet_here(3)
+    assert wide(12, meeting=3) == list(range(12))
     assert len(_threads) == 3
 
 

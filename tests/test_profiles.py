@@ -8,7 +8,6 @@ import os
 import re
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,16 @@ from dbnd_prefect.pytest_plugin import CmdResult, run_cmd
 PIPE = "tests.test_profiles.profile_probe_pipe"
 
 
+# Calls that must run at the same time meet here: the barrier lets them through once all of them wait in it,
+# each on its own thread, and breaks after 60 s otherwise (the task fails, and the test with it).
+_meeting: dict[int, threading.Barrier] = {}
+
+
 @task
-def profile_probe(index: int) -> dict:
+def profile_probe(index: int, meeting: int = 0) -> dict:
     """What a user can see of the run's environment from inside a task."""
-    time.sleep(0.2)  # long enough for a free thread pool to give each call its own thread
+    if meeting:
+        _meeting[meeting].wait()  # BrokenBarrierError: the pool did not run `meeting` calls at once
     return {"thread": threading.get_ident(), "greeting": os.environ.get("DBND_PROFILE_GREETING"), "index": index}
 
 
@@ -32,8 +37,8 @@ def profile_reader(settings: dict) -> int:
 
 
 @pipeline
-def profile_probe_pipe(count: int = 3):
-    return [profile_probe(i) for i in range(count)]
+def profile_probe_pipe(count: int = 3, meeting: int = 0):
+    return [profile_probe(i, meeting) for i in range(count)]
 
 
 def dbnd(*args: str) -> CmdResult:
@@ -166,8 +171,10 @@ def test_run_with_env_uses_the_profiles_task_runner_data_root_and_environment_va
     assert all(uri.startswith(str(workdir / "serial-data")) for entry in values for uri in entry["outputs"].values())
     assert "DBND_PROFILE_GREETING" not in os.environ  # set for the run only
 
-    # the same pipeline in the default profile: the pipeline's own (bounded, parallel) pool, no variable
-    result = dbnd("run", PIPE, "--set", "count=3")
+    # the same pipeline in the default profile: the pipeline's own (bounded, parallel) pool, no variable; its
+    # three calls meet, which they can only do on three threads at once
+    _meeting[3] = threading.Barrier(3, timeout=60)
+    result = dbnd("run", PIPE, "--set", "count=3", "--set", "meeting=3")
     assert result.exit_code == 0, result
     outputs = [run_output(entry) for entry in result.run.task_runs]
     assert {o["greeting"] for o in outputs} == {None}

@@ -3,7 +3,9 @@
 Prefect keeps the cache record (a tiny pickled `TaskOutputs` naming the stored files) under the
 signature key in the run's records folder beside the data, and reuses it on a later call with the
 same signature. A record whose outputs are gone or changed never reaches Prefect: `verify.drop_if_broken`
-removes it (with a warning) before the call is submitted.
+removes it (with a warning) before the call is submitted. A record that is not byte for byte as it was
+written is refused by the RecordStore (record_store.py) whenever it is read, Prefect's cache lookup
+included, before anything in it is unpickled.
 """
 
 from __future__ import annotations

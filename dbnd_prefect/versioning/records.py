@@ -40,14 +40,18 @@ class RunStorage:
         return self._block
 
     def record_reader(self) -> Any:
-        """A Prefect ResultStore that reads this root's cache records (no Prefect API needed)."""
+        """A Prefect ResultStore that reads this root's cache records (no Prefect API needed), through the
+        RecordStore that verifies each one whole before it is decoded (record_store.py)."""
         if self._reader is None:
             from prefect.results import ResultStore
 
-            from dbnd_prefect.record_store import RecordStore
+            from dbnd_prefect.record_store import RecordSerializer, RecordStore
 
             block = self._block or RecordStore(basepath=layout.store_dir(self.data_root))
-            self._reader = ResultStore(result_storage=block, cache_result_in_memory=False)
+            # the serializer is Prefect's fallback for bytes that are not a record: it unpickles nothing
+            # that does not match its digest
+            self._reader = ResultStore(result_storage=block, serializer=RecordSerializer(),
+                                       cache_result_in_memory=False)
         return self._reader
 
     def record_key(self, digest: str) -> str:

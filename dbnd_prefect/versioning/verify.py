@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any, Mapping
 
 from dbnd_prefect.history.manifest import read_manifest
+from dbnd_prefect.record_store import UnsealedRecord
 
 if TYPE_CHECKING:
     from dbnd_prefect.calls import BoundCall
@@ -36,11 +37,18 @@ def drop_if_broken(call: "BoundCall", run: "RunContext") -> None:
 
     A record that cannot be read at all (an unreachable store, refused credentials) is left alone:
     Prefect cannot read it either, so it runs the task, which reports the store's error with its URI.
-    A record that was read but does not decode (truncated, edited) is corrupt: removed with a warning.
+    A record that was read but does not verify (truncated, edited, naming another serializer) is corrupt:
+    removed with a warning. One written without a digest, by an older dbnd_prefect, is removed quietly.
+    Prefect's own read of the record verifies it again (record_store.py), so a record edited after this
+    check is not unpickled either: Prefect finds no record and runs the task.
     """
     record = _record(run.storage, call.digest)
     if isinstance(record, Exception):
-        if _corrupt(record):
+        if isinstance(record, UnsealedRecord):  # a format upgrade, not damage: recomputed without a warning
+            logger.info("Task '%s': its cache record %s has no digest (written by an older dbnd_prefect); "
+                        "recomputing.", call.task.name, run.storage.record_uri(call.digest))
+            delete_record(run.storage.record_uri(call.digest))
+        elif _corrupt(record):
             logger.warning("Task '%s': not reusing stored outputs: its cache record %s is corrupt (%s); recomputing.",
                            call.task.name, run.storage.record_uri(call.digest), _short(record))
             delete_record(run.storage.record_uri(call.digest))
@@ -94,6 +102,8 @@ def reuse_problem(record: Any, digest: str, full: bool) -> str | None:
     """Why a cache record must not be reused (NO_RECORD when there is none), or None when its outputs verify."""
     if record is None:
         return NO_RECORD
+    if isinstance(record, UnsealedRecord):
+        return f"its cache record cannot be reused: {record}"
     if isinstance(record, Exception):
         return f"its cache record cannot be read ({record})"
     manifest_uri = getattr(record.result, "manifest_uri", None)

@@ -6,6 +6,10 @@ again and asserts: the results are the right ones (corrupt data never returned),
 body ran again, a warning named the task (except for a deleted cache record, which is a plain miss: there is
 nothing wrong to report, the outputs are recomputed and rewritten identically), the data root verifies
 afterwards (tests/reliability/store_check.py, without the library) and a third run reuses everything.
+A cache record is edited at one fixed byte of each kind it has (envelope, digest, key, serializer, Prefect's
+metadata, the pickled outputs, the last byte), so each case flips the same byte on every run; every byte of a
+record is flipped in tests/test_record_store.py. A record naming another serializer is refused even when its
+digest was recomputed, and one written before records were sealed is recomputed without a warning.
 Also: a version selector (`scale.result@latest`) naming a tampered output is refused, never loaded.
 tests/test_versioning.py already covers a locally deleted output and a changed-size parquet output.
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import xxhash
 
 from dbnd_prefect.config import config_context
 from dbnd_prefect.context import last_run
@@ -67,6 +72,54 @@ def record_uri(root: str, signature: str) -> str:
 def flip_middle_byte(data: bytes) -> bytes:
     i = len(data) // 2
     return data[:i] + bytes([data[i] ^ 0x55]) + data[i + 1:]
+
+
+def flip_at(data: bytes, offset: int, xor: int = 0x55) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ xor]) + data[offset + 1:]
+
+
+def after(data: bytes, marker: bytes, skip: int = 0) -> int:
+    """The offset `skip` bytes past `marker` in a record (which must contain it)."""
+    return data.index(marker) + len(marker) + skip
+
+
+# Where a byte of a cache record is flipped: one place of each kind the record has (see record_store.py), the
+# pickled outputs where the old unsealed records let a flip through (base64 ignores what it does not know)
+RECORD_PLACES: dict[str, Callable[[bytes], int]] = {
+    "first byte": lambda d: 0,
+    "envelope head": lambda d: after(d, b'{"dbnd_'),
+    "digest": lambda d: after(d, b'"xxh3_128":"', 7),
+    "record key": lambda d: after(d, b'"storage_key":"prefect-records/', 3),
+    "serializer name": lambda d: after(d, b'"serializer":{"type":"', 1),
+    "Prefect version": lambda d: after(d, b'"prefect_version":"', 2),
+    "storage block id": lambda d: after(d, b'"storage_block_id":"', 5),
+    "pickled outputs, first byte": lambda d: after(d, b'"result":"'),
+    "pickled outputs, middle": lambda d: (after(d, b'"result":"') + len(d)) // 2,
+    "pickled outputs, their own digest": lambda d: after(d, b'"result":"', 5),
+    "last byte": lambda d: len(d) - 1,
+}
+
+
+def flip_record(place: str) -> "Tamper":
+    def action(root: Root, entry: dict) -> None:
+        uri = record_uri(root.root, entry["signature"])
+        data = root.read(uri)
+        root.edit_in_place(uri, flip_at(data, RECORD_PLACES[place](data)))
+    return action
+
+
+def reseal(record: bytes) -> bytes:
+    """A record written as dbnd writes it (the envelope and digest documented in record_store.py)."""
+    return (b'{"dbnd_record":1,"xxh3_128":"' + xxhash.xxh3_128_hexdigest(record).encode() + b'","record":'
+            + record + b"}")
+
+
+def other_serializer(root: Root, entry: dict) -> None:
+    """The record made to name cloudpickle, with a digest that matches (what a forger would do)."""
+    uri = record_uri(root.root, entry["signature"])
+    record = json.loads(root.read(uri))["record"]
+    record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle", "picklelib_version": None}
+    root.write(uri, reseal(json.dumps(record, separators=(",", ":")).encode()))
 
 
 def same_size_frame(original: bytes) -> bytes:
@@ -126,15 +179,16 @@ CASES: dict[str, tuple[str, Tamper]] = {
     "manifest truncated": ("scale", lambda r, e: r.edit_in_place(_manifest(e), r.read(_manifest(e))[:50])),
     "manifest replaced by another task run's manifest": ("scale", None),  # needs two entries: see below
     "manifest deleted": ("scale", lambda r, e: r.delete(_manifest(e))),
-    "cache record edited in place": ("scale", lambda r, e: r.edit_in_place(
-        record_uri(r.root, e["signature"]), flip_middle_byte(r.read(record_uri(r.root, e["signature"]))))),
+    **{f"cache record edited in place ({place})": ("scale", flip_record(place)) for place in RECORD_PLACES},
+    "cache record naming another serializer (digest recomputed)": ("scale", other_serializer),
     "cache record truncated": ("scale", lambda r, e: r.edit_in_place(
         record_uri(r.root, e["signature"]), r.read(record_uri(r.root, e["signature"]))[:200])),
     "cache record replaced by another task run's record": ("scale", None),
     "cache record deleted": ("scale", lambda r, e: r.delete(record_uri(r.root, e["signature"]))),
 }
 S3_CASES = ["output replaced by another valid file of the same size (json)", "output truncated",
-            "manifest replaced by another task run's manifest", "cache record truncated"]
+            "manifest replaced by another task run's manifest", "cache record truncated",
+            "cache record edited in place (pickled outputs, middle)"]
 
 
 def tamper(case: str, root: Root, entries: dict[str, dict]) -> None:
@@ -218,3 +272,25 @@ def test_selector_naming_a_tampered_output_is_refused(raw_csv, workdir):
     Root(str(workdir / "data")).write(_output(entry), same_size_frame(Path(_output(entry)).read_bytes()))
     with pytest.raises(DbndError, match=r"scale\.result@latest.*(changed|checksum)"):
         total_of("scale.result@latest")
+
+
+def test_a_cache_record_written_before_records_were_sealed_is_recomputed_without_a_warning(raw_csv, workdir, caplog):
+    """A record an older dbnd_prefect wrote (Prefect's record, no digest) is not reused, and is no error."""
+    data_root = str(workdir / "data")
+    root = Root(data_root)
+    assert chain("raw.csv") == RIGHT
+    entry = next(e for e in last_run().task_runs if e["task"] == "scale")
+    uri = record_uri(data_root, entry["signature"])
+    data = root.read(uri)
+    root.write(uri, data[data.index(b'"record":') + len(b'"record":'):-1])
+    before = dict(calls)
+    with caplog.at_level(logging.INFO, logger="dbnd_prefect"):
+        assert chain("raw.csv") == RIGHT
+    assert calls["scale"] == before["scale"] + 1 and calls["summarize"] == before["summarize"]
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("dbnd_prefect") and r.levelno >= logging.WARNING]
+    assert warnings == []
+    assert any("no digest" in r.getMessage() and "'scale'" in r.getMessage() for r in caplog.records)
+    assert json.loads(root.read(uri))["dbnd_record"] == 1  # rewritten sealed
+    assert not inspect_root(data_root).problems
+    after = dict(calls)
+    assert chain("raw.csv") == RIGHT and calls == after

@@ -143,3 +143,37 @@ def test_foreign_pickle_loads_when_allowed_by_configuration_or_parameter(workdir
     hostile = hostile_pickle(elsewhere / "hostile.pkl", marker)
     use_trusted(str(hostile))
     assert marker.exists(), "the allowed pickle was not loaded"
+
+
+@pytest.mark.parametrize("forgery", ["payload swapped, digest kept", "names cloudpickle, digest recomputed"])
+def test_a_forged_cache_record_is_never_unpickled(forgery, workdir, tmp_path, caplog):
+    """A cache record in the data root is verified whole before Prefect decodes it: one whose pickle was
+    swapped, or that names a serializer dbnd does not write records with, is recomputed with a warning."""
+    import base64
+    import json
+    import logging
+
+    import xxhash
+
+    assert make_obj(6) == {str(i): i for i in range(6)}
+    entry = last_run().task_runs[0]
+    path = workdir / "data" / ".dbnd" / "prefect-records" / entry["signature"]
+    data = path.read_bytes()
+    start = data.index(b'"record":') + len(b'"record":')
+    record = json.loads(data[start:-1])
+    marker = tmp_path / "code-ran"
+    record["result"] = base64.encodebytes(pickle.dumps(Hostile(marker))).decode()
+    if forgery.startswith("names cloudpickle"):
+        record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle", "picklelib_version": None}
+    body = json.dumps(record, separators=(",", ":")).encode()
+    digest = data[start - len(b'","record":') - 32:start - len(b'","record":')]
+    if forgery.startswith("names cloudpickle"):
+        digest = xxhash.xxh3_128_hexdigest(body).encode()
+    path.write_bytes(b'{"dbnd_record":1,"xxh3_128":"' + digest + b'","record":' + body + b"}")
+    with caplog.at_level(logging.WARNING, logger="dbnd_prefect"):
+        assert make_obj(6) == {str(i): i for i in range(6)}
+    assert not marker.exists(), "code from the forged record ran"
+    assert last_run().task_runs[0]["state"] == "Completed"  # recomputed, not reused
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "'make_obj'" in warnings[0] and "cache record" in warnings[0], warnings
+    assert make_obj(6) == {str(i): i for i in range(6)} and last_run().task_runs[0]["state"] == "Cached"
