@@ -70,6 +70,7 @@ class DbndTask(TaskDefinition):
         return {k: v for k, v in self.__dict__.items() if k != "_single_task_flow"}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841 - pytest and IPython end the traceback at the caller's line
         return call_task(self, args, kwargs)
 
     def map(self, *args: Any, **kwargs: Any) -> list[Any]:
@@ -100,6 +101,7 @@ class DbndPipeline(PipelineFlow):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run the pipeline and return its real values."""
+        __tracebackhide__ = True  # noqa: F841 - pytest and IPython end the traceback at the caller's line
         return call_pipeline(self, args, kwargs)
 
     def run(self, *args: Any, **options: Any) -> Any:

@@ -328,7 +328,7 @@ USAGE_MISTAKES = [
     (["config", "explain"], ["dbnd config explain:", "KEY requires an argument"]),
     (["versions", "cli_scale", "result", "extra"], ["dbnd versions: unexpected argument(s): extra"]),
     (["server", "restart"], ["dbnd server:", "\"restart\"", "status", "start", "stop"]),
-    (["runn", "cli_scale"], ["Unknown command \"runn\"", "Did you mean \"run\"?"]),
+    (["runn", "cli_scale"], ["unknown command 'runn'", "did you mean 'run'?"]),
     (["show-tasks", "--task-version", "3"], ["dbnd show-tasks: Unknown option: --task-version"]),
 ]
 

@@ -9,6 +9,7 @@ record. A task whose own code raises is a task failure: exit code 1, one line, a
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,29 @@ def test_config_explain_of_an_unknown_task_or_parameter(project):
     assert known.stdout.splitlines()[:2] == [
         "count_rows.table = 'rows.csv'", "  set by: set layer, --set count_rows.table=rows.csv"]
 
+
+
+def test_an_unknown_command_is_one_clean_line_with_the_closest_command(project):
+    typo = dbnd(project, "rnu", "count_rows")
+    assert typo.returncode == 2
+    line = typo.stderr.strip()
+    assert line.startswith("dbnd: error: unknown command 'rnu'; did you mean 'run'? (commands: run, plan, "), line
+    assert line.endswith("; see dbnd --help)") and "\n" not in line
+    assert '"' not in line and "Available commands" not in line and ", (" not in line
+    unknown = dbnd(project, "zzz")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().startswith("dbnd: error: unknown command 'zzz' (commands: run, ")
+
+
+@pytest.mark.parametrize("name", ["pyproject.toml", "dbnd.toml"])
+def test_a_toml_syntax_error_names_the_file_line_and_column(project, name):
+    """pyproject.toml is read by Prefect too, when it is imported: the error is still dbnd's one line."""
+    (project / name).write_text('[tool.dbnd.run]\ndata_root = "data"\nmodules = ["steps"\n' if name == "pyproject.toml"
+                                else '[run]\ndata_root = "data"\nmodules = ["steps"]\nverify =\n')
+    proc = dbnd(project, "run", "count_twice")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert re.match(rf"dbnd: error: {re.escape(name)}:(\d+): invalid TOML: .* \(at (end of document, )?line \1, "
+                    r"column \d+\) \(fix the syntax at that line\)$", lines[0]), lines[0]
+    assert "Traceback" not in proc.stderr

@@ -91,3 +91,14 @@ def test_missing_required_parameter(workdir):
 def test_all_are_dbnd_errors():
     for cls in (FormatError, OutputError, ParameterError, TargetError):
         assert issubclass(cls, DbndError)
+
+
+def test_a_direct_calls_error_hides_the_engines_internals(workdir):
+    """Raised `from None` at the edge of the call: no chained Prefect exceptions, no frames of the engine."""
+    import traceback
+
+    with pytest.raises(TargetError) as err:
+        counting_pipeline("missing.parquet")
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    files = {frame.filename for frame in traceback.extract_tb(err.value.__traceback__)}
+    assert not [f for f in files if "prefect" in f.split("/site-packages/")[-1].split("/")[0]], files

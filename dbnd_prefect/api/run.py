@@ -29,7 +29,9 @@ from dbnd_prefect.definitions.definition import is_definition
 from dbnd_prefect.engine.calling import run_for, run_root
 from dbnd_prefect.engine.profile_checks import check_profile
 from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TaskFailedError, is_input_error, suggest
-from dbnd_prefect.runtime.session import open_run, running
+from dbnd_prefect.runtime.console import at_caller, quiet_repeated_reports
+from dbnd_prefect.runtime.exit_hooks import RunInterrupted
+from dbnd_prefect.runtime.session import connect, open_run, running
 
 if TYPE_CHECKING:
     from dbnd_prefect.calls import BoundCall
@@ -65,11 +67,20 @@ def run(
     Layers as for `dbnd run`: project files of the working directory < `conf_files` <
     DBND__ variables < `set` < call-site arguments < `override`. `env` selects an environment
     profile, `task_version="now"` forces recomputation. Raises DbndError before running anything
-    when the request is invalid, TaskFailedError when a task fails.
+    when the request is invalid, TaskFailedError when a task fails; a DbndError other than TaskFailedError
+    is shown from the caller's line (see `runtime.console.at_caller`). Ctrl-C or SIGTERM cancels the flow
+    run and raises RunInterrupted (a KeyboardInterrupt).
     """
-    prepared = prepare_run(task, [set] if set else [], [override] if override else [], env=env,
-                           conf_files=conf_files, task_version=task_version, modules=modules)
-    return execute(prepared)
+    __tracebackhide__ = True  # IPython and pytest show a failing call from the caller's line
+    try:
+        prepared = prepare_run(task, [set] if set else [], [override] if override else [], env=env,
+                               conf_files=conf_files, task_version=task_version, modules=modules)
+        with quiet_repeated_reports():
+            return execute(prepared)
+    except TaskFailedError:
+        raise  # chained to the task's own exception, whose traceback is the useful one
+    except (DbndError, RunInterrupted) as exc:
+        raise at_caller(exc) from None  # bad input: one error, shown from the caller's line
 
 
 def prepare_run(
@@ -189,6 +200,7 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     obj = prepared.obj
     with config_context(prepared.config), running(current):
         check_profile(current, root)  # remote work with data on this machine, a missing runner: refused here
+        connect(current)  # the API (the local server started or waited for): its errors are not a task's
         try:
             values = run_root(root, current)
         except DbndError as exc:

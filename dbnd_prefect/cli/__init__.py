@@ -34,7 +34,9 @@ bad input data found only when a task loads it (a file that does not parse, an e
 directory) also exits with code 2, naming the task, the parameter and the URI; a task whose own
 code fails exits with code 1 and names the task. `--verbose` adds tracebacks and Prefect's own
 failure reports. A usage mistake (an unknown option or command, a missing argument) is one line
-`dbnd: error: ...` with exit code 2 as well.
+`dbnd: error: ...` with exit code 2 as well. Ctrl-C (or SIGTERM) during a run stops it: no further task
+starts, its flow run is marked Cancelled on the Prefect server, and `dbnd` exits with 130 (143) after one line
+`dbnd: interrupted: flow run NAME cancelled`; a second Ctrl-C exits at once.
 
 On a terminal, `dbnd plan` (and `run --describe`), `dbnd versions`, `dbnd show-config` and the
 end-of-run summary are tables, and a run shows its task runs (done, running, reused, failed) live
@@ -48,6 +50,7 @@ command does is in `dbnd_prefect.cli.commands`, the plain lines in `text`, the t
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from typing import Any, Sequence
@@ -99,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(kwargs.get("options"), "verbose", False) or kwargs.get("verbose"):
             for name in levels:
                 logging.getLogger(name).setLevel(logging.DEBUG)
+        _check_prefect_toml()
         code = command(*args, **kwargs)
         if argv_given is None:
             _drain_prefect_events()  # nothing left for Prefect's exit-time drain to note after our output
@@ -112,9 +116,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(redact(traceback.format_exc()), end="", file=sys.stderr)
         print(f"dbnd: error: {redact(_one_line(str(exc)))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("dbnd: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: a run's flow run is cancelled on the server (RunInterrupted)
+        line = exc.line() if hasattr(exc, "line") else "interrupted"
+        code = int(getattr(exc, "exit_code", 130))
+        print(f"dbnd: {line}", file=sys.stderr)
+        if argv_given is None:
+            # a task body may still run in a thread, which Python would wait for at exit: the process ends now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     finally:
         if argv_given is not None:  # called in process (tests, the pytest plugin): --verbose ends with the call
             for name, level in levels.items():
@@ -123,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """The command function `argv` chooses and its arguments; a usage mistake is a ConfigError."""
-    from cyclopts import CycloptsError, UnusedCliTokensError
+    from cyclopts import CycloptsError, UnknownCommandError, UnusedCliTokensError
 
     app = build_app(for_help=not argv or "--help" in argv or "-h" in argv)
     try:
@@ -131,6 +142,8 @@ def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     except CycloptsError as exc:
         prog = " ".join(["dbnd", *(getattr(exc, "command_chain", None) or ())])
         message = _one_line(str(exc)).rstrip(".")
+        if isinstance(exc, UnknownCommandError) and exc.unused_tokens:
+            raise _unknown_command(str(exc.unused_tokens[0]), getattr(exc, "app", None) or app, prog) from None
         if isinstance(exc, UnusedCliTokensError):
             message = f"unexpected argument(s): {' '.join(exc.unused_tokens)}"
         raise ConfigError(f"{prog}: {message}", hint=f"see {prog} --help") from None
@@ -138,6 +151,35 @@ def _parse(argv: list[str]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     if "argv" in ignored:
         kwargs["argv"] = tuple(argv)
     return command, tuple(bound.args), kwargs
+
+
+def _check_prefect_toml() -> None:
+    """ConfigError naming file, line and column for a TOML syntax error in the working directory's
+    pyproject.toml or prefect.toml, which Prefect reads when imported (failing with its own traceback)."""
+    if "prefect" in sys.modules:
+        return
+    import tomllib
+    from pathlib import Path
+
+    for name in ("pyproject.toml", "prefect.toml"):
+        try:
+            tomllib.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        except tomllib.TOMLDecodeError:
+            from dbnd_prefect.config.files import check_syntax  # imported for the error only: it is slow
+
+            check_syntax(Path.cwd(), (name,))
+
+
+def _unknown_command(token: str, app: Any, prog: str) -> ConfigError:
+    """`unknown command 'gc'; did you mean ...? (commands: run, plan, ...; see dbnd --help)`."""
+    from dbnd_prefect.errors import suggest
+
+    names = [name for name in app if not name.startswith("-") and getattr(app[name], "show", True)]
+    where = f" of {prog}" if prog != "dbnd" else ""
+    return ConfigError(f"unknown command {token!r}{where}{suggest(token, names)}",
+                       hint=f"commands: {', '.join(names)}; see {prog} --help")
 
 
 def _drain_prefect_events() -> None:

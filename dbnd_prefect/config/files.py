@@ -12,7 +12,7 @@ from dbnd_prefect.errors import ConfigError
 
 PROJECT_FILES = ("pyproject.toml", "dbnd.toml")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_TOML_LINE = re.compile(r"at line (\d+)")
+_TOML_POSITION = re.compile(r"at line (\d+), column (\d+)")
 
 
 def find_project_files(cwd: Path) -> list[Path]:
@@ -26,6 +26,28 @@ def find_project_files(cwd: Path) -> list[Path]:
         if found:
             return found
     return []
+
+
+# TOML files Prefect's settings read from the working directory when Prefect is imported
+PREFECT_READS = ("pyproject.toml", "prefect.toml")
+
+
+def check_syntax(cwd: Path, names: tuple[str, ...] = PREFECT_READS) -> None:
+    """ConfigError naming the file, line and column when one of `names` in `cwd` is not valid TOML.
+
+    Prefect parses pyproject.toml and prefect.toml of the working directory when it is imported, and fails
+    with a traceback of its own on a syntax error: `dbnd` checks them first.
+    """
+    for name in names:
+        path = cwd / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # absent or unreadable: the configuration loader says so when it reads it
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise _syntax_error(error, text, display_path(path, cwd)) from None
 
 
 def display_path(path: Path, cwd: Path) -> str:
@@ -51,10 +73,7 @@ def read_toml_entries(path: Path, cwd: Path, *, pyproject: bool = False) -> list
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        message = " ".join(str(error).split())
-        match = _TOML_LINE.search(message)
-        where = f"{shown}:{match.group(1)}" if match else shown
-        raise ConfigError(f"{where}: invalid TOML: {message}", hint="fix the syntax at that line") from None
+        raise _syntax_error(error, text, shown) from None
 
     prefix: tuple[str, ...] = ()
     if pyproject:
@@ -75,6 +94,28 @@ def read_toml_entries(path: Path, cwd: Path, *, pyproject: bool = False) -> list
             )
         entries.append(ConfigEntry(section, key, value, source))
     return entries
+
+
+def _syntax_error(error: tomllib.TOMLDecodeError, text: str, shown: str) -> ConfigError:
+    """`FILE:LINE: invalid TOML: PROBLEM (at line L, column C) (fix ...)`: the file, line and column.
+
+    tomllib gives the position in its message only ("(at line 3, column 7)", or "(at end of document)") before
+    Python 3.14, which adds `lineno`/`colno`.
+    """
+    message = " ".join(str(error).split())
+    line, column = getattr(error, "lineno", None), getattr(error, "colno", None)
+    match = _TOML_POSITION.search(message)
+    if match:
+        line, column = int(match.group(1)), int(match.group(2))
+    elif "(at end of document)" in message:  # an unclosed table, string or array: the file's last line
+        line = len(text.splitlines()) or 1
+        column = len(text.splitlines()[-1]) + 1 if text.splitlines() else 1
+        message = message.replace("(at end of document)", f"(at end of document, line {line}, column {column})")
+    if line is not None and f"line {line}" not in message:
+        message = f"{message} (at line {line}, column {column})"
+    where = f"{shown}:{line}" if line is not None else shown
+    return ConfigError(f"{where}: invalid TOML: {message}", hint="fix the syntax at that line",
+                       source=f"{shown}:{line}:{column}" if line is not None else shown)
 
 
 _Flat = tuple[tuple[str, ...], str | None, str, Any]  # (toml path, section, key, value)

@@ -7,6 +7,10 @@ A call to a task
 - anywhere else (script, notebook, test, `dbnd run`) runs it as a one-task flow and returns its value.
 A pipeline is a Prefect flow; called inside another pipeline it is a nested flow. A top-level call of
 either opens a run (unless one is in effect), binds the call, and hands the bound call to the flow body.
+
+At the edge of a script's or notebook's top-level call, a DbndError (bad input) is raised `from None`, shown
+from the caller's line, and Prefect's console reports the failure at most once; Ctrl-C or SIGTERM cancels
+the flow run on the Prefect server (`run_root`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from dbnd_prefect.engine.prefect_tasks import prefect_task_for
 from dbnd_prefect.engine.profile_checks import profile_applied
 from dbnd_prefect.engine.runners import nested_flow
 from dbnd_prefect.engine.scope import current_scope, map_arguments
-from dbnd_prefect.errors import ParameterError
+from dbnd_prefect.errors import DbndError, ParameterError
 from dbnd_prefect.outputs import OutputRef
+from dbnd_prefect.runtime.console import at_caller, quiet_after_interrupt, quiet_repeated_reports
+from dbnd_prefect.runtime.exit_hooks import RunInterrupted, interrupted, interrupts_cancel
 from dbnd_prefect.runtime.session import api_of, ensure_run
 from dbnd_prefect.targets import Target
 
@@ -84,8 +90,12 @@ def call_task(task: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> An
                 drop_if_broken(call, run)
                 done = run.calls_in_tasks[call.digest] = prefect_task_for(task, run, call.run_name)(call=call)
             return done.value()
-    with ensure_run() as run:
-        return run_root(bind(task, args, kwargs, run_for(task, run)), run)
+    __tracebackhide__ = True  # IPython and pytest show a failing call from the caller's line
+    try:
+        with ensure_run() as run, quiet_repeated_reports():
+            return run_root(bind(task, args, kwargs, run_for(task, run)), run)
+    except (DbndError, RunInterrupted) as exc:
+        raise at_caller(exc) from None
 
 
 def map_task(task: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
@@ -112,22 +122,29 @@ def call_pipeline(pipeline: PipelineFlow, args: tuple[Any, ...], kwargs: Mapping
     if scope is not None and scope.dry:  # planning: the body runs here, its task calls are recorded
         return pipeline.call_function(bind(pipeline, args, kwargs, current_run()).loadable())
     in_flow, in_task = _in_prefect_run()
-    with ensure_run() as run:
-        call = bind(pipeline, args, kwargs, run)
-        if in_flow or in_task:
+    if in_flow or in_task:
+        with ensure_run() as run:
+            call = bind(pipeline, args, kwargs, run)
             # Output references pass unresolved (handed off in process), so the nested pipeline's tasks
             # wait on them, fingerprint them by their producer's signature and record their lineage.
             import prefect
 
             with handed_to_body(call), handed_off(_locations(call.arguments)) as passed:
                 return prefect.Flow.__call__(nested_flow(pipeline), **passed)  # on its parent's Dask cluster
-        return run_root(call, run)
+    __tracebackhide__ = True  # IPython and pytest show a failing call from the caller's line
+    try:
+        with ensure_run() as run, quiet_repeated_reports():
+            return run_root(bind(pipeline, args, kwargs, run), run)
+    except (DbndError, RunInterrupted) as exc:
+        raise at_caller(exc) from None
 
 
 def run_root(call: BoundCall, run: RunContext) -> Any:
     """Run a bound top-level call (a pipeline, or a task as its one-task flow) in `run`; its values.
 
-    `run` is the run in effect; a task with a `task_env` of its own is bound in that environment's run."""
+    `run` is the run in effect; a task with a `task_env` of its own is bound in that environment's run.
+    Ctrl-C or SIGTERM while it runs cancels its flow run on the server and raises RunInterrupted (a
+    KeyboardInterrupt; see runtime/exit_hooks.py)."""
     import prefect
 
     from dbnd_prefect.prefect_ui.data_flow import sent_after, wait_until_sent
@@ -141,11 +158,35 @@ def run_root(call: BoundCall, run: RunContext) -> Any:
     wait_until_sent()  # an earlier run's artifact writes would make this run's creation wait 2 s
     token = _single.set(call if call.task.kind == "task" else None)
     try:
-        with sent_after(), handed_to_body(flow_call), handed_off(_locations(call.arguments)) as passed, \
-                prefect_session(api_of(run)), profile_applied(flow, run, call) as runnable:
-            return prefect.Flow.__call__(runnable, **passed)
+        with interrupts_cancel(run, on_stuck=_say_interrupted, end_process=not _interactive()) as guard, \
+                quiet_after_interrupt(interrupted), sent_after(), handed_to_body(flow_call), \
+                handed_off(_locations(call.arguments)) as passed, prefect_session(api_of(run)), \
+                profile_applied(flow, run, call) as runnable:
+            try:
+                return prefect.Flow.__call__(runnable, **passed)
+            except BaseException:
+                if guard is None or guard.signum is None:
+                    raise
+                # SIGINT or SIGTERM (KeyboardInterrupt, Prefect's TerminationSignal or what a task made of
+                # them): the flow run and what it started are cancelled on the server, and the caller is told
+                guard.unwound.set()
+                raise guard.finish() from None
     finally:
         _single.reset(token)
+
+
+def _interactive() -> bool:
+    """A notebook's kernel or Python's REPL: a session an interrupt must never end."""
+    import sys
+
+    return "ipykernel" in sys.modules or hasattr(sys, "ps1") or bool(sys.flags.interactive)
+
+
+def _say_interrupted(error: RunInterrupted) -> None:
+    """What the process says when it ends itself after an interrupt (a task body still ran; see exit_hooks)."""
+    import sys
+
+    print(f"dbnd: {error.line()}", file=sys.stderr)
 
 
 def single_task_flow(task: Any) -> PipelineFlow:

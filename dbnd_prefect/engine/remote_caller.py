@@ -32,6 +32,7 @@ from dbnd_prefect.engine.task_inputs import as_input_error
 from dbnd_prefect.errors import ConfigError, DbndError, TaskFailedError
 from dbnd_prefect.outputs import OutputRef, TaskOutputs
 from dbnd_prefect.redaction import redact
+from dbnd_prefect.runtime.exit_hooks import cancel_flow_run, interrupted
 from dbnd_prefect.runtime.prefect_api import choose_api, use_api
 from dbnd_prefect.runtime.work_pool_check import check_work_pool
 from dbnd_prefect.targets import Target, split_uri
@@ -172,7 +173,8 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
 
 def _wait(flow_run: Any, task_name: str, pool: str) -> Any:
     """`flow_run` once it has ended; says once (a warning in the task run's log) when no worker has taken it
-    after WAIT_WARNING_SECONDS, since a pool nobody polls would make the caller wait silently."""
+    after WAIT_WARNING_SECONDS, since a pool nobody polls would make the caller wait silently. When the caller's
+    run is interrupted (runtime/exit_hooks.py), the submitted run is cancelled and TaskFailedError raised."""
     import time
 
     from prefect.client.orchestration import get_client
@@ -185,6 +187,10 @@ def _wait(flow_run: Any, task_name: str, pool: str) -> Any:
             state = flow_run.state
             if state is not None and state.is_final():
                 return flow_run
+            if interrupted():  # Ctrl-C or SIGTERM on the caller: the submitted run is cancelled too
+                cancel_flow_run(flow_run.id, "the calling run was interrupted", on_worker=True)
+                raise TaskFailedError(f"task '{task_name}': interrupted; its flow run {flow_run.name} in work pool "
+                                      f"'{pool}' was cancelled", task=task_name)
             if not warned and state is not None and state.is_scheduled() \
                     and time.monotonic() - started > WAIT_WARNING_SECONDS:
                 warned = True

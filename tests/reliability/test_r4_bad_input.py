@@ -86,7 +86,7 @@ def case(area: str, args: str | list[str], *expected: str, **kw) -> Case:
 BAD_TOML = "[r4_scale]\nfactor = 3\nlabel 'x'\n"
 CASES: list[Case] = [
     # ----- the command line -----------------------------------------------------------------------
-    case("CLI", "runn r4_scale", 'Unknown command "runn"', 'Did you mean "run"?', "(see dbnd --help)"),
+    case("CLI", "runn r4_scale", "unknown command 'runn'", "did you mean 'run'?", "see dbnd --help"),
     case("CLI", "run r4_scale --bogus", "Unknown option: --bogus", "(see dbnd run --help)"),
     case("CLI", "run", "dbnd run: missing TASK"),
     case("CLI", "run r4_scal --set value=1", "unknown task or pipeline 'r4_scal'", "did you mean r4_scale"),
