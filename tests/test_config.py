@@ -411,7 +411,7 @@ def test_unknown_run_key_suggests(tmp_path: Path) -> None:
         load_config(cwd=tmp_path, environ={})
     assert str(caught.value) == (
         "unknown key run.data_rot at dbnd.toml:2; did you mean 'data_root'? "
-        "(valid run keys: data_root, storage_block, env, modules, task_version, task_target_date, verify, input_fingerprint, api, allow_foreign_pickle)"
+        "(valid run keys: data_root, storage_block, env, modules, task_version, task_target_date, verify, input_fingerprint, api, allow_foreign_pickle, serialize, lock_expiry, lock_wait)"
     )
 
 

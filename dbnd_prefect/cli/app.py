@@ -203,3 +203,5 @@ def explain(key: Annotated[str, Parameter(name="KEY", help="SECTION.KEY, e.g. pr
     from dbnd_prefect.cli import commands
 
     return commands.explain(key, options)
+from dbnd_prefect.cli.lifecycle import register as _register_lifecycle; _register_lifecycle(app)  # noqa: E402
+from dbnd_prefect.cli.backfill_command import register as _register_backfill; _register_backfill(app, ConfigOptions)  # noqa: E402

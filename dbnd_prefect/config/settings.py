@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dbnd_prefect.config.envs import BUILTIN_ENV
 from dbnd_prefect.config.model import ConfigValue, DbndConfig, display_value
@@ -27,6 +27,9 @@ class RunSettings(BaseModel):
     input_fingerprint: Literal["fast", "content"] = "fast"
     api: str | None = None  # Prefect API: unset (Prefect's setting, else "local"), "local", "temporary" or a URL
     allow_foreign_pickle: bool = False  # load pickle inputs from outside the data root (unpickling runs code)
+    serialize: bool = True  # one run computes a signature at a time; the others wait and reuse (local, S3 roots)
+    lock_expiry: float = Field(30.0, gt=0)  # seconds a crashed holder's lock outlives it (a live holder renews it)
+    lock_wait: float = Field(3600.0, gt=0)  # seconds a run waits for another computing the same signature
 
     @field_validator("api")
     @classmethod

@@ -44,6 +44,11 @@ RUN_MEANINGS = {
            "`temporary` or an `http(s)://.../api` URL (see [Which Prefect API](#which-prefect-api))",
     "allow_foreign_pickle": "load pickle inputs from outside the data root (unpickling runs code from the file; "
                             "`Data(allow_pickle=True)` allows it for one parameter)",
+    "serialize": "when several runs want the same signature at once, one computes and the others wait and reuse "
+                 "it (a lock per signature in `{data_root}/.dbnd/locks`; local and `s3://` data roots)",
+    "lock_expiry": "seconds a crashed holder's lock outlives it (a live holder renews its lock); the others "
+                   "then take over",
+    "lock_wait": "seconds a run waits for another run computing the same signature before its task fails",
 }
 TRACKING_MEANINGS = {
     "profile": "profile every task's data inputs and DataFrame outputs automatically",
