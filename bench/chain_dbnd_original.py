@@ -11,14 +11,15 @@ from dbnd import pipeline, task
 
 
 @task
-def step(value: int) -> int:
-    return value + 1
+def step(value: int, work: int = 0) -> int:
+    # the same work as bench/chain_raw_script.py's `compute`: `work` squares summed (0: a trivial task)
+    return value + 1 + sum(i * i for i in range(work)) % 1
 
 
 @pipeline
-def chain(n: int = 10) -> int:
-    """`n` steps, each on the previous step's output."""
+def chain(n: int = 10, work: int = 0) -> int:
+    """`n` steps, each on the previous step's output, each summing `work` squares."""
     value = 0
     for _ in range(n):
-        value = step(value)
+        value = step(value, work)
     return value

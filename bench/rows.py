@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from report import Row, fmt, median
+from system_rows import SYSTEM_KEYS, SYSTEM_LARGE_KEYS, system_rows, system_table
 
 Results = dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -16,7 +17,7 @@ ROW_KEYS = (
     "fanout_time", "fanout_cpu", "fanout_rss",
     "frame_input", "record_time", "record_bytes", "rerun", "rerun_vs_raw", "fingerprint_floats",
     "fingerprint_memory", "fingerprint_strings", "fingerprint_objects", "cli_run", "cli_run_rss", "cli_run_cpu",
-    "cli_plan", "dask", "dask_persist", "dask_cpu", "deployment_run",
+    "cli_plan", *SYSTEM_KEYS, *SYSTEM_LARGE_KEYS, "dask", "dask_persist", "dask_cpu", "deployment_run",
 )
 
 
@@ -34,8 +35,9 @@ def _med(results: Results, measure: str, variant: str, field: str = "seconds", s
     return None if value is None else value * scale
 
 
-def build_rows(results: Results, quick: bool) -> list[Row]:
-    """The table, one row per key of ROW_KEYS."""
+def build_rows(results: Results, quick: bool, system_n: int | None = None,
+               system_large: int | None = None) -> list[Row]:
+    """The table, one row per key of ROW_KEYS (the 1,000-task `system` rows in the full suite only)."""
     m = lambda *a, **k: _med(results, *a, **k)  # noqa: E731
     size = _sizes(quick)
     heavy = (results.get("import", {}).get("heavy") or [{"modules": None}])[0]["modules"]
@@ -114,6 +116,8 @@ def build_rows(results: Results, quick: bool) -> list[Row]:
         Row("fingerprint_objects", f"fingerprint {_n(size['fp_strings'])}-row object column (raw: hash_pandas_object)",
             m("fingerprint_objects", "raw"), m("fingerprint_objects", "dbnd"), "s", "≤ 1×", lambda r: r.ratio <= 1),
         *cli_rows(results, size["cli_chain"]),
+        *system_rows(results, system_n or size["system"], size["system_large"] if system_large is None
+                     else system_large, quick),
         *cluster_rows(results, size),
     ]
 
@@ -184,9 +188,11 @@ def _rate(nbytes: float | None, seconds: float | None) -> float:
 def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {"tasks": 40, "task_chain": 10, "sleep": 0.2, "fanout": 50, "frame": 1e4, "record": 1e4, "chain": 4,
-                "fp_floats": 1e4, "fp_strings": 1e4, "cli_chain": 10, "dask": 10, "deployment": 2}
+                "fp_floats": 1e4, "fp_strings": 1e4, "cli_chain": 10, "dask": 10, "deployment": 2,
+                "system": 5, "system_large": 0}
     return {"tasks": 200, "task_chain": 100, "sleep": 1.0, "fanout": 2000, "frame": 1e6, "record": 1e7, "chain": 20,
-            "fp_floats": 1e7, "fp_strings": 1e6, "cli_chain": 100, "dask": 100, "deployment": 5}
+            "fp_floats": 1e7, "fp_strings": 1e6, "cli_chain": 100, "dask": 100, "deployment": 5,
+            "system": 100, "system_large": 1000}
 
 
 def notes(results: Results, quick: bool) -> str:
@@ -245,12 +251,21 @@ def notes(results: Results, quick: bool) -> str:
         "runs created as `prefect deployment run` does, alternating, timed until the client sees a final state. "
         "Server-recorded run time: raw "
         f"{fmt(m('deployment', 'raw', 'run_seconds'), 's')}, dbnd {fmt(m('deployment', 'dbnd', 'run_seconds'), 's')}.",
+        "- System rows (bench/system_rows.py): the same chain of tasks that each sum `--system-work` squares, as "
+        "a raw Prefect script (bench/chain_raw_script.py, heartbeat off, results persisted to a Path or not), as "
+        "`dbnd run chain_dbnd_prefect.chain --task-version now`, and as the original DBND's `dbnd run`; each run a "
+        "fresh process (one project folder per side, one untimed warm-up of 10 tasks each), alternating. Client "
+        "CPU from `wait4`; server CPU = the server's process tree (/proc utime+stime, with reaped children) from "
+        "the run's start until its CPU stays flat for 1.5 s, less its idle rate measured just before.",
+        "",
+        system_table(results) if any(k.startswith("system") for k in results) else "",
         "",
         "Per-run values (seconds unless said):",
     ]
     for measure, variants in results.items():
         for variant, runs in variants.items():
-            if (measure, variant) in (("import", "heavy"), ("cli_run", "skipped"), ("deployment", "cached")):
+            if (measure, variant) in (("import", "heavy"), ("cli_run", "skipped"), ("deployment", "cached"),
+                                      ("system", "skipped")):
                 continue
             field = "per_task_ms" if measure in ("tasks", "fanout", "chain", "dask") else "seconds"
             values = ", ".join(fmt(r.get(field)) for r in runs)

@@ -32,12 +32,13 @@ sys.path.insert(0, str(BENCH))
 
 from report import REPO, load_average, machine_info, machine_lines, markdown_table  # noqa: E402
 from cli_rows import CliBench  # noqa: E402
+from system_rows import SystemBench  # noqa: E402
 from rows import build_rows, measure_of, notes  # noqa: E402
 from server import QUIET_ENV, prefect_server, temporary_home, wait_idle  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
 MEASURES = ("tasks", "chain", "empty", "parallel", "fanout", "frame_input", "record", "rerun", "import", "fingerprint",
-            "cli", "dask", "deployment")
+            "cli", "system", "dask", "deployment")
 SLOW_MEASURES = ("dask", "deployment")
 HEAVY_MODULES = ("pandas", "pyarrow", "pyspark", "boto3", "botocore", "s3fs", "gcsfs", "adlfs", "azure",
                  "google.cloud", "numpy")
@@ -198,6 +199,23 @@ class Suite:
         if cli.skipped:
             self.results.setdefault("cli_run", {})["skipped"] = [{"reason": cli.skipped}]
 
+    def run_system(self, reps: int, n: int, work: int, large: int, baseline: Path | None = None,
+                   variants: tuple[str, ...] = (), current: Path | None = None) -> None:
+        """Whole-system cost (wall, client CPU, server CPU until idle) of a chain: raw script with and without
+        persisted results, `dbnd run`, the original DBND's `dbnd run` (bench/system_rows.py)."""
+
+        def record(measure: str, variant: str, result: dict[str, Any]) -> None:
+            self.results.setdefault(measure, {}).setdefault(variant, []).append(result)
+            if self.verbose:
+                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
+                self.log(f"  {measure}/{variant}: {shown}")
+
+        system = SystemBench(self.home, self.env, self.quick, record, self.errors.append, self.log, self.pause,
+                             n, work, large, baseline, variants, current)
+        system.run(reps)
+        if system.skipped:
+            self.results.setdefault("system", {})["skipped"] = [{"reason": system.skipped}]
+
     def run_dask(self, reps: int) -> None:
         """bench/dask_rows.py against this server: it starts its own Dask cluster and alternates the variants."""
         n = 10 if self.quick else 100
@@ -269,8 +287,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measure (default 5; quick 1)")
     parser.add_argument("--only", default="", help="comma-separated measures: tasks, chain, empty, import, parallel, "
-                                                   "fanout, frame_input, record, rerun, fingerprint, cli, dask, "
+                                                   "fanout, frame_input, record, rerun, fingerprint, cli, system, "
+                                                   "dask, "
                                                    "deployment (--quick leaves the last two out unless named)")
+    parser.add_argument("--system-n", type=int, default=None, help="tasks of the `system` chain (100; quick 5)")
+    parser.add_argument("--system-work", type=int, default=20000,
+                        help="squares each task of the `system` chain sums (20000: ~1 ms of CPU)")
+    parser.add_argument("--system-large", type=int, default=None,
+                        help="then one run of each variant on a chain this long (1000; quick 0: none)")
+    parser.add_argument("--system-baseline", default=None, help="a folder holding an earlier `dbnd_prefect` "
+                                                                "package: the `system` measure runs it too")
+    parser.add_argument("--system-current", default=None, help="a folder holding the `dbnd_prefect` package the "
+                                                               "`system` measure's `dbnd` variant runs (default: this one)")
+    parser.add_argument("--system-variants", default="", help="the `system` variants to run (default all): raw, "
+                                                               "raw_persist, dbnd, dbnd_before, dbnd_original")
     parser.add_argument("--api-url", default=None, help="use this Prefect API instead of starting a server")
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; quick 0.2)")
     parser.add_argument("--out", default=str(BENCH / "results" / "latest.md"), help="markdown file to write")
@@ -304,13 +334,20 @@ def main(argv: list[str] | None = None) -> int:
                 suite.run_fingerprint(args.quick)
             if "cli" in selected:
                 suite.run_cli(reps)
+            if "system" in selected:
+                suite.run_system(reps, args.system_n or (5 if args.quick else 100), args.system_work,
+                                 args.system_large if args.system_large is not None else (0 if args.quick else 1000),
+                                 Path(args.system_baseline).resolve() if args.system_baseline else None,
+                                 tuple(v.strip() for v in args.system_variants.split(",") if v.strip()),
+                                 Path(args.system_current).resolve() if args.system_current else None)
             if "dask" in selected:
                 suite.run_dask(args.reps or (1 if args.quick else 3))  # 3: each run is ~100 task runs per variant
             if "deployment" in selected:
                 suite.run_deployment(reps)
 
     info["load_end"] = load_average()
-    rows = [row for row in build_rows(suite.results, args.quick) if measure_of(row.key) in selected]
+    rows = [row for row in build_rows(suite.results, args.quick, args.system_n, args.system_large)
+            if measure_of(row.key) in selected]
     mode = "quick (smoke test sizes: numbers are not meaningful)" if args.quick else f"full, medians of {reps} runs"
     text = "\n\n".join([
         f"# dbnd_prefect vs raw Prefect — {mode}",

@@ -1,6 +1,7 @@
-"""Lineage through the Prefect API: the events a pipeline run leaves on the real server the suite starts
-(`dbnd.output.written`, `dbnd.output.reused`, Prefect asset events with upstream assets), read back through
-`/events/filter`; and no credentials in any artifact or event, also for data on S3 (moto)."""
+"""Lineage through the Prefect API: the events a pipeline run leaves on the real server the suite starts (one
+per output: a Prefect asset materialization with dbnd's labels, its inputs and upstream assets, or
+`dbnd.output.reused`), read back through `/events/filter`; and no credentials in any artifact or event, also for
+data on S3 (moto)."""
 
 from __future__ import annotations
 
@@ -76,28 +77,34 @@ def test_each_written_output_is_an_event_and_an_asset_with_its_upstream(workdir:
     run = last_run()
     source, double = _entry("lin_source"), _entry("lin_double")
     source_uri, double_uri = (f"file://{e['outputs']['result']}" for e in (source, double))
-    # 2 written + 2 materialized + 1 upstream referenced
-    events = _events(run.flow_run_id, expected=5)
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        by_name.setdefault(event["event"], []).append(event)
+    events = _events(run.flow_run_id, expected=2)  # one per output written: its asset materialization
+    assert len(events) == 2 and {e["event"] for e in events} == {"prefect.asset.materialization.succeeded"}
+    materialized = {e["resource"]["prefect.resource.id"]: e for e in events}
+    assert set(materialized) == {source_uri, double_uri}
 
-    written = {e["resource"]["prefect.resource.id"]: e for e in by_name["dbnd.output.written"]}
-    assert set(written) == {source_uri, double_uri}
-    downstream = written[double_uri]
+    downstream = materialized[double_uri]
     assert downstream["resource"]["dbnd.task"] == "lin_double"
     assert downstream["resource"]["dbnd.signature"] == double["signature"]
     assert downstream["resource"]["dbnd.rows"] == "3" and downstream["resource"]["dbnd.format"] == "parquet"
     assert _related(downstream, "task-run") == [f"prefect.task-run.{double['task_run_id']}"], (downstream, last_run().task_runs)
     assert _related(downstream, "input") == [source_uri]
     assert f"prefect.flow-run.{run.flow_run_id}" in _related(downstream, "flow-run")
-
-    materialized = {e["resource"]["prefect.resource.id"]: e for e in by_name["prefect.asset.materialization.succeeded"]}
-    assert set(materialized) == {source_uri, double_uri}
-    assert _related(materialized[double_uri], "asset") == [source_uri], "the upstream asset"
+    assert _related(downstream, "asset") == [source_uri], "the upstream asset"
     assert _related(materialized[source_uri], "asset") == []
-    assert materialized[double_uri]["payload"]["signature"] == double["signature"]
-    assert [e["resource"]["prefect.resource.id"] for e in by_name["prefect.asset.referenced"]] == [source_uri]
+    assert downstream["payload"]["signature"] == double["signature"]
+
+
+def test_an_output_that_is_no_asset_key_is_a_written_event() -> None:
+    from dbnd_prefect.prefect_ui import lineage
+
+    io = TaskRunIO(task="t", task_run_id="00000000-0000-0000-0000-000000000001", state="Completed",
+                   signature="ab" * 16, inputs=[DataRef("raw", "/data/in put.csv")],
+                   outputs=[DataRef("out", "/data/with space/out.parquet", format="parquet", rows=1)])
+    events = lineage.events_for(io, "00000000-0000-0000-0000-000000000002")
+    assert [e["event"] for e in events] == ["dbnd.output.written"]
+    assert events[0]["resource"]["dbnd.task"] == "t"
+    assert [r["prefect.resource.id"] for r in events[0]["related"] if r["prefect.resource.role"] == "input"] == [
+        "file:///data/in put.csv"]
 
 
 def test_reused_outputs_name_the_run_that_made_them_and_materialize_nothing(workdir: Path) -> None:
@@ -124,8 +131,8 @@ def test_failed_task_writes_no_lineage(workdir: Path) -> None:
 
     with pytest.raises(RuntimeError, match="on purpose"):
         lin_failing(n=2)
-    events = _events(last_run().flow_run_id, expected=2)
-    assert {e["resource"].get("dbnd.task") for e in events if e["event"].startswith("dbnd.")} == {"lin_source"}
+    events = _events(last_run().flow_run_id, expected=1)
+    assert {e["resource"].get("dbnd.task") for e in events} == {"lin_source"}
 
 
 def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_bucket: str) -> None:
@@ -143,8 +150,8 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
     run = last_run()
     out = _entry("lin_read")["outputs"]["result"]
     assert out.startswith(f"s3://{s3_bucket}/data/")
-    events = _events(run.flow_run_id, expected=4)
-    written = next(e for e in events if e["event"] == "dbnd.output.written")
+    events = _events(run.flow_run_id, expected=1)
+    written = next(e for e in events if e["event"] == "prefect.asset.materialization.succeeded")
     assert written["resource"]["prefect.resource.id"] == out and _related(written, "input") == [raw]
 
     from prefect.client.orchestration import get_client
@@ -154,7 +161,7 @@ def test_no_credentials_in_artifacts_or_events_for_data_on_s3(workdir: Path, s3_
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.flow_run_id])))
-    io = next(a for a in artifacts if a.key == "dbnd-lin-read-io").data
+    io = next(a for a in artifacts if a.key == "dbnd-lin-cloud-data-flow").data
     endpoint = os.environ["AWS_ENDPOINT_URL"].rstrip("/")
     assert f"[{out}]({endpoint}/{out[len('s3://'):]})" in io, "an S3 output links to its store"
     shown = json.dumps(events) + json.dumps([a.model_dump(mode="json") for a in artifacts])

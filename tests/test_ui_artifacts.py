@@ -1,6 +1,7 @@
 """What the Prefect UI shows about a pipeline run's data, read back from the real server the suite starts:
-the per-task-run artifact (`dbnd-<task>-io`), the per-pipeline data-flow artifact, and the Version, Tags and
-Cache Key of each task run, for a first run, a fully reused re-run and a failing run."""
+the per-pipeline data-flow artifact (every task run's inputs and outputs), the per-task-run artifact
+(`dbnd-<task>-io`, for task runs that reused a version, failed, or logged metrics or tracked data), and the
+Version, Tags and Cache Key of each task run, for a first run, a fully reused re-run and a failing run."""
 
 from __future__ import annotations
 
@@ -78,26 +79,25 @@ def test_first_run_shows_what_each_task_read_and_wrote(workdir: Path) -> None:
     assert ui_flow(n=5) == {"sum": 10}
     run = last_run()
     artifacts = _artifacts(run.flow_run_id)
-    assert {"dbnd-ui-rows-io", "dbnd-ui-total-io", "dbnd-ui-flow-data-flow"} <= set(artifacts)
+    # task runs that ran and logged nothing get no artifact of their own: the data flow shows all they did
+    assert "dbnd-ui-flow-data-flow" in artifacts
+    assert not {"dbnd-ui-rows-io", "dbnd-ui-total-io"} & set(artifacts)
 
     rows, total = _entry("ui_rows"), _entry("ui_total")
     rows_uri = rows["outputs"]["result"]
     manifest = _manifest("ui_rows")
-    rows_md = artifacts["dbnd-ui-rows-io"].data
-    assert str(artifacts["dbnd-ui-rows-io"].task_run_id) == rows["task_run_id"]
-    assert "ui_rows: ran" in rows_md
-    assert f"[{rows_uri}](file://{rows_uri})" in rows_md, "the output URI is a clickable file:// link"
-    assert "| parquet |" in rows_md and "| 5 |" in rows_md  # format and rows
-    assert manifest["outputs"]["result"]["checksum"][:12] in rows_md
-    assert f"signature `{rows['signature'][:12]}`" in rows_md
-
-    total_md = artifacts["dbnd-ui-total-io"].data
-    assert "**Read**" in total_md and rows_uri in total_md and f"ui_rows `{rows['signature'][:12]}`" in total_md
-    assert "task version `3`" in total_md and total["outputs"]["result"] in total_md
-
     flow_md = artifacts["dbnd-ui-flow-data-flow"].data
     assert artifacts["dbnd-ui-flow-data-flow"].task_run_id is None
     assert "2 task runs: 2 ran, 0 reused" in flow_md
+    rows_line = next(line for line in flow_md.splitlines() if line.startswith("| ui_rows |"))
+    assert f"[{rows_uri}](file://{rows_uri})" in rows_line, "the output URI is a clickable file:// link"
+    assert "(parquet · 5 rows · " in rows_line  # format and rows
+    assert manifest["outputs"]["result"]["checksum"][:12] in rows_line
+    assert f"`{rows['signature'][:12]}`" in rows_line and "| Completed |" in rows_line
+
+    total_line = next(line for line in flow_md.splitlines() if line.startswith("| ui_total |"))
+    assert f"frame: [{rows_uri}]" in total_line and f"from ui_rows `{rows['signature'][:12]}`" in total_line
+    assert "| 3 |" in total_line and total["outputs"]["result"] in total_line  # task version 3
     assert flow_md.count(f"[{rows_uri}]") == 2, "written by ui_rows and read by ui_total"
 
     labels = _task_runs(run.flow_run_id)
@@ -127,7 +127,8 @@ def test_fully_reused_rerun_says_which_run_made_each_version(workdir: Path) -> N
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        history = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dbnd-ui-total-io"])))
+        history = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dbnd-ui-flow-data-flow"])))
     assert {str(a.flow_run_id) for a in history} >= {first, second.flow_run_id}
 
     labels = _task_runs(second.flow_run_id)
@@ -145,16 +146,18 @@ def test_failing_run_still_shows_its_data_flow(workdir: Path) -> None:
     assert "| ui_explode | Failed |" in flow_md
     assert "ui_explode: failed" in artifacts["dbnd-ui-explode-io"].data
     assert "No output written." in artifacts["dbnd-ui-explode-io"].data
-    assert _entry("ui_rows")["outputs"]["result"] in artifacts["dbnd-ui-rows-io"].data
+    assert "dbnd-ui-rows-io" not in artifacts, "ui_rows ran and logged nothing: the data flow shows it"
+    assert _entry("ui_rows")["outputs"]["result"] in flow_md
 
 
 def test_task_artifacts_per_pipeline_run_are_capped(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DBND_TASK_ARTIFACTS_MAX", "1")
     ui_flow(n=3)
+    monkeypatch.setenv("DBND_TASK_ARTIFACTS_MAX", "1")
+    ui_flow(n=3)  # both reused: each would get an artifact of its own
     artifacts = _artifacts(last_run().flow_run_id)
     assert "dbnd-ui-rows-io" in artifacts and "dbnd-ui-total-io" not in artifacts
     flow_md = artifacts["dbnd-ui-flow-data-flow"].data
-    assert "Task-run artifacts for 1 of 2 task runs" in flow_md and "| ui_total | Completed |" in flow_md
+    assert "Task-run artifacts for 1 of 2 task runs" in flow_md and "| ui_total | Cached |" in flow_md
 
 
 def test_the_next_call_starts_once_the_data_flow_of_the_last_one_is_in_prefect(workdir: Path) -> None:
@@ -171,4 +174,3 @@ def test_the_next_call_starts_once_the_data_flow_of_the_last_one_is_in_prefect(w
     with get_client(sync_client=True) as client:
         second_created = client.read_flow_run(second).created
     assert made["dbnd-ui-flow-data-flow"].created <= second_created
-    assert made["dbnd-ui-total-io"].created <= second_created

@@ -1,9 +1,11 @@
 """The artifacts a user reads in the Prefect UI about a pipeline run's data.
 
-Per task run, `dbnd-<task>-io`: what it read and wrote (URIs, formats, sizes, rows, checksums), its
-signature, task version and env, its metrics; for a reused version, which run made it. Per pipeline run,
-`dbnd-<pipeline>-data-flow`: which task read and wrote which URI and version. Keys are stable across
-runs, so Prefect's per-key history compares runs.
+Per pipeline run, `dbnd-<pipeline>-data-flow`: every task run, which URI and version it read (and whose output
+that was) and wrote (format, rows, size, checksum), its signature and task version, and for a reused version
+which run made it. Per task run, `dbnd-<task>-io`, only where it adds something to that table: a task run that
+logged metrics, did not complete, or reused a stored version (each artifact is one request the server digests:
+~15 ms of its CPU; data profiles have their own artifact, `profiles-<task>`). Keys are stable across runs, so Prefect's per-key
+history compares runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from dbnd_prefect.prefect_ui.task_io import TaskRunIO
+    from dbnd_prefect.prefect_ui.task_io import DataRef, TaskRunIO
 
 from dbnd_prefect.prefect_ui.task_io import browse_url
 
@@ -145,14 +147,29 @@ def data_flow_markdown(pipeline: str, state: str, flows: Sequence["TaskRunIO"],
     other = len(flows) - ran - reused
     counts = f"{len(flows)} task runs: {ran} ran, {reused} reused" + (f", {other} did not complete" if other else "")
     lines = [f"### Data flow of {pipeline}: {state}", "", counts, "",
-             "| task | state | signature | read | wrote | version made by |", "|---|---|---|---|---|---|"]
+             "| task | state | signature | task version | read | wrote | version made by |",
+             "|---|---|---|---|---|---|---|"]
     for io in flows:
-        read = "; ".join(f"{_cell(r.name)}: {_link(r.uri)}" for r in io.inputs) or "–"
-        wrote = "; ".join(f"{_cell(r.name)}: {_link(r.uri)}" for r in io.outputs) or "–"
+        read = "; ".join(_read_cell(r) for r in io.inputs) or "–"
+        wrote = "; ".join(_wrote_cell(r) for r in io.outputs) or "–"
         made_by = _run_name(io.made_by_flow_run, names) if io.reused else ("this run" if io.outputs else "–")
-        lines.append(f"| {_cell(io.task)} | {_cell(io.state)} | {_short(io.signature)} | {read} | {wrote} | "
-                     f"{made_by} |")
+        lines.append(f"| {_cell(io.task)} | {_cell(io.state)} | {_short(io.signature)} | "
+                     f"{_cell(io.task_version)} | {read} | {wrote} | {made_by} |")
     return "\n".join(lines) + "\n"
+
+
+def _read_cell(ref: "DataRef") -> str:
+    """An input in the data-flow table: its name, link and the task (with signature) whose output it is."""
+    producer = f" from {ref.producer_task} {_short(ref.producer_signature)}" if ref.producer_task else ""
+    return f"{_cell(ref.name)}: {_link(ref.uri)}{producer}"
+
+
+def _wrote_cell(ref: "DataRef") -> str:
+    """An output in the data-flow table: its name, link, then format · rows · size · checksum where known."""
+    facts = [_cell(ref.format) if ref.format else None, f"{ref.rows} rows" if ref.rows is not None else None,
+             _size(ref.bytes) if ref.bytes is not None else None, _short(ref.checksum) if ref.checksum else None]
+    shown = " · ".join(f for f in facts if f)
+    return f"{_cell(ref.name)}: {_link(ref.uri)}" + (f" ({shown})" if shown else "")
 
 
 LIMIT_VARIABLE = "DBND_TASK_ARTIFACTS_MAX"
@@ -170,12 +187,15 @@ def task_artifacts_limit() -> int:
 
 
 def _has_own(io: "TaskRunIO") -> bool:
-    return bool(io.task_run_id) and (bool(io.outputs) or io.state != "Completed")
+    """Whether a task run gets an artifact of its own: only where it says more than its row of the data-flow
+    artifact (metrics, a failure, a reused version)."""
+    return bool(io.task_run_id) and (io.state != "Completed" or bool(io.metrics))
 
 
 def task_runs_shown(flows: Sequence["TaskRunIO"], limit: int) -> list["TaskRunIO"]:
     """The task runs that get their own artifact: at most `limit`, those that did not complete first, then
-    those that ran, then the reused ones, each in pipeline order. Task runs that stored nothing get none."""
+    those that ran, then the reused ones, each in pipeline order. Task runs that ran and logged no metric get
+    none: the data-flow artifact shows all they read and wrote."""
     def rank(io: "TaskRunIO") -> int:
         return 2 if io.reused else (1 if io.state == "Completed" else 0)
 
@@ -189,7 +209,7 @@ async def create_artifacts(client: Any, pipeline: str, flows: Sequence["TaskRunI
                            state: str) -> None:
     """Create the task-run artifacts and the pipeline-run artifact of one pipeline run with `client`.
 
-    A task run that stored nothing (an unversioned task) gets none of its own: the pipeline's shows it.
+    A task run that ran and logged no metric gets none of its own: the pipeline's shows it.
     """
     from prefect.client.schemas.actions import ArtifactCreate
 

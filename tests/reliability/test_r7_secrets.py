@@ -237,11 +237,11 @@ def test_no_credential_reaches_output_storage_prefect_or_its_database(project, h
     deadline = time.monotonic() + 30
     while True:  # the server stores events a moment after it receives them
         text, found = prefect_text(flow_run_ids, since)
-        if "dbnd.output.written" in text or time.monotonic() > deadline:
+        if "prefect.asset.materialization.succeeded" in text or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert found["flow runs"] == len(flow_run_ids) and found["task runs"] >= 3 and found["logs"] > 0, found
-    assert found["artifacts"] > 0 and found["events"] > 0 and "dbnd.output.written" in text, found
+    assert found["artifacts"] > 0 and found["events"] > 0 and "prefect.asset.materialization.succeeded" in text, found
     places["Prefect API: flow runs, task runs, logs, artifacts, events"] = text
     home = Path(os.environ["PREFECT_HOME"])
     database = b"".join(p.read_bytes() for p in sorted(home.glob("prefect.db*")))
