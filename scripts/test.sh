@@ -8,6 +8,8 @@ VENV="$VENV" bash scripts/install-emulators.sh
 bash scripts/install-docker.sh      # Debian's docker.io: a private dockerd runs the Docker work-pool test
 bash scripts/install-chromium.sh    # Debian's chromium for the Prefect UI browser test
 bash scripts/install-java.sh        # a Java runtime for local Spark and the Spark Connect server
+bash scripts/install-postgres.sh    # Debian's postgresql: a Postgres-backed Prefect server test
 "$PY" -m pip check >/dev/null || { "$PY" -m pip check; exit 1; }
 "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache  # the import contract (pyproject.toml)
+export DBND_TEST_REQUIRE_ENGINES=1  # dockerd and chromium tests fail, never skip, when their engine cannot run
 exec "$PY" -m pytest -q -n 4 --dist loadfile "$@"

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 import dbnd_prefect
 
@@ -94,7 +93,9 @@ def python_image(engine: Engine, tag: str = "dbnd-test-python:1") -> tuple[str, 
 
 
 def _skip(reason: str) -> None:
-    pytest.skip(f"the Docker engine cannot start here: {reason}")
+    from tests.servers import engine_missing
+
+    engine_missing(f"the Docker engine cannot start here: {reason}")
 
 
 def _unmount_under(root: Path) -> None:

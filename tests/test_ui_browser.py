@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import REPO, _wait_healthy
-from tests.servers import free_port
+from tests.servers import engine_missing, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def runs(ui_server: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict]
 @pytest.fixture(scope="module")
 def page(ui_server: str) -> Iterator[object]:
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed (scripts/install-chromium.sh installs it)")
+        engine_missing("chromium is not installed (scripts/install-chromium.sh installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
