@@ -254,10 +254,13 @@ class SignatureLocks(FileSystemLockManager):
 
         def renew() -> None:
             while not stop.wait(self.expiry / 3):
-                info = self._read(path)
-                if info is None or info.get("holder") != holder:
+                try:
+                    info = self._read(path)
+                    if info is None or info.get("holder") != holder:
+                        return
+                    self._replace(path, self._content(holder))
+                except Exception:  # noqa: BLE001 - a store that stops answering: the lock expires, as a crash's would
                     return
-                self._replace(path, self._content(holder))
 
         threading.Thread(target=renew, name=f"dbnd-lock-{key[-12:]}", daemon=True).start()
 
@@ -307,6 +310,7 @@ class ObjectStoreLocks(SignatureLocks):
         self.expiry, self.wait = float(expiry), float(wait)
         self._renewing = {}
         self._guard = threading.Lock()
+        self._unserialized: set[tuple[str, str]] = set()  # (key, holder) whose lock the store could not keep
 
     def __getstate__(self) -> dict[str, Any]:
         return {"uri": self.uri, "expiry": self.expiry, "wait": self.wait}
@@ -348,6 +352,43 @@ class ObjectStoreLocks(SignatureLocks):
             self.fs.rm_file(path)
         except FileNotFoundError:
             pass
+
+    # A store that cannot keep locks right now (a missing bucket, refused credentials, an outage) must not turn
+    # into a lock error: the run goes on unserialized, and the task's own read or write meets the store and
+    # reports it with its URI (and its retries apply). Only a lock held by another run makes a run wait.
+
+    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                     hold_timeout: float | None = None) -> bool:
+        try:
+            return super().acquire_lock(key, holder, acquire_timeout, hold_timeout)
+        except LockWaitTimeout:
+            raise
+        except Exception:  # noqa: BLE001 - see above
+            self._unserialized.add((key, holder))
+            return True
+
+    def release_lock(self, key: str, holder: str) -> None:
+        self._unserialized.discard((key, holder))
+        try:
+            super().release_lock(key, holder)
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+    def is_locked(self, key: str, use_cache: bool = False) -> bool:
+        if any(k == key for k, _ in self._unserialized):
+            return False
+        try:
+            return super().is_locked(key, use_cache)
+        except Exception:  # noqa: BLE001 - see above
+            return False
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        if (key, holder) in self._unserialized:
+            return True
+        try:
+            return super().is_lock_holder(key, holder)
+        except Exception:  # noqa: BLE001 - see above
+            return True
 
 
 __all__ = ["check_options", "make_prefect_task", "prefect_task_for", "signature_locks", "SignatureLocks",
