@@ -72,8 +72,14 @@ def project(tmp_path: Path) -> Path:
 
 def start(project: Path, *command: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(REPO)])}
+    # as from a terminal: SIGINT at its default (a shell's background job, e.g. a CI step started with `&`,
+    # inherits SIGINT ignored, and Python then honours the ignore)
     return subprocess.Popen(list(command), cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_marker(proc: subprocess.Popen, marker: Path) -> None:

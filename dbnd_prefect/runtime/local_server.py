@@ -339,7 +339,7 @@ def _foreign(pid: int, port: int | None, home: Path) -> str:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "" if not Path("/proc/self").exists() else f"process {pid} cannot be inspected"
-    if SERVER_APP.encode() not in args or str(port).encode() not in args:
+    if SERVER_APP.encode() not in args or (port is not None and str(port).encode() not in args):
         return f"process {pid} is not its Prefect server any more"
     with contextlib.suppress(OSError):
         environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
