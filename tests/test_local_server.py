@@ -194,6 +194,44 @@ def test_a_stale_server_record_is_replaced(project):
 
 
 @pytest.mark.slow
+def test_a_port_taken_between_choice_and_bind_moves_the_server_and_never_adopts_the_other(tmp_path, monkeypatch):
+    """Two homes starting at once both choose a free port 4200; the one that loses the bind must not take the
+    winner (another home's server, answering /api/health) for its own, and must start on another port."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from dbnd_prefect.runtime import local_server, server_process
+
+    class OtherHomesServer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), OtherHomesServer)
+    taken = other.server_address[1]
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    real_choice = server_process.choose_port
+    choices = iter([taken])  # the first choice is the port the other server binds just before ours
+    monkeypatch.setattr(server_process, "choose_port", lambda preferred=None: next(choices, None) or real_choice())
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    home = tmp_path / "home"
+    try:
+        url = local_server.ensure_running(home, announce=False)
+        found = local_server.status(home)
+        assert found.state == "running" and found.url == url
+        assert server_process.port_of(url) != taken  # moved on, not adopted
+        assert server_process.listens(found.pid, server_process.port_of(url)) is True
+        assert "address already in use" in (home / local_server.LOG_FILE).read_text()  # the lost bind, logged
+    finally:
+        local_server.stop(home)
+        other.shutdown()
+        other.server_close()
+
+
+@pytest.mark.slow
 def test_a_paused_server_is_waited_for_and_never_replaced(project):
     folder, home, env = project
     started = dbnd(project, "server", "start")

@@ -18,28 +18,24 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 from dbnd_prefect.errors import ConfigError
 from dbnd_prefect.redaction import redact
+from dbnd_prefect.runtime import server_process as os_process
+from dbnd_prefect.runtime.server_process import HOST, SERVER_APP
 
 STATE_FILE = "dbnd-server.json"
 PID_FILE = "server.pid"  # Prefect's own: `prefect server stop` reads it
 LOG_FILE = "dbnd-server.log"
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_KEEP = 2
-DEFAULT_PORT = 4200
-HOST = "127.0.0.1"
 START_TIMEOUT = 180.0  # a first start migrates the database: over 90 s was seen on a loaded 2-core machine
 DEFAULT_WAIT_SECONDS = 60.0
-SERVER_APP = "prefect.server.api.server:create_app"
 DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 
 
@@ -79,12 +75,12 @@ def status(home: Path | None = None) -> ServerStatus:
             return ServerStatus(home, "stale", None, _read_pid(home), f"{home / PID_FILE} names no running server")
         return ServerStatus(home, "stopped", reason="no background server")
     url, pid, database = state.get("url"), state.get("pid"), state.get("database")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not os_process.alive(pid):
         return ServerStatus(home, "stale", url, pid, "its process is gone", database)
-    foreign = _foreign(pid, state.get("port"), home)
+    foreign = os_process.foreign(pid, state.get("port"), home)
     if foreign:
         return ServerStatus(home, "stale", url, pid, foreign, database)
-    if not _healthy(url):
+    if not os_process.healthy(url) or os_process.listens(pid, os_process.port_of(url)) is False:  # another home's server may answer on the port
         return ServerStatus(home, "unresponsive", url, pid, f"process {pid} is alive but {url} does not answer",
                             database)
     return ServerStatus(home, "running", url, pid, "", database)
@@ -105,7 +101,7 @@ def ensure_running(home: Path | None = None, announce: bool = True) -> str:
                 found = status(home)  # another process may have started it while we waited
                 if found.state in ("stale", "stopped"):
                     _clean_up(home, found)
-                    found, started = _launch(home, _port_of(found.url)), True
+                    found, started = _launch(home, os_process.port_of(found.url)), True
         if found.state == "unresponsive":
             found = _wait_for(home, found, limit, started)
         if found.state == "running":
@@ -177,7 +173,7 @@ def _setting(key: str, env_name: str) -> tuple[Any, str]:
 def _launch(home: Path, preferred_port: int | None) -> ServerStatus:
     """Start the server process of `home` and record it (pid file, state, profile); it may not answer yet."""
     database = database_url()
-    port = _choose_port(preferred_port)
+    port = os_process.choose_port(preferred_port)
     url = f"http://{HOST}:{port}/api"
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     env.update(
@@ -224,7 +220,9 @@ def _wait_for(home: Path, found: ServerStatus, limit: float, started: bool) -> S
                 "with `dbnd server stop`", hint="wait longer with DBND_SERVER_WAIT_SECONDS or [server] wait_seconds")
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 5.0)
-    if started and now.state == "stale" and not _alive(found.pid or 0):
+    if started and now.state == "stale" and not os_process.alive(found.pid or 0):
+        if not os_process.port_free(os_process.port_of(found.url)):  # another server took the port between our choice and our bind
+            return dataclasses.replace(now, reason=f"{found.url} was taken by another process while starting")
         tail = " | ".join(line.strip() for line in last_log_lines(home, 3))
         _clean_up(home, now)
         raise ConfigError(f"the local Prefect server on {found.url} exited while starting: {tail or 'no log'}",
@@ -237,7 +235,7 @@ def _wait_for(home: Path, found: ServerStatus, limit: float, started: bool) -> S
 def _adopted(home: Path) -> dict | None:
     """The state of a server started with `prefect server start --background` by hand, read off its process."""
     pid = _read_pid(home)
-    if pid is None or not _alive(pid):
+    if pid is None or not os_process.alive(pid):
         return None
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -250,13 +248,13 @@ def _adopted(home: Path) -> dict | None:
 
 def _clean_up(home: Path, found: ServerStatus) -> None:
     """Stop a recorded server that is still ours, undo its profile URL and remove both state files."""
-    if found.pid is not None and _alive(found.pid) and not _foreign(found.pid, _port_of(found.url), home):
-        _terminate(found.pid)
+    if found.pid is not None and os_process.alive(found.pid) and not os_process.foreign(found.pid, os_process.port_of(found.url), home):
+        os_process.terminate(found.pid)
     state = _read_state(home) or {}
     if state.get("profile") and state.get("url"):
         _profile_url(home, None, name=state["profile"], only_if=state["url"])
     recorded = _read_pid(home)
-    if recorded is None or recorded == found.pid or not _alive(recorded):
+    if recorded is None or recorded == found.pid or not os_process.alive(recorded):
         (home / PID_FILE).unlink(missing_ok=True)
     (home / STATE_FILE).unlink(missing_ok=True)
 
@@ -279,17 +277,6 @@ def _profile_url(home: Path, url: str | None, name: str | None = None, only_if: 
     return name
 
 
-def _choose_port(preferred: int | None = None) -> int:
-    """The server's previous port, else Prefect's usual port when free, else any free port."""
-    for port in (preferred or DEFAULT_PORT, DEFAULT_PORT, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
-            try:
-                s.bind((HOST, port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise ConfigError("no free port on 127.0.0.1 for a local Prefect server", hint="set run.api to a Prefect API URL")
 
 
 def _rotate_log(home: Path, live: bool) -> None:
@@ -310,63 +297,18 @@ def _rotate_log(home: Path, live: bool) -> None:
         pass
 
 
-def _healthy(url: str | None) -> bool:
-    if not url:
-        return False
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return answer.status == 200 and answer.read().strip() == b"true"
-    except (OSError, ValueError):
-        return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not reaped yet) is gone
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
-def _foreign(pid: int, port: int | None, home: Path) -> str:
-    """Why `pid` is not the Prefect server of `home` on `port` any more; empty when it is (or /proc cannot tell)."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "" if not Path("/proc/self").exists() else f"process {pid} cannot be inspected"
-    if SERVER_APP.encode() not in args or (port is not None and str(port).encode() not in args):
-        return f"process {pid} is not its Prefect server any more"
-    with contextlib.suppress(OSError):
-        environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                       if b"=" in item)
-        served = environ.get(b"PREFECT_HOME")
-        if served and Path(os.fsdecode(served)).expanduser().resolve() != home.resolve():
-            return f"process {pid} serves another PREFECT_HOME ({os.fsdecode(served)})"
-    return ""
 
 
-def _terminate(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGCONT)  # a paused (SIGSTOP) server handles its SIGTERM only when resumed
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
-def _port_of(url: str | None) -> int | None:
-    with contextlib.suppress(IndexError, ValueError):
-        return int(url.rsplit(":", 1)[1].split("/", 1)[0]) if url else None
-    return None
+
+
+
+
 
 
 def _read_state(home: Path) -> dict | None:
