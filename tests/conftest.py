@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.postgres"]
 
 REPO = Path(__file__).resolve().parent.parent
 _server: subprocess.Popen | None = None

@@ -1,4 +1,4 @@
-"""R9: 50 concurrent flow runs against one local Prefect server backed by SQLite.
+"""R9: 50 concurrent flow runs against one local Prefect server, backed by SQLite and by Postgres.
 
 dbnd's local server (`run.api = "local"`) for a PREFECT_HOME of its own (so its own SQLite database; the suite's
 server is not disturbed) serves 5 processes × 10 threads, each thread calling a two-task pipeline at the same moment (the
@@ -81,16 +81,19 @@ def worker(threads: int, first: int, go: Path) -> None:
 # ----- the test -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def local_server(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """dbnd's own local Prefect server (what `run.api = "local"`, the default without PREFECT_API_URL, starts) for
-    a PREFECT_HOME of its own, so SQLite in that home and not the suite's server; (API URL, PREFECT_HOME)."""
+    a PREFECT_HOME of its own, so not the suite's server: on SQLite in that home, or on a real Postgres
+    (`[server] database_url`, here DBND_SERVER_DATABASE_URL); (API URL, PREFECT_HOME)."""
     from dbnd_prefect.runtime import local_server as server
 
-    home = tmp_path_factory.mktemp("r9-prefect-home")
+    home = tmp_path_factory.mktemp(f"r9-prefect-home-{request.param}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFECT_HOME", str(home))
         patch.delenv("PREFECT_API_URL")
+        if request.param == "postgres":
+            patch.setenv("DBND_SERVER_DATABASE_URL", request.getfixturevalue("postgres")["url"])
         patch.setattr(server, "START_TIMEOUT", 180.0)  # its migrations take long on a loaded 2-core machine
         url = server.ensure_running(home, announce=False)
         try:
@@ -113,7 +116,7 @@ async def flow_run_states(api_url: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_50_concurrent_flow_runs_on_one_sqlite_server_all_complete(local_server, tmp_path):
+def test_50_concurrent_flow_runs_on_one_local_server_all_complete(local_server, tmp_path):
     from dbnd_prefect.targets import Target
 
     api_url, home = local_server
