@@ -280,7 +280,10 @@ def test_a_run_no_worker_takes_is_reported_once_while_waiting(in_project, monkey
     with caplog.at_level(logging.WARNING, logger="dbnd_prefect"):
         waiting = threading.Thread(target=lambda: ended.append(remote_tasks._wait(flow_run, "total", pool)))
         waiting.start()
-        time.sleep(3.5)
+        deadline = time.monotonic() + 60  # the warning comes after WAIT_WARNING_SECONDS; a loaded machine is slow
+        while not any("waited" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # longer than one more warning period: a repeated warning would show by now
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(flow_run.id, Cancelled(), force=True)
         waiting.join(timeout=30)
