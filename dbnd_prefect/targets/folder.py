@@ -29,7 +29,7 @@ SUCCESS_MARKER = "_SUCCESS"
 MARKER_OPTION = "success_marker"
 _FRAME_TYPES = (DATAFRAME, SERIES)
 _STAMP_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "LastModified", "last_modified",
-               "updated", "mtime")
+               "updated", "mtime", "created")  # created: memory:// keeps no other stamp
 
 
 FOLDER_TYPE_KEYS = frozenset({DATAFRAME, SERIES, "dict", *(t.key for t in plugins.frame_types())})
