@@ -155,7 +155,9 @@ def bind_arguments(definition: Any, args: tuple[Any, ...], kwargs: Mapping[str, 
             value, source = coerce(definition.name, spec, explicit[spec.name]), "the call site"
         elif spec.name in configured:
             value, source = configured[spec.name].value, configured[spec.name].found.source
-        elif spec.name == "task_target_date" and run.target_date is not None:  # the run's partition date
+        elif spec.name == "task_target_date" and spec.required:  # the run's partition date, else its run date
+            value, source = run.target_date or run.run_date, "run.task_target_date"
+        elif spec.name == "task_target_date" and run.target_date is not None:
             value, source = run.target_date, "run.task_target_date"
         elif not spec.required:
             value, source = coerce(definition.name, spec, spec.default), "the parameter's default"

@@ -95,6 +95,28 @@ def test_a_failing_date_does_not_stop_the_others_and_the_table_says_why(workdir)
         ["2024-04-01", "reused"], ["2024-04-02", "failed:"], ["2024-04-03", "reused"], ["2024-04-04", "reused"]]
 
 
+def test_plan_over_a_date_range_says_per_date_what_a_backfill_would_reuse_and_run(workdir):
+    calls.clear()
+    backfill(bf_pipe, "2024-05-02", "2024-05-02", set={"base": 3})  # one date of three already done
+    calls.clear()
+    before = _files(workdir / "data")
+    planned = run_cmd(["plan", "tests.test_backfill.bf_pipe", "--task-target-date", "2024-05-01..2024-05-03",
+                       "--set", "base=3"])
+    assert planned.exit_code == 0, planned.stderr
+    lines = planned.stdout.strip().splitlines()
+    assert lines[0].startswith("pipeline bf_pipe: 3 date(s) 2024-05-01..2024-05-03") and "nothing was run" in lines[0]
+    per_date = {line.split(":")[0]: line for line in lines[1:] if not line.startswith("  ")}
+    assert per_date == {"2024-05-01": "2024-05-01: would reuse 0 task run(s) and run 2 (2 miss)",
+                        "2024-05-02": "2024-05-02: would reuse 2 task run(s) and run 0",
+                        "2024-05-03": "2024-05-03: would reuse 0 task run(s) and run 2 (2 miss)"}
+    assert sum(1 for line in lines if line.startswith("  bf_day: miss")) == 2
+    assert calls == [] and _files(workdir / "data") == before  # nothing ran, nothing written
+
+    # and the backfill then does what the plan said
+    done = backfill(bf_pipe, "2024-05-01", "2024-05-03", set={"base": 3})
+    assert [d.status for d in done.dates] == ["ran", "reused", "ran"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--task-target-date", "2024-01-05..2024-01-01"], "backfill range 2024-01-05..2024-01-01 is empty"),
     (["--task-target-date", "2024-01-01..tomorrow"], "backfill END 'tomorrow' is not a date"),

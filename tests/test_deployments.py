@@ -48,6 +48,16 @@ def stamp(day: datetime.date = datetime.date(2026, 1, 1)) -> str:
 @pipeline
 def dated():
     return stamp()
+
+
+@task
+def partition(task_target_date: datetime.date) -> str:
+    return f"rows of {task_target_date.isoformat()}"
+
+
+@pipeline
+def daily():
+    return partition()
 """
 
 
@@ -94,6 +104,8 @@ def deployed(tmp_path_factory) -> Iterator[Deployed]:
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     spec["deployments"] = [d for d in spec["deployments"] if d["work_pool"]["name"] != "docker"]
     spec["deployments"].append({"name": "dated", "entrypoint": "flows/dated.py:dated", "work_pool": {"name": "local"}})
+    spec["deployments"].append({"name": "daily", "entrypoint": "flows/dated.py:daily", "work_pool": {"name": "local"},
+                                "schedules": [{"cron": "0 6 * * *", "timezone": "UTC"}]})
     for deployment in spec["deployments"]:
         deployment["work_pool"]["name"] = pool
     (project / "prefect.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -251,3 +263,69 @@ def test_value_that_passes_the_schema_but_not_the_task_type_fails_the_run_with_o
     assert "Completed" in worked.stdout, worked.stdout + worked.stderr
     done = new_record(project, records)
     assert manifest_of(done, "stamp")["parameters"]["day"] == "2026-11-29"
+
+
+def test_a_daily_schedule_gives_each_run_its_scheduled_date_as_target_date(deployed):
+    """Runs the schedule creates (here for three past days, through Prefect's own `POST /deployments/{id}/
+    schedule`, which the worker runs at once) each get their scheduled date as task_target_date: one partition
+    per day; a run started by hand keeps the usual target date (none set: today's run date)."""
+    import datetime as dt
+
+    import httpx
+
+    project = deployed.project
+    deployment, _ = read_deployment("daily/daily")
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    records = run_records(project)
+    response = httpx.post(f"{os.environ['PREFECT_API_URL']}/deployments/{deployment.id}/schedule",
+                          json={"start_time": (today - dt.timedelta(days=3)).isoformat(),
+                                "end_time": (today - dt.timedelta(hours=1)).isoformat()}, timeout=30)
+    response.raise_for_status()
+    days = [(today - dt.timedelta(days=n)).date().isoformat() for n in (3, 2, 1)]
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        _, runs = read_deployment("daily/daily")
+        past = [r for r in runs if r.expected_start_time.timestamp() < time.time() and r.auto_scheduled]
+        if len(past) == 3 and all(r.state is not None and r.state.is_final() for r in past):
+            break
+        time.sleep(1)
+    assert sorted(r.expected_start_time.date().isoformat() for r in past) == days
+    assert all(r.state.is_completed() for r in past), [(r.name, r.state.message) for r in past]
+    added = [record for run_id, record in run_records(project).items() if run_id not in records]
+    assert sorted(manifest_of(record, "partition")["parameters"]["task_target_date"] for record in added) == days
+    assert len({task_entry(record, "partition")["manifest"] for record in added}) == 3  # one partition per day
+
+    by_hand = deployment_run(project, "daily/daily")
+    assert "Completed" in by_hand.stdout, by_hand.stdout + by_hand.stderr
+    manual = [record for run_id, record in run_records(project).items()
+              if run_id not in records and record not in added]
+    assert len(manual) == 1
+    assert manifest_of(manual[0], "partition")["parameters"]["task_target_date"] == dt.date.today().isoformat()
+
+
+def test_backfill_through_a_deployment_runs_each_date_on_its_work_pool_then_reuses(deployed):
+    """`dbnd backfill --deployment`: one run of the deployment per date (the worker runs them), each with its
+    date; a second backfill of the range reuses every date; a wrong deployment name is one line, exit 2."""
+    project = deployed.project
+    records = run_records(project)
+    dbnd = str(BIN / "dbnd")
+    args = ["backfill", "flows/dated.py:daily", "--task-target-date", "2024-06-01..2024-06-03",
+            "--deployment", "daily", "--max-parallel", "2"]
+    first = command(dbnd, *args, cwd=project, timeout=400)
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = first.stdout.strip().splitlines()
+    assert "3 date(s), 3 ran, 0 reused, 0 failed" in lines[0], first.stdout
+    assert [line.split()[:2] for line in lines[1:]] == [["2024-06-01", "ran"], ["2024-06-02", "ran"],
+                                                        ["2024-06-03", "ran"]]
+    added = [record for run_id, record in run_records(project).items() if run_id not in records]
+    assert sorted(manifest_of(record, "partition")["parameters"]["task_target_date"] for record in added) == [
+        "2024-06-01", "2024-06-02", "2024-06-03"]  # written by the worker's runs, in the profile's root
+
+    again = command(dbnd, *args, cwd=project, timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 date(s), 0 ran, 3 reused, 0 failed" in again.stdout.splitlines()[0], again.stdout
+
+    wrong = command(dbnd, *args[:-4], "--deployment", "nightly-typo", cwd=project, timeout=120)
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert wrong.stderr.strip() == ("dbnd: error: deployment 'daily/nightly-typo' does not exist on the Prefect "
+                                    "server (see `prefect deployment ls`; give FLOW/DEPLOYMENT)")

@@ -30,7 +30,9 @@ from dbnd_prefect.errors import DbndError, ParameterError
 if TYPE_CHECKING:
     import os
 
+    from dbnd_prefect.api.plan import PlannedTask
     from dbnd_prefect.api.results import RunResult
+    from dbnd_prefect.api.run import PreparedRun
 
 MAX_DATES = 3660  # ten years of days: a longer range is a typo, not a backfill
 
@@ -46,10 +48,11 @@ class DateRun:
     error: str | None = None
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
     seconds: float = 0.0
+    remote_flow_run_id: str | None = None  # a run of a deployment (`backfill --deployment`)
 
     @property
     def flow_run_id(self) -> str | None:
-        return self.result.run.flow_run_id if self.result is not None else None
+        return self.result.run.flow_run_id if self.result is not None else self.remote_flow_run_id
 
 
 @dataclasses.dataclass
@@ -178,6 +181,36 @@ def backfill(
     return BackfillResult(ident, runs)
 
 
+def plan_dates(
+    task: Any,
+    start: Any,
+    end: Any,
+    *,
+    set_values: Iterable[Mapping[str, Any]] = (),
+    override_values: Iterable[Mapping[str, Any]] = (),
+    env: str | None = None,
+    conf_files: Sequence["str | os.PathLike[str]"] = (),
+    task_version: str | None = None,
+    modules: Sequence[str] = (),
+) -> list[tuple[dt.date, "PreparedRun", list["PlannedTask"]]]:
+    """What a backfill of `task` from `start` to `end` would do, per date: the prepared run and its planned task
+    calls (reused or run, and why); nothing runs and no Prefect API is used."""
+    from dbnd_prefect.api.plan import plan_call
+    from dbnd_prefect.config import config_context
+    from dbnd_prefect.runtime.session import running
+
+    dates = dates_between(start, end)
+    sets, request = list(set_values), dict(override_values=list(override_values), env=env, conf_files=conf_files,
+                                           task_version=task_version, modules=modules)
+    obj = prepare_run(task, [*sets, date_values(dates[0])], check=False, **request).obj
+    planned = []
+    for day in dates:
+        prepared = prepare_run(obj, [*sets, date_values(day)], **request)
+        with config_context(prepared.config), running(prepared.run):
+            planned.append((day, prepared, plan_call(prepared.root, prepared.run)))
+    return planned
+
+
 def one_line(exc: BaseException) -> str:
     """What went wrong, on one line (a DbndError's own rendering, else the exception's type and text)."""
     text = exc.render() if isinstance(exc, DbndError) else f"{type(exc).__name__}: {exc}"
@@ -185,4 +218,4 @@ def one_line(exc: BaseException) -> str:
     return " ".join(lines) if lines else type(exc).__name__
 
 
-__all__ = ["DateRun", "BackfillResult", "backfill", "parse_date_range", "dates_between", "date_values", "one_line"]
+__all__ = ["DateRun", "BackfillResult", "backfill", "parse_date_range", "dates_between", "date_values", "plan_dates", "one_line"]

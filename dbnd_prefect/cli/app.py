@@ -40,7 +40,8 @@ class ConfigOptions:
         help="import MODULE to find tasks (repeatable; adds to [run] modules)")] = ()
     task_target_date: Annotated[str | None, Parameter(
         name="--task-target-date", metavar="YYYY-MM-DD",
-        help="the date the data is for: part of every signature and output path (run.task_target_date)")] = None
+        help="the date the data is for: part of every signature and output path (run.task_target_date); "
+             "`dbnd plan` and `dbnd backfill` take a range START..END")] = None
     verbose: Annotated[bool, Parameter(name="--verbose", help="tracebacks and debug logs")] = False
 
 

@@ -32,6 +32,10 @@ def register(app: Any, options_type: type) -> None:
                                                               "date)")] = None,
                  max_parallel: Annotated[int, Parameter(
                      name="--max-parallel", metavar="N", help="run N dates at a time, in threads (default 1)")] = 1,
+                 deployment: Annotated[str | None, Parameter(
+                     name="--deployment", metavar="NAME",
+                     help="submit each date as a run of this deployment of PIPELINE (NAME or FLOW/NAME); its "
+                          "work pool does the work")] = None,
                  argv: Annotated[tuple[str, ...], Parameter(parse=False)] = ()) -> int:
         """Run a task or pipeline once per date of --task-target-date START..END (both included).
 
@@ -40,11 +44,11 @@ def register(app: Any, options_type: type) -> None:
         reused or failed) and exits 1 when any date failed.
         """
         return backfill_command(pipeline, options, task_version=task_version, max_parallel=max_parallel,
-                                argv=argv)
+                                argv=argv, deployment=deployment)
 
 
 def backfill_command(pipeline: str | None, options: Any, *, task_version: str | None, max_parallel: int,
-                     argv: Sequence[str] = ()) -> int:
+                     argv: Sequence[str] = (), deployment: str | None = None) -> int:
     """Check the request, run every date, print the table; 0 when every date ran or was reused, else 1."""
     from dbnd_prefect.api.backfill import backfill, parse_date_range
     from dbnd_prefect.cli import output
@@ -66,12 +70,40 @@ def backfill_command(pipeline: str | None, options: Any, *, task_version: str | 
     def progress(day: Any) -> None:  # one line per date on stderr as it ends, in whatever order they end
         print(f"backfill: {day.date} {day.status}", file=sys.stderr, flush=True)
 
+    if deployment is not None:
+        result = _through_deployment(pipeline, deployment, options, sets, overrides, start, end, max_parallel,
+                                     progress)
+        output.show(lambda: plain_summary(result), lambda: table_summary(result))
+        return 0 if result.ok else 1
     with _quiet_failures(options.verbose):
         result = backfill(pipeline, start, end, set_values=sets, override_values=overrides, env=options.env,
                           conf_files=options.conf_files, task_version=task_version, modules=options.modules,
                           max_parallel=max_parallel, command_line=["dbnd", *argv], on_date=progress)
     output.show(lambda: plain_summary(result), lambda: table_summary(result))
     return 0 if result.ok else 1
+
+
+def _through_deployment(pipeline: str, deployment: str, options: Any, sets: list, overrides: list, start: Any,
+                        end: Any, max_parallel: int, progress: Any) -> Any:
+    """Each date as a run of the deployment: PIPELINE and the --set values checked here first, nothing run here."""
+    from dbnd_prefect.api.backfill import date_values
+    from dbnd_prefect.api.backfill_remote import backfill_deployment, deployment_parameters
+    from dbnd_prefect.api.run import prepare_run
+    from dbnd_prefect.errors import ConfigError
+    from dbnd_prefect.runtime.session import connect
+
+    if overrides or options.env:
+        raise ConfigError("dbnd backfill --deployment: --override and --env do not apply (the deployment's own "
+                          "profile decides)", hint="pass deployment parameters with --set NAME=VALUE")
+    prepared = prepare_run(pipeline, [*sets, date_values(start)], modules=options.modules,
+                           conf_files=options.conf_files)
+    if prepared.obj.kind != "pipeline":
+        raise ConfigError(f"{prepared.obj.name} is a task; a deployment runs a pipeline",
+                          hint="backfill the pipeline that calls it")
+    connect(prepared.run)
+    name = deployment if "/" in deployment else f"{prepared.obj.name}/{deployment}"
+    return backfill_deployment(name, start, end, parameters=deployment_parameters(sets), max_parallel=max_parallel,
+                               on_date=progress)
 
 
 def _quiet_failures(verbose: bool) -> Any:

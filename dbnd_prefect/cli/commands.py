@@ -33,6 +33,10 @@ def _set_values(options: ConfigOptions) -> list[dict[str, Any]]:
     """The parsed --set values, with --task-target-date as the last of them."""
     values = parse_values(options.set_values, "--set")
     if options.task_target_date is not None:
+        if ".." in options.task_target_date:
+            raise ConfigError(f"--task-target-date {options.task_target_date}: a range is for `dbnd backfill` "
+                              "and `dbnd plan`; this command takes one date",
+                              hint=f"dbnd backfill TASK --task-target-date {options.task_target_date}")
         values.append({"run.task_target_date": options.task_target_date})
     return values
 
@@ -105,7 +109,18 @@ def show_plan(prepared: PreparedRun) -> None:
 
 
 def plan_command(task: str, options: ConfigOptions, *, task_version: str | None = None) -> int:
-    """`dbnd plan`: per task hit / miss / stale and why; nothing runs."""
+    """`dbnd plan`: per task hit / miss / stale and why; nothing runs. With `--task-target-date START..END`,
+    what a backfill of that range would reuse and run, per date."""
+    if options.task_target_date is not None and ".." in options.task_target_date:
+        from dbnd_prefect.api.backfill import parse_date_range, plan_dates
+        from dbnd_prefect.cli import output, tables, text
+
+        start, end = parse_date_range(options.task_target_date)
+        dates = plan_dates(task, start, end, set_values=parse_values(options.set_values, "--set"),
+                           override_values=parse_values(options.override_values, "--override"), env=options.env,
+                           conf_files=options.conf_files, task_version=task_version, modules=options.modules)
+        output.show(lambda: text.plan_by_date(dates), lambda: tables.plan_by_date(dates))
+        return 0
     show_plan(_prepare(task, options, task_version))
     return 0
 

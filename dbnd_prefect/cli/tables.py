@@ -62,6 +62,17 @@ def describe(obj: Any, run: Any, planned: Sequence[Any]) -> RenderableType:
                  Text(text.plan_totals(planned), style="bold"))
 
 
+def plan_by_date(dates: Sequence[tuple[Any, Any, Sequence[Any]]]) -> RenderableType:
+    """`dbnd plan --task-target-date START..END`: one row per date, what it would reuse and run, and why."""
+    table = _table("DATE", "REUSE", "RUN", "WOULD RUN")
+    for day, _, planned in dates:
+        runs = [item for item in planned if item.status != "hit"]
+        table.add_row(str(day), str(len(planned) - len(runs)), str(len(runs)),
+                      "\n".join(f"{item.task.name}: {item.status} ({item.reason})" for item in runs))
+    head = text.plan_by_date(dates).splitlines()[0]
+    return Group(Text(head, style="bold"), table)
+
+
 def _shown(name: str, value: Any) -> str:
     source = getattr(value, "source", None)
     if source is not None and hasattr(value, "name"):  # an upstream task's output

@@ -146,6 +146,19 @@ def plan_head(obj: Any, run: Any, planned: Sequence[Any]) -> str:
             f"data root {run.data_root}); nothing was run")
 
 
+def plan_by_date(dates: Sequence[tuple[Any, Any, Sequence[Any]]]) -> str:
+    """`dbnd plan --task-target-date START..END`: a head line, then per date its totals and each task run it
+    would run, with why (`  train: miss (no stored version)`)."""
+    first, prepared, planned = dates[0]
+    head = plan_head(prepared.obj, prepared.run, planned).replace(
+        f"{len(planned)} task run(s)", f"{len(dates)} date(s) {first}..{dates[-1][0]}")
+    lines = [head]
+    for day, _, planned in dates:
+        lines.append(f"{day}: {plan_totals(planned)}")
+        lines += [f"  {item.task.name}: {item.status} ({item.reason})" for item in planned if item.status != "hit"]
+    return "\n".join(lines)
+
+
 def plan_totals(planned: Sequence[Any]) -> str:
     """`would reuse 2 task run(s) and run 2 (1 miss, 1 stale)`."""
     counts = {status: sum(1 for p in planned if p.status == status) for status in ("hit", "miss", "stale")}

@@ -4,7 +4,7 @@ A pipeline's flow declares
 - the pipeline's own parameters, data parameters typed as `str` (a path, URI or `TASK.OUTPUT@latest`);
 - `TASK.PARAM` for the parameters of the tasks the pipeline calls that it does not wire (typed
   non-data parameters, and data parameters with a default), with their types and defaults;
-- `run.task_version`.
+- `run.task_version` and `run.task_target_date`.
 Prefect builds the deployment's parameter schema from this signature, so `prefect.yaml`
 `parameters: {train_model.alpha: 0.3}`, `prefect deployment run ... --param train_model.alpha=0.3` and
 the UI's run form all accept them with schema enforcement on. A flow run that starts a dbnd run turns
@@ -14,6 +14,7 @@ the `TASK.PARAM` values it received into the run's "set" configuration layer, as
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import inspect
 import json
 import logging
@@ -23,7 +24,8 @@ from dbnd_prefect.errors import DbndError, ParameterError, suggest
 from dbnd_prefect.definitions.introspect import called_tasks
 from dbnd_prefect.definitions.spec import ParamSpec
 
-RUN_KEYS = {"run.task_version": "version of every task in this run; `now` forces recomputation"}
+RUN_KEYS = {"run.task_version": "version of every task in this run; `now` forces recomputation",
+            "run.task_target_date": "the date the data is for (YYYY-MM-DD); when unset, a scheduled run's date"}
 _SOURCE = "flow run parameter"
 
 
@@ -187,13 +189,29 @@ def run_flow_body(pipeline: Any, signature: inspect.Signature, args: tuple[Any, 
         return run_body(arguments)
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(settings_applied(checked_settings(pipeline, settings, signature)))
+            checked = checked_settings(pipeline, settings, signature)
+            scheduled = scheduled_date()
+            if scheduled is not None and "run.task_target_date" not in checked:
+                checked["run.task_target_date"] = scheduled.isoformat()  # a daily schedule: daily partitions
+            stack.enter_context(settings_applied(checked))
         except DbndError as exc:
             from prefect.states import Failed
 
             _log_without_traceback(str(exc))
             return Failed(message=str(exc))
         return run_body(arguments)
+
+
+def scheduled_date() -> dt.date | None:
+    """The (UTC) date a flow run was scheduled for, when a deployment's schedule created it; None for a run
+    started by hand (`prefect deployment run`, the UI's Run button), which keeps the usual target date."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context is not None else None
+    if flow_run is None or not flow_run.auto_scheduled or flow_run.expected_start_time is None:
+        return None
+    return flow_run.expected_start_time.astimezone(dt.timezone.utc).date()
 
 
 class _FailedStateLine(logging.Filter):
