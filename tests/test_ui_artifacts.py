@@ -6,6 +6,7 @@ Version, Tags and Cache Key of each task run, for a first run, a fully reused re
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.prefect_ui.data_flow import wait_until_published
+from dbnd_prefect.prefect_ui.io_artifacts import data_flow_markdown, short_uri, task_io_markdown
+from dbnd_prefect.prefect_ui.task_io import DataRef, TaskRunIO, browse_url
 from dbnd_prefect.context import last_run
 
 
@@ -67,6 +70,17 @@ def _task_runs(flow_run_id: str, timeout: float = 30) -> dict[str, Any]:
         time.sleep(0.3)
 
 
+def _row(markdown: str, task_name: str) -> str:
+    """The data-flow table's row of a task."""
+    return next(line for line in markdown.splitlines() if line.startswith(f"| {task_name}<br>"))
+
+
+def _ui_url() -> str:
+    from prefect.settings import PREFECT_UI_URL
+
+    return str(PREFECT_UI_URL.value()).rstrip("/")
+
+
 def _entry(task_name: str) -> dict[str, Any]:
     return next(e for e in last_run().task_runs if e["task"] == task_name)
 
@@ -89,16 +103,20 @@ def test_first_run_shows_what_each_task_read_and_wrote(workdir: Path) -> None:
     flow_md = artifacts["dbnd-ui-flow-data-flow"].data
     assert artifacts["dbnd-ui-flow-data-flow"].task_run_id is None
     assert "2 task runs: 2 ran, 0 reused" in flow_md
-    rows_line = next(line for line in flow_md.splitlines() if line.startswith("| ui_rows |"))
-    assert f"[{rows_uri}](file://{rows_uri})" in rows_line, "the output URI is a clickable file:// link"
-    assert "(parquet · 5 rows · " in rows_line  # format and rows
+    rows_line = _row(flow_md, "ui_rows")
+    # a long local path: shortened in the table, a file:// link to the whole path with the path as its tooltip
+    shown = short_uri(rows_uri)
+    assert len(shown) < len(rows_uri) and shown.endswith("/result.parquet")
+    assert f'wrote **result** [{shown}](file://{rows_uri} "{rows_uri}")' in rows_line
+    assert "<br>parquet · 5 rows · " in rows_line  # format and rows
     assert manifest["outputs"]["result"]["checksum"][:12] in rows_line
     assert f"`{rows['signature'][:12]}`" in rows_line and "| Completed |" in rows_line
 
-    total_line = next(line for line in flow_md.splitlines() if line.startswith("| ui_total |"))
-    assert f"frame: [{rows_uri}]" in total_line and f"from ui_rows `{rows['signature'][:12]}`" in total_line
-    assert "| 3 |" in total_line and total["outputs"]["result"] in total_line  # task version 3
-    assert flow_md.count(f"[{rows_uri}]") == 2, "written by ui_rows and read by ui_total"
+    total_line = _row(flow_md, "ui_total")
+    assert f"read **frame** [{shown}]" in total_line and f"from ui_rows `{rows['signature'][:12]}`" in total_line
+    assert " · v3 |" in total_line and total["outputs"]["result"] in total_line  # task version 3
+    assert flow_md.count(f'(file://{rows_uri} "{rows_uri}")') == 2, "written by ui_rows and read by ui_total"
+    assert f"- ui_rows wrote result: [{rows_uri}](file://{rows_uri})" in flow_md, "the whole path, once, below"
 
     labels = _task_runs(run.flow_run_id)
     assert labels["ui_total"].task_version == f"v3 · local · {total['signature'][:12]}"
@@ -120,7 +138,9 @@ def test_fully_reused_rerun_says_which_run_made_each_version(workdir: Path) -> N
     assert f"flow run **{first_name}** (`{first}`)" in rows_md
     assert "the task body did not run" in rows_md and "**Reused**" in rows_md and "| 6 |" in rows_md
     flow_md = artifacts["dbnd-ui-flow-data-flow"].data
-    assert "2 task runs: 0 ran, 2 reused" in flow_md and flow_md.count(f"(`{first}`)") == 2
+    assert "2 task runs: 0 ran, 2 reused" in flow_md
+    made_by = f'made by<br>[{first_name}]({_ui_url()}/runs/flow-run/{first} "flow run {first}")'
+    assert flow_md.count(made_by) == 2, "each row links the flow run that made the version"
 
     # the same key in both runs: Prefect's history of the key compares them
     from prefect.client.orchestration import get_client
@@ -143,7 +163,7 @@ def test_failing_run_still_shows_its_data_flow(workdir: Path) -> None:
     artifacts = _artifacts(run.flow_run_id)
     flow_md = artifacts["dbnd-ui-failing-data-flow"].data
     assert "Data flow of ui_failing: Failed" in flow_md
-    assert "| ui_explode | Failed |" in flow_md
+    assert "| Failed |" in _row(flow_md, "ui_explode")
     assert "ui_explode: failed" in artifacts["dbnd-ui-explode-io"].data
     assert "No output written." in artifacts["dbnd-ui-explode-io"].data
     assert "dbnd-ui-rows-io" not in artifacts, "ui_rows ran and logged nothing: the data flow shows it"
@@ -157,7 +177,8 @@ def test_task_artifacts_per_pipeline_run_are_capped(workdir: Path, monkeypatch: 
     artifacts = _artifacts(last_run().flow_run_id)
     assert "dbnd-ui-rows-io" in artifacts and "dbnd-ui-total-io" not in artifacts
     flow_md = artifacts["dbnd-ui-flow-data-flow"].data
-    assert "Task-run artifacts for 1 of 2 task runs" in flow_md and "| ui_total | Cached |" in flow_md
+    assert "Task-run artifacts for 1 of 2 task runs" in flow_md
+    assert "| Cached<br>made by<br>" in _row(flow_md, "ui_total")
 
 
 def test_the_next_call_starts_once_the_data_flow_of_the_last_one_is_in_prefect(workdir: Path) -> None:
@@ -174,3 +195,31 @@ def test_the_next_call_starts_once_the_data_flow_of_the_last_one_is_in_prefect(w
     with get_client(sync_client=True) as client:
         second_created = client.read_flow_run(second).created
     assert made["dbnd-ui-flow-data-flow"].created <= second_created
+
+
+def test_long_uris_are_shortened_in_tables_and_given_whole_below() -> None:
+    """A table cell shows a long URI as scheme and bucket (or a local path's first folder), an ellipsis and the
+    last path parts, linked to the whole URI (its tooltip too); a list under the table gives it in full."""
+    deep = "/".join(f"level-{i}-of-a-deep-data-root" for i in range(6))
+    s3_out = f"s3://analytics-bucket/{deep}/prod/2025-01-02/train/train_3fa2c1d9e0b1c2d3/result.parquet"
+    local_in = f"/srv/{deep}/prod/2025-01-02/load/load_0123456789abcdef/result.parquet"
+    assert short_uri(s3_out) == "s3://analytics-bucket/…/result.parquet"
+    assert short_uri(local_in) == "/srv/…/result.parquet"
+    assert short_uri("s3://bucket/short.csv") == "s3://bucket/short.csv", "a short URI is shown whole"
+    for uri in (s3_out, local_in, "gs://b/" + "x" * 90 + ".csv", "/" + "y" * 90, "s3://" + "b" * 60 + "/k.csv"):
+        assert len(short_uri(uri)) <= 40 and "…" in short_uri(uri)
+    assert short_uri("C:\\data\\" + "z" * 40 + "\\out.csv").startswith("C:\\…\\"), "Windows paths too"
+
+    io = TaskRunIO(task="train", task_run_id=None, state="Completed", signature="3fa2c1d9e0b1c2d3" * 4,
+                   inputs=[DataRef("raw", local_in, format="parquet", producer_task="load",
+                                   producer_signature="0123456789abcdef" * 4)],
+                   outputs=[DataRef("result", s3_out, format="parquet", rows=5, bytes=2048, checksum="c" * 64)])
+    flow_md = data_flow_markdown("p", "Completed", [io])
+    task_md = task_io_markdown(io)
+    for markdown in (flow_md, task_md):
+        table = "\n".join(line for line in markdown.splitlines() if line.startswith("|"))
+        assert set(re.findall(r"\[([^\]]*)\]\(", table)) == {short_uri(s3_out), short_uri(local_in)}
+        assert f'[s3://analytics-bucket/…/result.parquet]({browse_url(s3_out)} "{s3_out}")' in table
+        assert f'[/srv/…/result.parquet](file://{local_in} "{local_in}")' in table
+        below = markdown.split("**Full URIs**", 1)[1]
+        assert f"[{s3_out}]({browse_url(s3_out)})" in below and f"[{local_in}](file://{local_in})" in below

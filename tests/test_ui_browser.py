@@ -3,7 +3,9 @@
 A dedicated Prefect server with its UI on (the suite's own server runs without), `PREFECT_UI_API_URL` set to
 its API (else every page says "Something went wrong"). A script runs a pipeline against it, as a user would;
 the test opens the flow-run and task-run pages, clicks the Artifacts tab, opens the artifacts and checks that
-the output URIs, the metric, the profile and the reuse are shown. Screenshots go to the test's tmp folder.
+the output URIs, the metric, the profile and the reuse are shown. The window is 1280 px wide and the data root
+deep, so its URIs are long: no artifact table may be wider than the page, and a long URI is a shortened link to
+the whole one. Screenshots go to the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +30,9 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
 BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
+WIDTH = 1280  # px: a laptop's browser window
+# a data root as deep as a real project's: each output path is ~300 characters
+DATA_ROOT = "/".join(["data"] + [f"a-deep-folder-{i}-of-the-projects-data-root" for i in range(6)])
 
 SCRIPT = textwrap.dedent('''
     import json, sys
@@ -83,7 +89,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def runs(ui_server: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """Two runs of a small pipeline (the second reuses every output), made by a script against the UI server."""
     project = tmp_path_factory.mktemp("ui-project")
-    (project / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
+    (project / "dbnd.toml").write_text(f'[run]\ndata_root = "{DATA_ROOT}"\n')
     (project / "browse_pipeline.py").write_text(SCRIPT)
     env = {**os.environ, "PREFECT_API_URL": f"{ui_server}/api", "PYTHONPATH": str(REPO),
            "PREFECT_HOME": str(tmp_path_factory.mktemp("ui-client-home"))}
@@ -103,7 +109,7 @@ def page(ui_server: str) -> Iterator[object]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
             page.set_default_timeout(60_000)
             yield page
         finally:
@@ -113,6 +119,29 @@ def page(ui_server: str) -> Iterator[object]:
 def _open_artifacts_tab(page, url: str) -> None:
     page.goto(url)
     page.get_by_text("Artifacts", exact=True).first.click()
+
+
+# every table the artifact's markdown renders: its width, its box's, its right edge and the window's
+TABLES_JS = """() => Array.from(document.querySelectorAll('.artifact-data-markdown table')).map(t => ({
+    width: t.scrollWidth, box: t.parentElement.clientWidth, right: t.getBoundingClientRect().right,
+    window: document.documentElement.clientWidth, text: t.innerText.slice(0, 80)}))"""
+
+
+def _assert_tables_fit(page) -> None:
+    """No table of the open artifact is wider than its box (the UI scrolls it, without a scrollbar) or the page."""
+    tables = page.evaluate(TABLES_JS)
+    assert tables, "the artifact shows a table"
+    too_wide = [t for t in tables if t["width"] > t["box"] or t["right"] > t["window"]]
+    assert not too_wide, f"tables wider than the page at {WIDTH} px: {too_wide}"
+
+
+def _assert_short_link(page, uri: str) -> None:
+    """`uri`, a long local path, is a link in a table: shown shortened, pointing at the whole file:// URI, whose
+    tooltip is the whole path."""
+    link = page.locator(f'.artifact-data-markdown table a[href="file://{urllib.parse.quote(uri)}"]').first
+    shown = link.inner_text()
+    assert "…" in shown and len(shown) < len(uri) and uri.endswith(shown.rsplit("…", 1)[1]), shown
+    assert link.get_attribute("title") == uri
 
 
 def test_flow_run_page_shows_the_data_flow(ui_server: str, runs: list[dict], page, tmp_path: Path) -> None:
@@ -126,7 +155,19 @@ def test_flow_run_page_shows_the_data_flow(ui_server: str, runs: list[dict], pag
     page.get_by_text("Data flow of browse_flow").first.wait_for()
     page.screenshot(path=str(tmp_path / "data-flow-artifact.png"), full_page=True)
     text = page.inner_text("body")
-    assert rows_uri in text and "2 ran, 0 reused" in text
+    assert rows_uri in text and "2 ran, 0 reused" in text  # in full under the table
+    assert len(rows_uri) > 250 and DATA_ROOT in rows_uri
+    _assert_tables_fit(page)
+    _assert_short_link(page, rows_uri)
+
+    second = runs[1]  # all reused: each row links the flow run that made its version
+    _open_artifacts_tab(page, f"{ui_server}/runs/flow-run/{second['flow_run_id']}")
+    page.get_by_text("dbnd-browse-flow-data-flow").first.click()
+    page.get_by_text("0 ran, 2 reused").first.wait_for()
+    page.screenshot(path=str(tmp_path / "reused-data-flow-artifact.png"), full_page=True)
+    made_by = page.locator(f'.artifact-data-markdown table a[href$="/runs/flow-run/{first["flow_run_id"]}"]')
+    assert made_by.count() == 2
+    _assert_tables_fit(page)
 
 
 def test_task_run_page_shows_outputs_metric_version_and_reuse(ui_server: str, runs: list[dict], page,
@@ -147,6 +188,8 @@ def test_task_run_page_shows_outputs_metric_version_and_reuse(ui_server: str, ru
     page.get_by_text("browse_score: ran").first.wait_for()
     text = page.inner_text("body")
     assert score["outputs"]["result"] in text and "browse_accuracy" in text and "0.875" in text
+    _assert_tables_fit(page)
+    _assert_short_link(page, score["outputs"]["result"])
 
     reused = next(e for e in second["task_runs"] if e["task"] == "browse_score")
     _open_artifacts_tab(page, f"{ui_server}/runs/task-run/{reused['task_run_id']}")
@@ -154,3 +197,4 @@ def test_task_run_page_shows_outputs_metric_version_and_reuse(ui_server: str, ru
     page.get_by_text("reused a stored version").first.wait_for()
     page.screenshot(path=str(tmp_path / "reused-task-run-artifact.png"), full_page=True)
     assert first["flow_run_id"] in page.inner_text("body")
+    _assert_tables_fit(page)

@@ -6,6 +6,10 @@ which run made it. Per task run, `dbnd-<task>-io`, only where it adds something 
 logged metrics, did not complete, or reused a stored version (each artifact is one request the server digests:
 ~15 ms of its CPU; data profiles have their own artifact, `profiles-<task>`). Keys are stable across runs, so Prefect's per-key
 history compares runs.
+
+Prefect's UI shows a table cell on one line (`<br>` breaks it) in a column ~700 px wide at a 1280 px window,
+so tables keep to a few columns and show a long URI shortened (`short_uri`), linked to where it is stored
+(its full URI as the link's title); under the table a list gives each shortened URI in full.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dbnd_prefect.prefect_ui.task_io import browse_url
 logger = logging.getLogger("dbnd_prefect")
 
 SHORT = 12  # characters of a signature or checksum shown in tables
+URI_SHOWN = 40  # characters of a URI shown in a table: ~290 px of the UI's ~700 px wide artifact column
+ELLIPSIS = "…"
 
 
 def artifact_key(*parts: str) -> str:
@@ -48,14 +54,94 @@ def _short(value: str | None) -> str:
     return f"`{value[:SHORT]}`" if value else "–"
 
 
+def _middle(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters by an ellipsis in its middle."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 1, 2)
+    return text[:keep - keep // 2] + ELLIPSIS + text[len(text) - keep // 2:]
+
+
+def short_uri(uri: str, limit: int = URI_SHOWN) -> str:
+    """`uri` in at most about `limit` characters: whole when it fits, else where it is stored (scheme and bucket,
+    or a local path's first folder), an ellipsis, and as many of its last path parts as fit; a file name or
+    bucket too long for that is itself cut in the middle.
+
+    `s3://bucket/data/prod/2025-01-02/train/train_3fa2c1d9e0b1c2d3/result.parquet` is shown as
+    `s3://bucket/…/result.parquet`; `/home/me/project/data/.../result.parquet` as `/home/…/result.parquet`.
+    """
+    if len(uri) <= limit:
+        return uri
+    sep = "\\" if "\\" in uri and "/" not in uri else "/"  # a Windows path keeps its backslashes
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        authority, _, path = rest.partition("/")
+        head, parts = f"{scheme}://{authority}", path.split("/")
+    else:
+        parts = uri.split(sep)
+        if not parts[0] and len(parts) > 1:  # "/home/me/..." starts with ["", "home", ...]
+            head, parts = sep + parts[1], parts[2:]
+        else:
+            head, parts = parts[0], parts[1:]
+    parts = [p for p in parts if p]
+    if not parts:
+        return _middle(uri, limit)
+    name, query, _ = parts[-1].partition("?")  # a query (a redacted token, say) is left out
+    last = _middle(name, max(limit // 2, limit - len(head) - 3)) + (f"?{ELLIPSIS}" if query else "")
+    head = _middle(head, max(limit - 3 - len(last), 12))
+    room = limit - len(head) - 3 - len(last)  # for more of the last parts: head + "/…/" + parts + last
+    tail = [last]
+    for part in reversed(parts[:-1]):
+        if len(part) + 1 > room:
+            break
+        tail.insert(0, part)
+        room -= len(part) + 1
+    return sep.join([head, *([ELLIPSIS] if len(tail) < len(parts) else []), *tail])
+
+
+def _target(uri: str) -> str:
+    """Where a link to a stored file points: where a browser opens it, else the (redacted) URI itself."""
+    import urllib.parse
+
+    from dbnd_prefect.redaction import redact
+
+    text = redact(uri)
+    url = redact(browse_url(text) or urllib.parse.quote(text, safe=":/?#[]@!$&'*+,;=%~"))
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("|", "%7C")
+
+
 def _link(uri: str | None) -> str:
+    """A stored file in a table: its URI shortened (`short_uri`) as a link, its full URI as the link's title."""
     from dbnd_prefect.redaction import redact
 
     if not uri:
         return "–"
-    url = browse_url(uri)
-    shown = _cell(redact(uri))
-    return f"[{shown}]({redact(url)})" if url else f"`{shown}`"
+    full = redact(uri)
+    shown = short_uri(full)
+    if shown == full:
+        return f"[{_cell(full)}]({_target(uri)})"
+    title = full.replace("\\", "\\\\").replace('"', '\\"').replace("|", "\\|")
+    return f'[{_cell(shown)}]({_target(uri)} "{title}")'
+
+
+def _full_link(uri: str) -> str:
+    """A stored file outside a table: its whole URI as a link (the UI wraps it)."""
+    from dbnd_prefect.redaction import redact
+
+    return f"[{redact(uri)}]({_target(uri)})"
+
+
+def _full_uris(refs: Sequence[tuple[str, str | None]]) -> list[str]:
+    """The markdown list, under a table, of the URIs the table shows shortened: (what it is, URI) pairs."""
+    from dbnd_prefect.redaction import redact
+
+    seen: set[str] = set()
+    lines = []
+    for label, uri in refs:
+        if uri and uri not in seen and short_uri(redact(uri)) != redact(uri):
+            seen.add(uri)
+            lines.append(f"- {label}: {_full_link(uri)}")
+    return ["**Full URIs**", "", *lines, ""] if lines else []
 
 
 def _size(n: int | None) -> str:
@@ -75,6 +161,20 @@ def _run_name(run_id: str | None, names: dict[str, str]) -> str:
     return f"flow run **{name}** (`{run_id}`)" if name else f"flow run `{run_id}`"
 
 
+def _run_link(run_id: str | None, names: dict[str, str]) -> str:
+    """A flow run in a table: its name (or short id) linked to its page in the UI, its id as the link's title."""
+    if not run_id:
+        return "an earlier run"
+    from prefect.utilities.urls import url_for
+
+    name = _cell(names.get(run_id) or run_id[:8])
+    try:
+        url = url_for("flow-run", obj_id=run_id)
+    except Exception:
+        url = None
+    return f'[{name}]({url} "flow run {run_id}")' if url else f"**{name}**<br>`{run_id}`"
+
+
 def task_io_markdown(io: "TaskRunIO", run_names: dict[str, str] | None = None) -> str:
     """The markdown of one task run's `dbnd-<task>-io` artifact."""
     names = run_names or {}
@@ -90,24 +190,27 @@ def task_io_markdown(io: "TaskRunIO", run_names: dict[str, str] | None = None) -
         # the URI last: a long one would push the short columns out of sight
         lines += ["**Read**", "", "| input | format | produced by | URI |", "|---|---|---|---|"]
         for ref in io.inputs:
-            producer = f"{ref.producer_task} {_short(ref.producer_signature)}" if ref.producer_task else "–"
+            producer = f"{ref.producer_task}<br>{_short(ref.producer_signature)}" if ref.producer_task else "–"
             lines.append(f"| {_cell(ref.name)} | {_cell(ref.format)} | {producer} | {_link(ref.uri)} |")
         lines.append("")
     if io.outputs:
         lines += [f"**{'Reused' if io.reused else 'Wrote'}**", "",
-                  "| output | format | size | rows | checksum | URI |", "|---|---|---|---|---|---|"]
+                  "| output | format | rows | size | URI and checksum |", "|---|---|---|---|---|"]
         for ref in io.outputs:
-            lines.append(f"| {_cell(ref.name)} | {_cell(ref.format)} | {_size(ref.bytes)} | {_cell(ref.rows)} | "
-                         f"{_short(ref.checksum)} | {_link(ref.uri)} |")
+            checksum = f"<br>checksum {_short(ref.checksum)}" if ref.checksum else ""
+            lines.append(f"| {_cell(ref.name)} | {_cell(ref.format)} | {_cell(ref.rows)} | {_size(ref.bytes)} | "
+                         f"{_link(ref.uri)}{checksum} |")
         lines.append("")
     elif not io.reused:
         lines += ["No output stored." if io.state == "Completed" else "No output written.", ""]
+    lines += _full_uris([(f"input {ref.name}", ref.uri) for ref in io.inputs]
+                        + [(f"output {ref.name}", ref.uri) for ref in io.outputs])
     if io.metrics:
         lines += ["**Metrics**", "", "| metric | value |", "|---|---|"]
         lines += [f"| {_cell(k)} | {_cell(_metric_value(v))} |" for k, v in io.metrics.items()]
         lines.append("")
     if io.manifest_uri:
-        lines.append(f"Manifest: {_link(io.manifest_uri)}")
+        lines.append(f"Manifest: {_full_link(io.manifest_uri)}")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -140,36 +243,40 @@ def _verb(io: "TaskRunIO") -> str:
 
 def data_flow_markdown(pipeline: str, state: str, flows: Sequence["TaskRunIO"],
                        run_names: dict[str, str] | None = None) -> str:
-    """The markdown of a pipeline run's `dbnd-<pipeline>-data-flow` artifact."""
+    """The markdown of a pipeline run's `dbnd-<pipeline>-data-flow` artifact: a row per task run (its name,
+    signature and task version; its state and, for a reused version, the run that made it; what it read and
+    wrote), then the full URIs the table shows shortened."""
     names = run_names or {}
     ran = sum(1 for io in flows if io.state == "Completed")
     reused = sum(1 for io in flows if io.reused)
     other = len(flows) - ran - reused
     counts = f"{len(flows)} task runs: {ran} ran, {reused} reused" + (f", {other} did not complete" if other else "")
     lines = [f"### Data flow of {pipeline}: {state}", "", counts, "",
-             "| task | state | signature | task version | read | wrote | version made by |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | state | read and wrote |", "|---|---|---|"]
     for io in flows:
-        read = "; ".join(_read_cell(r) for r in io.inputs) or "–"
-        wrote = "; ".join(_wrote_cell(r) for r in io.outputs) or "–"
-        made_by = _run_name(io.made_by_flow_run, names) if io.reused else ("this run" if io.outputs else "–")
-        lines.append(f"| {_cell(io.task)} | {_cell(io.state)} | {_short(io.signature)} | "
-                     f"{_cell(io.task_version)} | {read} | {wrote} | {made_by} |")
-    return "\n".join(lines) + "\n"
+        version = f" · v{_cell(io.task_version)}" if io.task_version else ""
+        task = f"{_cell(io.task)}<br>{_short(io.signature)}{version}"
+        made_by = f"<br>made by<br>{_run_link(io.made_by_flow_run, names)}" if io.reused else ""
+        data = "<br>".join([_read_cell(r) for r in io.inputs] + [_wrote_cell(r) for r in io.outputs]) or "–"
+        lines.append(f"| {task} | {_cell(io.state)}{made_by} | {data} |")
+    lines.append("")
+    lines += _full_uris([(f"{io.task} wrote {ref.name}", ref.uri) for io in flows for ref in io.outputs]
+                        + [(f"{io.task} read {ref.name}", ref.uri) for io in flows for ref in io.inputs])
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _read_cell(ref: "DataRef") -> str:
-    """An input in the data-flow table: its name, link and the task (with signature) whose output it is."""
-    producer = f" from {ref.producer_task} {_short(ref.producer_signature)}" if ref.producer_task else ""
-    return f"{_cell(ref.name)}: {_link(ref.uri)}{producer}"
+    """An input in the data-flow table: its name and link, then the task (with signature) whose output it is."""
+    producer = f"<br>from {_cell(ref.producer_task)} {_short(ref.producer_signature)}" if ref.producer_task else ""
+    return f"read **{_cell(ref.name)}** {_link(ref.uri)}{producer}"
 
 
 def _wrote_cell(ref: "DataRef") -> str:
-    """An output in the data-flow table: its name, link, then format · rows · size · checksum where known."""
+    """An output in the data-flow table: its name and link, then format · rows · size · checksum where known."""
     facts = [_cell(ref.format) if ref.format else None, f"{ref.rows} rows" if ref.rows is not None else None,
              _size(ref.bytes) if ref.bytes is not None else None, _short(ref.checksum) if ref.checksum else None]
     shown = " · ".join(f for f in facts if f)
-    return f"{_cell(ref.name)}: {_link(ref.uri)}" + (f" ({shown})" if shown else "")
+    return f"wrote **{_cell(ref.name)}** {_link(ref.uri)}" + (f"<br>{shown}" if shown else "")
 
 
 LIMIT_VARIABLE = "DBND_TASK_ARTIFACTS_MAX"
