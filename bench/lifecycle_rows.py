@@ -7,6 +7,9 @@
    the floor of any such command: walking the root and parsing every manifest with the standard library.
 2. `dbnd diff A B --key id` of two ROWS-row parquet frames (1% rows removed, 1% added, 1% changed), against
    a hand-written pandas comparison (read both, outer merge on the key with an indicator, compare columns).
+3. A 31-day backfill of a cached 3-task pipeline (every date already computed): its cost per date, against a
+   single cached run of one date (`dbnd_prefect.run`, median of 6: 3 before, 3 after), in one process on dbnd's local Prefect
+   server (in a PREFECT_HOME of its own, stopped after).
 
 Each measurement runs in a fresh process, which also reports its peak resident memory.
 """
@@ -77,6 +80,65 @@ def make_frames(folder: Path, rows: int) -> None:
     pq.write_table(pa.table(b), folder / "b.parquet")
 
 
+DAILY = """
+import datetime
+
+from dbnd_prefect import pipeline, task
+
+
+@task
+def extract(task_target_date: datetime.date) -> list:
+    return [task_target_date.toordinal() + i for i in range(100)]
+
+
+@task
+def clean(rows: list) -> list:
+    return [r for r in rows if r % 3]
+
+
+@task
+def total(rows: list) -> int:
+    return sum(rows)
+
+
+@pipeline
+def daily():
+    return total(clean(extract()))
+"""
+
+
+def backfill_costs(folder: Path, days: int = 31) -> dict:
+    """Seconds per date of a backfill whose dates are all stored, and of one cached run of one date."""
+    import statistics
+
+    from dbnd_prefect import run
+    from dbnd_prefect.api.backfill import backfill
+
+    (folder / "bench_daily.py").write_text(DAILY)
+    sys.path.insert(0, str(folder))
+    from bench_daily import daily
+
+    start, end = dt.date(2024, 1, 1), dt.date(2024, 1, days)
+    first = backfill(daily, start, end)  # computes every date (not timed)
+    assert first.count("ran") == days, [d.error for d in first.dates if d.error]
+    singles: list[float] = []
+
+    def single_runs() -> None:
+        for _ in range(3):
+            started = time.perf_counter()
+            result = run(daily, set={"run.task_target_date": "2024-01-15"})
+            singles.append(time.perf_counter() - started)
+            assert all(t["state"] == "Cached" for t in result.run.task_runs)
+
+    single_runs()  # before and after the backfill: a machine that gets busier weighs on both sides
+    started = time.perf_counter()
+    again = backfill(daily, start, end)
+    seconds = time.perf_counter() - started
+    single_runs()
+    assert again.count("reused") == days, [d.status for d in again.dates]
+    return {"per_date": seconds / days, "single": statistics.median(singles), "total": seconds}
+
+
 def peak_mib() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -88,7 +150,7 @@ def peak_mib() -> float:
 def measure(kind: str, folder: Path) -> dict:
     """One measurement in this process: seconds (imports done before the clock starts) and the result's gist."""
     started = time.perf_counter()
-    if kind in ("gc", "diff"):
+    if kind in ("gc", "diff", "backfill"):
         sys.path.insert(0, str(REPO))
         import pyarrow.parquet
 
@@ -101,7 +163,10 @@ def measure(kind: str, folder: Path) -> dict:
         import pyarrow.parquet  # noqa: F401
     imports = time.perf_counter() - started
     start = time.perf_counter()
-    if kind == "gc":
+    if kind == "backfill":
+        os.chdir(folder)
+        gist = backfill_costs(folder)
+    elif kind == "gc":
         sys.path.insert(0, str(REPO))
         from dbnd_prefect.pytest_plugin import run_cmd
 
@@ -165,6 +230,16 @@ def main() -> None:
         make_root(folder / "data", args.versions)
         make_frames(folder, args.rows)
         found = {kind: run(kind, folder) for kind in ("walk", "gc", "pandas", "diff")}
+        home = folder / "prefect-home"
+        os.environ.update(PREFECT_HOME=str(home))
+        api_url = os.environ.pop("PREFECT_API_URL", None)  # dbnd's local server, in a home of its own
+        try:
+            found["backfill"] = run("backfill", folder)
+        finally:
+            subprocess.run([sys.executable, "-m", "dbnd_prefect", "server", "stop"], cwd=folder, capture_output=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+            if api_url is not None:
+                os.environ["PREFECT_API_URL"] = api_url
     assert found["diff"]["gist"] == found["pandas"]["gist"], (found["diff"], found["pandas"])
     rows = [
         (f"`dbnd gc` dry run, {args.versions:,} versions", found["gc"],
@@ -177,6 +252,10 @@ def main() -> None:
     for what, ours, baseline, theirs in rows:
         print(f"| {what} | {ours['seconds']:.2f} | {baseline} | {theirs['seconds']:.2f} | "
               f"{ours['seconds'] / theirs['seconds']:.2f}x | {ours['peak_mib']:.0f} | {theirs['peak_mib']:.0f} |")
+    costs = found["backfill"]["gist"]
+    print(f"| 31-day backfill of a cached 3-task pipeline, per date | {costs['per_date']:.2f} | one cached run of "
+          f"one date (median of 6) | {costs['single']:.2f} | {costs['per_date'] / costs['single']:.2f}x | "
+          f"{found['backfill']['peak_mib']:.0f} | (same process) |")
     print(f"\nimports before the clock started: dbnd {found['gc']['imports']:.1f} s (a fresh `dbnd` process pays "
           f"them once), pandas + pyarrow {found['pandas']['imports']:.1f} s")
     print(f"gc would remove {found['gc']['gist']} version(s); diff found added, removed, changed = "
