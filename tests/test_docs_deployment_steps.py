@@ -1,4 +1,5 @@
-"""docs/operations.md, "Deployments and workers, by copy-paste": its prefect.yaml and its shell lines, run verbatim.
+"""docs/operations.md, "Deployments and workers, by copy-paste" (and the README's "Deploying", the same lines):
+its prefect.yaml and its shell lines, run verbatim.
 
 The project gets the documented `prefect.yaml` (with its folder in place of /path/to/my-project), the chain of
 tests/test_local_server.py and a data root; the environment is a user's with no PREFECT_API_URL and a
@@ -43,6 +44,16 @@ def documented_steps() -> tuple[str, list[str]]:
     lines = [line.strip() for line in blocks["bash"].splitlines() if line.strip()]
     assert lines, f"{DOC}, {SECTION!r}: the ```bash block is empty"
     return blocks["yaml"], lines
+
+
+def test_the_readme_shows_the_same_deployment_commands():
+    """The README's "Deploying" section: the same commands, so the run below tests them too."""
+    readme = (REPO / "README.md").read_text()
+    assert "## Deploying" in readme
+    section = re.split(r"^## ", readme.split("## Deploying", 1)[1], maxsplit=1, flags=re.M)[0]
+    block = re.search(r"^```bash\n(.*?)^```", section, flags=re.M | re.S)
+    assert block, "README.md, Deploying: no ```bash block"
+    assert [line.strip() for line in block.group(1).splitlines() if line.strip()] == documented_steps()[1]
 
 
 def _alive(pid: int) -> bool:
