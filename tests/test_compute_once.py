@@ -1,6 +1,6 @@
 """Concurrent runs compute once: processes that want one signature at the same time wait for the one that
-computes it and reuse its outputs (run.serialize, a SERIALIZABLE cache policy with SignatureLocks), and a
-holder that crashed releases its lock when it expires."""
+computes it and reuse its outputs (run.serialize, a SERIALIZABLE cache policy with SignatureLocks on local roots,
+ObjectStoreLocks on S3), and a holder that crashed releases its lock when it expires; on local and moto S3 roots."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -72,9 +73,31 @@ def _result_path(stdout: str) -> str:
     return found[0]
 
 
-def test_four_processes_wanting_one_signature_compute_it_once(workdir):
+@pytest.fixture(params=["local", "s3"])
+def shared_root(request, workdir) -> tuple[list[str], "Callable[[], list[str]]", "Callable[[str], str]"]:
+    """The root the processes share: ./data, or a fresh bucket on moto S3 (conditional-write locks).
+    (extra `dbnd run` arguments, the lock objects' contents, the stored value's bytes by URI)."""
+    if request.param == "local":
+        locks = workdir / "data" / ".dbnd" / "locks"
+        return [], lambda: [p.read_text() for p in locks.glob("*.lock")] if locks.exists() else [], \
+            lambda uri: Path(uri).read_bytes()
+    bucket = request.getfixturevalue("s3_bucket")
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    folder = f"{bucket}/root/.dbnd/locks"
+
+    def lock_contents() -> list[str]:
+        fs.invalidate_cache()
+        return [fs.cat_file(p).decode() for p in fs.find(folder) if p.endswith(".lock")]
+
+    return ["--set", f"run.data_root=s3://{bucket}/root"], lock_contents, lambda uri: fs.cat_file(uri)
+
+
+def test_four_processes_wanting_one_signature_compute_it_once(workdir, shared_root):
+    extra, lock_contents, read = shared_root
     (workdir / "once_tasks.py").write_text(TASKS)
-    procs = _start(workdir, 4)
+    procs = _start(workdir, 4, *extra)
     outs = [p.communicate(timeout=180) for p in procs]
     for proc, (out, err) in zip(procs, outs):
         assert proc.returncode == 0, err[-3000:]
@@ -84,15 +107,15 @@ def test_four_processes_wanting_one_signature_compute_it_once(workdir):
     assert states == ["Cached", "Cached", "Cached", "Completed"]
     paths = {_result_path(out) for out, _ in outs}  # every process names the one stored value
     assert len(paths) == 1
-    with open(paths.pop(), "rb") as f:
-        assert pickle.load(f) == 30
-    assert list((workdir / "data" / ".dbnd" / "locks").iterdir()) == []  # every lock released
+    assert pickle.loads(read(paths.pop())) == 30
+    assert lock_contents() == []  # every lock released
 
 
-def test_a_killed_holder_blocks_the_others_no_longer_than_the_lock_expiry(workdir):
+def test_a_killed_holder_blocks_the_others_no_longer_than_the_lock_expiry(workdir, shared_root):
+    extra, lock_contents, _ = shared_root
     (workdir / "once_tasks.py").write_text(TASKS)
     expiry = 5
-    procs = _start(workdir, 4, "--set", f"run.lock_expiry={expiry}", env={"SLOW_FIRST": "600"})
+    procs = _start(workdir, 4, "--set", f"run.lock_expiry={expiry}", *extra, env={"SLOW_FIRST": "600"})
     try:
         deadline = time.monotonic() + 120
         while not _lines(workdir / "counter.txt"):
@@ -100,8 +123,8 @@ def test_a_killed_holder_blocks_the_others_no_longer_than_the_lock_expiry(workdi
             time.sleep(0.05)
         holder_pid = int(_lines(workdir / "counter.txt")[0])
         holder = next(p for p in procs if p.pid == holder_pid)
-        locks = list((workdir / "data" / ".dbnd" / "locks").glob("*.lock"))
-        assert len(locks) == 1 and f'"pid": {holder_pid}' in locks[0].read_text()
+        locks = lock_contents()
+        assert len(locks) == 1 and f'"pid": {holder_pid}' in locks[0]
         os.kill(holder_pid, signal.SIGKILL)
         killed_at = time.monotonic()
         others = [p for p in procs if p is not holder]
