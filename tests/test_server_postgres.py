@@ -76,3 +76,14 @@ def test_a_server_on_postgres_keeps_its_history_across_a_restart(pg_project, pos
     assert status.stdout.startswith("running") and "database: postgresql+asyncpg://dbnd:***@" in status.stdout
     recorded = (home / "dbnd-server.json").read_text() + (home / "dbnd-server.log").read_text()
     assert PASSWORD not in recorded
+
+    # the configuration no longer names Postgres: the running server is kept, and says what to do to switch
+    (folder / "dbnd.toml").write_text('[run]\ndata_root = "data"\n')
+    noted = dbnd("server", "status")
+    assert ("uses postgresql+asyncpg://dbnd:***@127.0.0.1:" in noted.stdout
+            and "but [server] database_url is now unset (SQLite): `dbnd server stop` then `dbnd server start` to "
+                "switch" in noted.stdout), noted.stdout
+    again_run = dbnd("run", "chain.py:chain")
+    assert again_run.returncode == 0, again_run.stderr
+    assert "`dbnd server stop` then `dbnd server start` to switch" in again_run.stderr
+    assert json.loads((home / "dbnd-server.json").read_text())["url"] == url  # the same server

@@ -92,6 +92,9 @@ def ensure_running(home: Path | None = None, announce: bool = True) -> str:
     found = status(home)
     if found.state == "running":
         _rotate_log(home, live=True)
+        changed = database_change(found)
+        if changed:
+            print(f"dbnd: {changed}", file=sys.stderr)
         return found.url  # type: ignore[return-value]
     limit, started = wait_seconds(), False
     for _ in range(3):  # a server that dies while waited for is replaced; one we start and that dies is an error
@@ -142,6 +145,16 @@ def database_url() -> str | None:
         raise ConfigError(f"{source} = {redact(value)!r} is not a database URL Prefect's server can use",
                           hint="use postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE")
     return value
+
+
+def database_change(found: ServerStatus) -> str:
+    """A line saying the running server's database is not the configured one (read at start); empty if it is."""
+    configured = database_url()
+    wanted = redact(configured) if configured else None
+    if found.state != "running" or wanted == found.database:
+        return ""
+    return (f"the local Prefect server uses {found.database or 'SQLite in ' + str(found.home)}, but [server] "
+            f"database_url is now {wanted or 'unset (SQLite)'}: `dbnd server stop` then `dbnd server start` to switch")
 
 
 def last_log_lines(home: Path, count: int = 15) -> list[str]:
