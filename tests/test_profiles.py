@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -202,7 +203,9 @@ def test_a_local_data_root_for_work_off_this_machine_is_refused_before_anything_
     assert not (workdir / "data").exists()
 
 
-def test_a_ray_runner_without_prefect_ray_is_one_line_naming_the_package(workdir):
+def test_a_ray_runner_without_prefect_ray_is_one_line_naming_the_package(workdir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)  # a user who has not installed it
+    monkeypatch.delitem(sys.modules, "dbnd_prefect.engine.ray_runner", raising=False)
     project(workdir, '[env.ray]\ntask_runner = { type = "ray" }\n')
     user_error(dbnd("run", PIPE, "--env", "ray"), "env.ray.task_runner.type = 'ray' needs prefect-ray",
                "pip install prefect-ray")

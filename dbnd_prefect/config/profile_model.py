@@ -101,10 +101,12 @@ class DaskRunner(_Strict):
 
 
 class RayRunner(_Strict):
-    """prefect-ray (optional): a Ray cluster at `address`, or a local one."""
+    """prefect-ray: a Ray cluster at `address`, or a local one started for each flow run; `init_kwargs` go to
+    `ray.init` (e.g. `{ num_cpus = 2, include_dashboard = false }`)."""
 
     type: Literal["ray"]
     address: str | None = None
+    init_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 TaskRunnerSpec = Annotated[ThreadRunner | DaskRunner | RayRunner, Field(discriminator="type")]

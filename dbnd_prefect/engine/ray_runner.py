@@ -11,5 +11,5 @@ from prefect_ray import RayTaskRunner  # type: ignore[import-not-found]
 
 
 def ray_task_runner(spec: Any, profile: str) -> Any:
-    """The runner of a `ray` profile: a Ray cluster at `address`, or a local one."""
-    return RayTaskRunner(address=spec.address) if spec.address else RayTaskRunner()
+    """The runner of a `ray` profile: a Ray cluster at `address`, or a local one, with its `init_kwargs`."""
+    return RayTaskRunner(address=spec.address or None, init_kwargs=dict(spec.init_kwargs))

@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,8 @@ class Case:
     files: dict[str, str | bytes | None] = field(default_factory=dict)  # None: an empty directory
     env: dict[str, str] = field(default_factory=dict)
     runs: bool = False  # found while a task loads its data: the run (and its run record) exists
+    # packages this user has not installed: made unimportable (`sys.modules[name] = None`, as Python documents)
+    missing: tuple[str, ...] = ()
 
 
 
@@ -203,7 +206,7 @@ CASES: list[Case] = [
     case("profile", "run r4_scale --set value=1 --env prod", "invalid env.prod.work_pool.type = 'ecs'",
          config='[env.prod.work_pool]\ntype = "ecs"\n'),
     case("profile", "run r4_scale --set value=1 --env ray", "needs prefect-ray", "pip install prefect-ray",
-         config='[env.ray]\ntask_runner = { type = "ray" }\n'),
+         config='[env.ray]\ntask_runner = { type = "ray" }\n', missing=("prefect_ray",)),
     case("profile", "run r4_scale --set value=1 --env cluster", "environment 'cluster' runs work off this machine",
          "is on this machine", "env.cluster.data_root", config='[env.cluster]\nextends = "k8s"\n'),
     case("profile", "run r4_scale --set value=1 --env k8s", "profile 'k8s': memory 'lots' is not a memory amount",
@@ -269,6 +272,9 @@ def run_case(item: Case, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Outc
         monkeypatch.delenv(name)
     for name, value in item.env.items():
         monkeypatch.setenv(name, value)
+    for name in item.missing:
+        monkeypatch.setitem(sys.modules, name, None)
+        monkeypatch.delitem(sys.modules, "dbnd_prefect.engine.ray_runner", raising=False)
     monkeypatch.chdir(workdir)
     # the project's tasks are this module's: other test modules' tasks (same process) must not change the
     # lists of known tasks and the closest names the messages give
