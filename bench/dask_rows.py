@@ -1,7 +1,9 @@
-"""Per-task cost of a dbnd pipeline on the Dask task runner vs the same raw Prefect tasks on prefect-dask.
+"""Per-task cost of a dbnd pipeline on the Dask (or Ray) task runner vs the same raw Prefect tasks on
+prefect-dask (prefect-ray).
 
     .venv/bin/python bench/dask_rows.py              # n=100 tasks, medians of 3 runs per variant
     .venv/bin/python bench/dask_rows.py --n 30 --reps 1
+    .venv/bin/python bench/dask_rows.py --engine ray # a Ray head node (`ray start --head`, 2 CPUs) instead
     .venv/bin/python bench/dask_rows.py --api-url http://127.0.0.1:4200/api --json   # as bench/run.py runs it
 
 Starts a Prefect server (throw-away PREFECT_HOME; or uses --api-url) and a `distributed` scheduler with two
@@ -93,6 +95,53 @@ def dask_cluster(env: dict[str, str], workers: int = 2) -> Iterator[tuple[str, l
             log.close()
 
 
+@contextlib.contextmanager
+def ray_cluster(env: dict[str, str], cpus: int = 2) -> Iterator[tuple[str, list[int]]]:
+    """A Ray head node on 127.0.0.1 (`ray start --head --block`, its own process group, every port free); yields
+    its address and the pid of `ray start` (its processes are found through it when CPU is read)."""
+    port = free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    folder = tempfile.mkdtemp(prefix="dbnd-bench-ray-", dir="/tmp")  # short: Ray's socket paths have a limit
+    ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+             f"--worker-port-list={','.join(str(free_port()) for _ in range(2 * cpus + 4))}",
+             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+             f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+             f"--ray-client-server-port={free_port()}"]
+    log_path = Path(folder) / "head.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                 f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats",
+                                 f"--temp-dir={folder}", *ports], stdout=log, stderr=subprocess.STDOUT,
+                                env={**env, "RAY_USAGE_STATS_ENABLED": "0"}, cwd=folder, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start failed:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.3)
+        yield f"127.0.0.1:{port}", [proc.pid]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tree(pids: list[int]) -> list[int]:
+    """`pids` and their live descendants (Ray starts its workers under the raylet)."""
+    import psutil
+
+    found = list(pids)
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    return found
+
+
 def _cpu(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) or 0.0 for pid in pids)
 
@@ -107,7 +156,7 @@ def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
 
         context: Any = config_context({
             "run.env": "bench_dask", "run.data_root": data_root,
-            "env.bench_dask.task_runner": {"type": "dask", "address": f.ADDRESS},
+            "env.bench_dask.task_runner": {"type": f.ENGINE, "address": f.ADDRESS},
         })
         run_many, run_empty = f.dbnd_many, f.dbnd_empty
     else:
@@ -118,6 +167,7 @@ def measure(variant: str, n: int, start: int, data_root: str) -> dict[str, Any]:
     with context:
         run_many(4, start - 4)  # warm-up: imports and first task runs in this process and on the workers
         run_empty()
+        cluster = _tree(cluster)  # the workers started by now (Ray's), read before and after
         began = time.perf_counter()
         run_empty()
         empty = time.perf_counter() - began
@@ -185,7 +235,7 @@ def _dump_stacks(pid: int, folder: Path | None, variant: str) -> str | None:
 
 
 def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print,
-                variants: tuple[str, ...] = VARIANTS) -> dict[str, list[dict[str, Any]]]:
+                variants: tuple[str, ...] = VARIANTS, engine: str = "dask") -> dict[str, list[dict[str, Any]]]:
     """Each of `variants` `reps` times, alternating, on a cluster started here, against the server at `api_url`."""
     data_root = home / "data"
     data_root.mkdir(parents=True, exist_ok=True)
@@ -197,7 +247,8 @@ def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print,
         del env[name]  # the benchmark's own data root only
     server_pid = listening_pid(api_url)
     results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
-    with dask_cluster(env) as (address, pids):
+    env["DBND_BENCH_ENGINE"] = engine
+    with (ray_cluster(env) if engine == "ray" else dask_cluster(env)) as (address, pids):
         env["DBND_BENCH_DASK_ADDRESS"] = address
         env["DBND_BENCH_DASK_PIDS"] = ",".join(map(str, pids))
         for rep in range(reps):
@@ -205,7 +256,7 @@ def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print,
                 # new start values every repetition: dbnd computes every task (no reuse)
                 start = 10 + rep * (n + 10)
                 result = run_variant(variant, n, start, str(data_root), env, server_pid, HANG_DUMPS)
-                log(f"  dask/{variant}: {result['per_task_ms']:.1f} ms/task, cluster CPU "
+                log(f"  {engine}/{variant}: {result['per_task_ms']:.1f} ms/task, cluster CPU "
                     f"{result['cluster_cpu_per_task_ms']:.1f} ms/task, exit {result['exit_seconds']:.1f} s")
                 results[variant].append(result)
                 time.sleep(3)  # let the server digest the run's events
@@ -215,6 +266,7 @@ def measure_all(api_url: str, home: Path, n: int, reps: int, log: Any = print,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--engine", choices=("dask", "ray"), default="dask")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--start", type=int, default=0)
@@ -234,7 +286,7 @@ def main() -> int:
     with temporary_home() as home:
         server = prefect_server(home) if args.api_url is None else contextlib.nullcontext(args.api_url)
         with server as api_url:
-            results = measure_all(api_url, home, args.n, args.reps, log, variants)
+            results = measure_all(api_url, home, args.n, args.reps, log, variants, args.engine)
     if args.json or variants != VARIANTS:
         print(JSON_PREFIX + json.dumps(results), flush=True)
         return 0
@@ -243,8 +295,9 @@ def main() -> int:
     print(json.dumps(results, indent=1))
     print("| measure | raw Prefect | dbnd_prefect | ratio | target | met? |")
     print("|---|---:|---:|---:|---|:---:|")
-    print(f"| per-task time, pipeline of {args.n} trivial tasks on a Dask cluster (2 worker processes; raw: "
-          f"prefect-dask `.submit()`) | {raw:.3g} ms | {dbnd:.3g} ms | {ratio:.3g}× | ≤ {TARGET}× | "
+    cluster = "a Ray head node (2 CPUs; raw: prefect-ray" if args.engine == "ray" else \
+        "a Dask cluster (2 worker processes; raw: prefect-dask"
+    print(f"| per-task time, pipeline of {args.n} trivial tasks on {cluster} `.submit()`) | {raw:.3g} ms | {dbnd:.3g} ms | {ratio:.3g}× | ≤ {TARGET}× | "
           f"{'yes' if ratio <= TARGET else 'no'} |")
     print(f"| same, raw persisting results to a shared folder (context) | {persisted:.3g} ms | {dbnd:.3g} ms | "
           f"{dbnd / persisted:.3g}× | — | — |")
@@ -252,7 +305,7 @@ def main() -> int:
                         ("server_cpu_per_task_ms", "server CPU"), ("exit_seconds", "exit after the run (s)")):
         values = {v: statistics.median(r.get(field) or 0.0 for r in results[v]) for v in VARIANTS}
         print(f"{what}: " + ", ".join(f"{v} {values[v]:.1f}" for v in VARIANTS))
-    print(f"ratio dbnd/raw per task on Dask: {ratio:.3f}")
+    print(f"ratio dbnd/raw per task on {args.engine}: {ratio:.3f}")
     hung = [f"{variant} run {i + 1}" + (f" (stacks: {r['hang_stacks']})" if r.get("hang_stacks") else "")
             for variant, runs in results.items() for i, r in enumerate(runs) if r["exit_hung"]]
     if hung:

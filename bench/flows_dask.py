@@ -1,6 +1,8 @@
-"""The same trivial tasks as a dbnd pipeline and as a raw Prefect flow, both on a Dask cluster (bench/dask_rows.py).
+"""The same trivial tasks as a dbnd pipeline and as a raw Prefect flow, both on a Dask or Ray cluster
+(bench/dask_rows.py, `--engine`).
 
-The cluster's address comes from DBND_BENCH_DASK_ADDRESS; the workers import this module (PYTHONPATH)."""
+The cluster's address comes from DBND_BENCH_DASK_ADDRESS and its kind from DBND_BENCH_ENGINE (`dask`, the
+default, or `ray`); the workers import this module (PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,14 @@ from prefect import task as prefect_task
 from dbnd_prefect import pipeline, task
 
 ADDRESS = os.environ.get("DBND_BENCH_DASK_ADDRESS", "")
+ENGINE = os.environ.get("DBND_BENCH_ENGINE", "dask")
 
 
 def _runner():
+    if ENGINE == "ray":
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=ADDRESS)
     from prefect_dask import DaskTaskRunner
 
     return DaskTaskRunner(address=ADDRESS)
