@@ -2,7 +2,8 @@
 
 One module, so one local Spark session and one Connect server for all of it (the suite gives a file to one
 worker): the server is started first, in the background, while the local session starts. Both are stopped
-at the end. Spark cannot reach the storage emulators, so every target here is a local path.
+at the end. Local Spark has no object-store connector: an S3 data root (moto) goes through this machine's
+disk (staged outputs uploaded `_SUCCESS` last, inputs downloaded); every other target here is a local path.
 """
 
 from __future__ import annotations
@@ -232,6 +233,36 @@ def test_local_pipeline_writes_spark_folders_and_a_rerun_runs_no_spark_job(in_pr
     assert set(states(second).values()) == {"Cached"}
     pd.testing.assert_frame_equal(second.values, expected, check_dtype=False)
     assert job_ids(local_session) == before  # reuse ran no Spark job
+
+
+def test_local_spark_on_an_s3_root_uploads_committed_folders_and_reads_them_back(in_project, local_session,
+                                                                                   configured, s3_bucket):
+    import s3fs
+
+    from dbnd_prefect import run
+
+    root = f"s3://{s3_bucket}/spark"
+    first = run(in_project.sp_sales_pipeline, env="spark_local", set={"run.data_root": root})
+    assert set(states(first).values()) == {"Completed"}
+    expected = pd.DataFrame({"region": ["apac", "eu", "us"], "total": [7.0, 11.0, 23.0], "orders": [1, 2, 2]})
+    pd.testing.assert_frame_equal(first.values, expected, check_dtype=False)
+    stored = first.task_outputs["sp_totals"]["result"]
+    assert stored.startswith(f"{root}/") and stored.endswith("result.parquet/")  # a folder on an object store
+    fs = s3fs.S3FileSystem()
+    base = stored.removeprefix("s3://").rstrip("/")
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.find(base))
+    assert {"_SUCCESS", "_schema.json"} <= set(names) and any(n.startswith("part-") for n in names)
+    assert not [n for n in names if n.endswith(".crc")]
+    with fs.open(f"{base}/{next(n for n in names if n.startswith('part-'))}") as f:
+        uploaded = pd.read_parquet(f)  # plain parquet parts, readable without Spark
+    assert sorted(uploaded["region"]) == ["apac", "eu", "us"]
+
+    second = run(in_project.sp_sales_pipeline, env="spark_local", set={"run.data_root": root})
+    assert set(states(second).values()) == {"Cached"}, states(second)
+
+    # a stored Spark folder on S3 as the input of another task: downloaded and read by local Spark
+    counted = run(in_project.sp_count_rows, env="spark_local", set={"run.data_root": root, "data": stored})
+    assert counted.values == 3
 
 
 def test_spark_frame_argument_is_fingerprinted_by_plan_and_reused(in_project, local_session, configured):

@@ -6,12 +6,20 @@ its `_SUCCESS` marker is refused as unfinished. A returned Spark DataFrame is wr
 folder (`result.parquet/`: part files plus `_SUCCESS`), staged next to its place and renamed into it,
 so a failed job leaves nothing at the output's URI. Nothing is collected to the driver, except when a
 pandas parameter is given a Spark frame: then it comes through Arrow, up to `to_pandas_max_rows` rows.
+
+Local Spark has no connector for object stores (Hadoop's s3a/gcs/abfs jars are not installed with pyspark), so
+with the `local` engine an object-store target goes through this machine's disk and fsspec: an output is
+written by Spark to a local staging folder, then uploaded part by part with `_SUCCESS` last (the marker readers
+wait for), and an input is downloaded to a local folder kept until the process ends. Other engines (Spark
+Connect, Databricks) read and write the store themselves.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +106,7 @@ def load(target: Target, options: dict[str, Any]) -> Any:
             reader = reader.schema(StructType.fromJson(schema))  # no inference: no Spark job to read a folder
             read_defaults = {k: v for k, v in read_defaults.items() if k != "inferSchema"}
         reader = reader.options(**{k: _option(v) for k, v in {**read_defaults, **options}.items()})
-        return reader.load(spark_path(target))
+        return reader.load(_local_copy(target) if _through_disk(target, settings) else spark_path(target))
     except Exception as exc:
         raise TargetError(f"{describe_engine(env, settings)} cannot read '{target.shown}' as {name}: "
                           f"{_spark_message(exc)}",
@@ -131,12 +139,14 @@ def save(value: Any, target: Target, options: dict[str, Any]) -> dict[str, Any]:
     """Write `value` with Spark as a folder at `target`'s URI; return what `Target.save` reports.
 
     Local folders are written to a staging folder next to the target and renamed into place once
-    Spark's job has committed (its `_SUCCESS` marker present); other stores are written in place
-    with Spark's own commit protocol, which writes `_SUCCESS` last.
+    Spark's job has committed (its `_SUCCESS` marker present); an object store seen from local Spark gets
+    the committed staging folder uploaded, `_SUCCESS` last; other engines write other stores in place with
+    Spark's own commit protocol, which writes `_SUCCESS` last.
     """
-    from dbnd_prefect.spark.engine import engine_description
+    from dbnd_prefect.spark.engine import active_settings, engine_description
     from dbnd_prefect.targets.folder import SUCCESS_MARKER, folder_checksum, folder_info
 
+    staged_upload = _through_disk(target, active_settings()[1])
     name, compression = _format_of(target)
     source, _, write_defaults = _SOURCES[name]
     write_options = {**write_defaults, **options}
@@ -146,18 +156,23 @@ def save(value: Any, target: Target, options: dict[str, Any]) -> dict[str, Any]:
     staging = final
     if target.is_local:
         staging = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex[:12]}.tmp")
+    elif staged_upload:
+        staging = os.path.join(tempfile.mkdtemp(prefix="dbnd-spark-out-"), "out")
     partition_by = write_options.pop("partitionBy", None) or write_options.pop("partition_by", None)
     try:
         writer = value.write.mode("overwrite").format(source).options(
             **{k: _option(v) for k, v in write_options.items()})
         if partition_by:
             writer = writer.partitionBy(*([partition_by] if isinstance(partition_by, str) else partition_by))
-        writer.save(staging if target.is_local else spark_path(target))
-        if target.is_local:
+        writer.save(staging if staging != final else spark_path(target))
+        if staging != final:
             if not os.path.exists(os.path.join(staging, SUCCESS_MARKER)):
                 raise TargetError(f"Spark left no {SUCCESS_MARKER} marker in '{staging}'")
             with open(os.path.join(staging, SCHEMA_FILE), "w", encoding="utf-8") as f:
                 f.write(value.schema.json())
+        if staged_upload:
+            _upload(staging, target)
+        elif target.is_local:
             if os.path.isdir(final):
                 shutil.rmtree(final)  # a folder that failed verification: replaced whole
             elif os.path.exists(final):
@@ -171,12 +186,55 @@ def save(value: Any, target: Target, options: dict[str, Any]) -> dict[str, Any]:
     finally:
         if staging != final and os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
+        if staged_upload:
+            shutil.rmtree(os.path.dirname(staging), ignore_errors=True)
     from dbnd_prefect.targets.target import Target as TargetClass
 
     folder = TargetClass(final + "/")
     info = folder_info(folder)
-    return {"uri": target.uri, "format": name, "compression": compression, "bytes": info["size"],
+    uri = target.uri if target.is_local else final + "/"  # an object store has no folders: the "/" says it is one
+    return {"uri": uri, "format": name, "compression": compression, "bytes": info["size"],
             "checksum": folder_checksum(folder), "files": info["files"], "schema": schema_of(value)}
+
+
+def _through_disk(target: Target, settings: Any) -> bool:
+    """Whether Spark reaches `target` through this machine's disk: an object store seen from local Spark."""
+    from dbnd_prefect.spark.settings import LocalEngine
+
+    return not target.is_local and isinstance(settings, LocalEngine)
+
+
+def _upload(staging: str, target: Target) -> None:
+    """Put the committed folder `staging` at `target`: whatever is there is removed, the parts go first and
+    `_SUCCESS` last, so a reader never takes a half-uploaded folder for a finished one."""
+    from dbnd_prefect.targets.folder import SUCCESS_MARKER
+
+    fs, remote = target.fs, target.path.rstrip("/")
+    if fs.exists(remote):
+        fs.rm(remote, recursive=True)
+    files = sorted(os.path.relpath(os.path.join(parent, name), staging)
+                   for parent, _, names in os.walk(staging) for name in names if not name.endswith(".crc"))
+    for relative in sorted(files, key=lambda name: (name == SUCCESS_MARKER, name == SCHEMA_FILE, name)):
+        fs.put_file(os.path.join(staging, relative), f"{remote}/{relative.replace(os.sep, '/')}")
+    fs.invalidate_cache(remote)
+
+
+_downloads: list[str] = []
+
+
+def _local_copy(target: Target) -> str:
+    """A local copy of `target` (a file or a folder) for local Spark to read, removed when the process ends
+    (Spark reads lazily: the files must outlive the task that loaded them)."""
+    if not _downloads:
+        atexit.register(lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in _downloads])
+    folder = tempfile.mkdtemp(prefix="dbnd-spark-in-")
+    _downloads.append(folder)
+    local = os.path.join(folder, os.path.basename(target.path.rstrip("/")) or "data")
+    if target.is_folder():
+        target.fs.get(target.path.rstrip("/") + "/", local + "/", recursive=True)
+    else:
+        target.fs.get_file(target.path, local)
+    return local
 
 
 def schema_of(value: Any) -> dict[str, str]:
@@ -187,10 +245,12 @@ def schema_of(value: Any) -> dict[str, str]:
 def handed_on(value: Any, info: dict[str, Any]) -> Any:
     """The stored output as a Spark DataFrame with `value`'s schema: what downstream tasks read instead of
     computing `value`'s plan again."""
-    from dbnd_prefect.spark.engine import spark_session
+    from dbnd_prefect.spark.engine import active_settings, spark_session
     from dbnd_prefect.targets.target import Target
 
     target = Target(info["uri"], format=info["format"])
+    if not target.is_local and _through_disk(target, active_settings()[1]):
+        return value  # its upload was from a folder that is gone; the value holds the same rows
     source, read_defaults, _ = _SOURCES[info["format"]]
     try:
         schema = value.schema
