@@ -20,6 +20,7 @@ from dbnd_prefect.api.backfill import BackfillResult, DateRun, dates_between
 from dbnd_prefect.errors import ConfigError, ParameterError
 
 POLL_SECONDS = 1.0
+SETTLE_SECONDS = 30.0  # how long a completed run's task-run states may take to reach the server
 
 
 def deployment_parameters(values: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -93,9 +94,18 @@ def _outcome(client: Any, day: dt.date, flow_run: Any, seconds: float) -> DateRu
         message = (state.message or state.name).strip().splitlines()[0] if (state.message or state.name) else ""
         run = DateRun(day, "failed", error=f"flow run {flow_run.name} is {state.name}: {message}")
     else:
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
-        states = [t.state.name for t in tasks if t.state is not None]
-        run = DateRun(day, "reused" if states and all(s == "Cached" for s in states) else "ran")
+        # the server records task-run states from the run's events, after the flow run's own end state: wait
+        # (bounded) until every task run it knows of has ended
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+            states = [t.state for t in tasks]
+            if (states and all(state is not None and state.is_final() for state in states)) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_SECONDS)
+        cached = [state is not None and state.name == "Cached" for state in states]
+        run = DateRun(day, "reused" if cached and all(cached) else "ran")
     run.remote_flow_run_id = str(flow_run.id)
     run.seconds = seconds
     return run
