@@ -24,7 +24,7 @@ import base64
 import json
 import os
 import pickle
-from typing import Any
+from typing import Any, Optional
 
 import xxhash
 from prefect.filesystems import WritableFileSystem
@@ -125,6 +125,9 @@ def _check_record(record: bytes, key: str) -> None:
         raise CorruptRecord(f"it was written for the key {metadata.get('storage_key')!r}, not {key!r}")
 
 
+_inner_blocks: dict[str, Any] = {}  # storage blocks records live in, loaded once per process
+
+
 class RecordStore(WritableFileSystem):
     """Cache records of dbnd tasks, in a folder (local path or URI) under a data root."""
 
@@ -132,7 +135,10 @@ class RecordStore(WritableFileSystem):
     _block_type_slug = "dbnd-record-store"
     _description = "Where dbnd_prefect keeps Prefect cache records: the .dbnd folder of a data root."
 
-    basepath: str = Field(description="The records folder: a local path or a URI (s3://, gs://, az://...).")
+    basepath: str = Field(description="The records folder: a local path or a URI (s3://, gs://, az://...); with "
+                                      "`block`, the folder inside that block.")
+    block: Optional[str] = Field(default=None, description="A saved storage block (BLOCK-TYPE/NAME) whose files hold "
+                                                           "the records, reached with its own credentials.")
 
     def _location(self, path: str) -> tuple[Any, str, bool]:
         """(file system or None for local disk, path inside it, is local) of a key under the base path."""
@@ -146,9 +152,27 @@ class RecordStore(WritableFileSystem):
         fs, inner = filesystem_for_uri(f"{self.basepath.rstrip('/')}/{path}")
         return fs, inner, False
 
+    def _in_block(self, path: str) -> tuple[Any, str]:
+        """(the storage block holding the records, the record's path in it) for a record store inside a block."""
+        from dbnd_prefect import prefect_internals
+
+        if os.path.isabs(path) or "://" in path or ".." in path.split("/"):
+            raise ValueError(f"record key '{path}' is not a relative path inside {self.basepath}")
+        found = _inner_blocks.get(self.block)
+        if found is None:
+            from prefect.blocks.core import Block
+
+            found = _inner_blocks[self.block] = prefect_internals.sync(Block.load, self.block)
+        return found, f"{self.basepath.strip('/')}/{path}"
+
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:
         """Prefect's record stored under `path`, verified whole (FileNotFoundError when there is none,
         CorruptRecord or UnsealedRecord when it does not verify)."""
+        if self.block:
+            from dbnd_prefect import prefect_internals
+
+            storage, key = self._in_block(path)
+            return unseal(prefect_internals.sync(storage.read_path, key), path)
         fs, inner, local = self._location(path)
         if local:
             with open(inner, "rb") as f:
@@ -160,6 +184,12 @@ class RecordStore(WritableFileSystem):
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> str:
         """Store Prefect's record `content` sealed under `path`, atomically; return where it went."""
         from dbnd_prefect.targets.atomic import atomic_write
+
+        if self.block:  # an object store's put is whole or nothing
+            from dbnd_prefect import prefect_internals
+
+            storage, key = self._in_block(path)
+            return prefect_internals.sync(storage.write_path, key, seal(content))
 
         fs, inner, local = self._location(path)
         with atomic_write(fs, inner, local=local) as result:

@@ -447,6 +447,16 @@ class Store:
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert response.status == 200
 
+    def get(self, key: str) -> bytes:
+        if self.protocol == "s3":
+            return self._s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        if self.protocol == "az":
+            with self._az() as container:
+                return container.download_blob(key).readall()
+        url = f"{self.server.url}/storage/v1/b/{self.bucket}/o/{urllib.parse.quote(key, safe='')}?alt=media"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read()
+
     def version(self, key: str) -> str:
         """The object's ETag (S3, Azure) or generation (GCS)."""
         return self.listing(key)[key][0]

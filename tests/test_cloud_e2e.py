@@ -391,14 +391,25 @@ def test_storage_block_as_data_root(store: Store, project: Path, monkeypatch: py
         assert_same_frames(outputs_of(first), local_outputs["csv"])
         written = data_objects(store, "block-root/")
         digest = first.run.task_runs[0]["signature"]
-        # outputs through the typed targets, cache records through the block itself (Prefect's write_path)
-        assert f"block-root/.dbnd/prefect-records/{digest}" in written, written
+        # outputs through the typed targets, cache records through the block itself, sealed as on any root
+        record_key = f"block-root/.dbnd/prefect-records/{digest}"
+        assert record_key in written, written
         assert sum(k.endswith(".parquet") for k in written) == 2
+        record = store.get(record_key)
+        assert record.startswith(b'{"dbnd_record":1,"xxh3_128":"')
 
         again = dbnd(*args)
         assert again.exit_code == 0, again.stderr
         assert again.run.task_runs[0]["state"] == "Cached"
         assert data_objects(store, "block-root/") == written
+
+        # one byte of the record's metadata edited in place (the serializer's name): not reused, recomputed
+        at = record.index(b'"serializer"') + len(b'"serializer"') + 12
+        store.put(record_key, record[:at] + bytes([record[at] ^ 0x01]) + record[at + 1:])
+        edited = dbnd(*args)
+        assert edited.exit_code == 0, edited.stderr
+        assert edited.run.task_runs[0]["state"] == "Completed"
+        assert store.get(record_key).startswith(b'{"dbnd_record":1,')  # written again, sealed
     assert not any(path.is_file() for path in project.glob("data/**/*"))
 
 

@@ -65,7 +65,7 @@ def _from_block(slug: str) -> RunStorage:
         # LocalFileSystem writes a record in place (a kill mid-write leaves it half written) and
         # resolves the whole path on every record it reads or writes.
         return RunStorage(base, f"{layout.RECORDS_DIR}/")
-    return RunStorage(base, f"{layout.STORE_DIR}/{layout.RECORDS_DIR}/", block)
+    return RunStorage(base, f"{layout.RECORDS_DIR}/", in_block=slug)
 
 
 __all__ = ["resolve_storage", "data_root_of"]

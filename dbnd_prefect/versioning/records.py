@@ -4,7 +4,8 @@ Cache records always live in `.dbnd/` under the data root, so reuse follows the 
 Prefect home. Prefect accepts only saved blocks (or local paths) as result storage, so a data root (and a
 storage block on local disk) gets a RecordStore block saved once per process, holding no credentials (the
 records are reached through the targets' file systems and their options). A remote storage block keeps the
-records itself, under `.dbnd/`. Choosing the storage of a run is runtime/storage.py.
+records itself, under `.dbnd/`, through a RecordStore naming it: sealed like every other record, and reached with
+the block's own credentials wherever the block loads. Choosing the storage of a run is runtime/storage.py.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ class RunStorage:
     first asks for it, so `dbnd plan` and the other read-only commands start no server.
     """
 
-    def __init__(self, data_root: str, record_prefix: str, block: Any = None) -> None:
+    def __init__(self, data_root: str, record_prefix: str, block: Any = None, in_block: str | None = None) -> None:
         self.data_root = data_root
         self.record_prefix = record_prefix
         self._block = block
+        self.in_block = in_block  # the saved storage block (BLOCK-TYPE/NAME) the data root is, if it is one
         self._reader: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -36,7 +38,7 @@ class RunStorage:
     def result_storage(self) -> Any:
         """The saved block Prefect keeps this root's cache records in."""
         if self._block is None:
-            self._block = _records_block(self.data_root)
+            self._block = _records_block(self.data_root, self.in_block)
         return self._block
 
     def record_reader(self) -> Any:
@@ -47,7 +49,8 @@ class RunStorage:
 
             from dbnd_prefect.record_store import RecordSerializer, RecordStore
 
-            block = self._block or RecordStore(basepath=layout.store_dir(self.data_root))
+            block = self._block or (RecordStore(basepath=layout.STORE_DIR, block=self.in_block) if self.in_block
+                                    else RecordStore(basepath=layout.store_dir(self.data_root)))
             # the serializer is Prefect's fallback for bytes that are not a record: it unpickles nothing
             # that does not match its digest
             self._reader = ResultStore(result_storage=block, serializer=RecordSerializer(),
@@ -69,25 +72,27 @@ class RunStorage:
 _saved_blocks: dict[str, Any] = {}
 
 
-def _records_block(root: str) -> Any:
-    """The saved RecordStore block of a root's records folder, made once per process and root.
+def _records_block(root: str, in_block: str | None = None) -> Any:
+    """The saved RecordStore block of a root's records folder, made once per process and root (`in_block`: the
+    storage block the root is, whose own credentials reach the records).
 
     Saved rather than passed as a path: Prefect re-resolves an unsaved location on every record it
     reads or writes, but trusts a saved block's keys as they are.
     """
     from dbnd_prefect.record_store import RecordStore
 
-    basepath = layout.store_dir(root)
-    block = _saved_blocks.get(basepath)
+    basepath = layout.STORE_DIR if in_block else layout.store_dir(root)
+    identity = f"{in_block}:{basepath}" if in_block else basepath
+    block = _saved_blocks.get(identity)
     if block is None:
-        name = f"dbnd-root-{xxhash.xxh3_64_hexdigest(basepath.encode())}"
+        name = f"dbnd-root-{xxhash.xxh3_64_hexdigest(identity.encode())}"
         # sync: with an event loop running in this thread (Jupyter, asyncio), Prefect would return a coroutine
         try:  # saved by an earlier run: one read, where saving again costs three times as long
             block = prefect_internals.sync(RecordStore.load, name)
         except (ValueError, KeyError):
             block = None
-        if block is None or block.basepath != basepath:
-            block = RecordStore(basepath=basepath)
+        if block is None or block.basepath != basepath or block.block != in_block:
+            block = RecordStore(basepath=basepath, block=in_block)
             prefect_internals.sync(block.save, name, overwrite=True)
-        _saved_blocks[basepath] = block
+        _saved_blocks[identity] = block
     return block
