@@ -64,9 +64,10 @@ def project(tmp_path: Path):
             pass
 
 
-def dbnd(project, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def dbnd(project, *args: str, timeout: float = 180, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     folder, _, env = project
-    return subprocess.run([DBND, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([DBND, *args], cwd=folder, env={**env, **(env_extra or {})}, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def _alive(pid: int) -> bool:
@@ -355,11 +356,10 @@ def test_read_only_commands_start_no_server_and_write_nothing(project):
     ]
     before = sorted(p.name for p in folder.iterdir())
     for args in commands:
-        started = time.monotonic()
-        done = dbnd(project, *args)
+        done = dbnd(project, *args, env_extra={"PREFECT_LOGGING_LEVEL": "INFO"})
         assert done.returncode == 0, (args, done.stderr)
         assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, (args, done.stderr)
-        assert time.monotonic() - started < 30, args  # a temporary Prefect server would take longer
+        assert "temporary server" not in done.stdout + done.stderr, args  # nor Prefect's in-process one
     assert not (home / "server.pid").exists() and not (home / "dbnd-server.json").exists()
     after = sorted(p.name for p in folder.iterdir() if p.name != "__pycache__")
     assert after == before  # no data/ folder, no .dbnd/
