@@ -289,6 +289,15 @@ def clear_filesystem_caches() -> None:
             fsspec.get_filesystem_class(protocol).clear_instance_cache()
 
 
+def s3_env(url: str) -> dict[str, str]:
+    """The environment a separate process (a Dask or Ray worker) needs to reach the S3 emulator at `url`, and
+    nothing of a developer's own ~/.aws."""
+    return {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY, "AWS_DEFAULT_REGION": AWS_REGION,
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
 def set_s3_env(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID)

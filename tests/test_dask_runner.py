@@ -14,7 +14,7 @@ import pytest
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.pytest_plugin import run_cmd
 from tests.dask_cluster import DaskCluster, dask_cluster, running
-from tests.servers import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, Server
+from tests.servers import Server, s3_env
 
 PIPE = "tests.test_dask_runner.dask_where_pipe"
 
@@ -72,10 +72,7 @@ WORKER_SETTING = "DBND_TEST_DASK_WORKER_SETTING"
 @pytest.fixture(scope="module")
 def cluster(s3_server: Server) -> Iterator[DaskCluster]:
     """Scheduler and two workers that reach the S3 emulator as the test process does."""
-    env = {"AWS_ENDPOINT_URL": s3_server.url, "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
-           "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY, "AWS_DEFAULT_REGION": AWS_REGION,
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
-           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    env = s3_env(s3_server.url)
     with dask_cluster(env) as started:
         yield started
     assert not any(running(pid) for pid in started.pids), "a dask process outlived its fixture"

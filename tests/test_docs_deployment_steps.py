@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_local_server import CHAIN, DBND
+from tests.test_local_server import CHAIN, DBND, _alive
 
 DOC = REPO / "docs" / "operations.md"
 SECTION = "## Deployments and workers, by copy-paste"
@@ -54,17 +54,6 @@ def test_the_readme_shows_the_same_deployment_commands():
     block = re.search(r"^```bash\n(.*?)^```", section, flags=re.M | re.S)
     assert block, "README.md, Deploying: no ```bash block"
     assert [line.strip() for line in block.group(1).splitlines() if line.strip()] == documented_steps()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie has exited
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _processes_of(home: Path) -> list[int]:

@@ -14,7 +14,7 @@ import pytest
 from dbnd_prefect import pipeline, task
 from dbnd_prefect.pytest_plugin import run_cmd
 from tests.ray_cluster import HERMETIC, RayCluster, ray_cluster, ray_processes
-from tests.servers import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, Server
+from tests.servers import Server, s3_env
 
 SETTING = "DBND_TEST_RAY_SETTING"
 
@@ -53,10 +53,7 @@ def hermetic_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def cluster(s3_server: Server) -> Iterator[RayCluster]:
     """A head node whose workers reach the S3 emulator as the test process does."""
-    env = {"AWS_ENDPOINT_URL": s3_server.url, "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
-           "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY, "AWS_DEFAULT_REGION": AWS_REGION,
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
-           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    env = s3_env(s3_server.url)
     with ray_cluster(env) as started:
         yield started
     assert ray_processes(started.folder) == [], "a Ray process outlived its fixture"
