@@ -96,7 +96,7 @@ def ensure_running(home: Path | None = None, announce: bool = True) -> str:
         if changed:
             print(f"dbnd: {changed}", file=sys.stderr)
         return found.url  # type: ignore[return-value]
-    limit, started = wait_seconds(), False
+    limit, started, lost = wait_seconds(), False, set()
     for _ in range(3):  # a server that dies while waited for is replaced; one we start and that dies is an error
         if found.state in ("stale", "stopped"):
             home.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,10 @@ def ensure_running(home: Path | None = None, announce: bool = True) -> str:
                 found = status(home)  # another process may have started it while we waited
                 if found.state in ("stale", "stopped"):
                     _clean_up(home, found)
-                    found, started = _launch(home, os_process.port_of(found.url)), True
+                    if started:  # ours lost its port to another home's server: that one wants Prefect's port too
+                        lost |= {os_process.port_of(found.url), os_process.DEFAULT_PORT}
+                    found = _launch(home, os_process.port_of(found.url), frozenset(lost - {None}))
+                    started = True
         if found.state == "unresponsive":
             found = _wait_for(home, found, limit, started)
         if found.state == "running":
@@ -183,10 +186,10 @@ def _setting(key: str, env_name: str) -> tuple[Any, str]:
     return (found.value, f"server.{key} ({found.source})") if found is not None else (None, f"server.{key}")
 
 
-def _launch(home: Path, preferred_port: int | None) -> ServerStatus:
+def _launch(home: Path, preferred_port: int | None, avoid: frozenset[int] = frozenset()) -> ServerStatus:
     """Start the server process of `home` and record it (pid file, state, profile); it may not answer yet."""
     database = database_url()
-    port = os_process.choose_port(preferred_port)
+    port = os_process.choose_port(preferred_port, avoid)
     url = f"http://{HOST}:{port}/api"
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     env.update(

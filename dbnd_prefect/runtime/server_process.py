@@ -17,9 +17,12 @@ HOST = "127.0.0.1"
 SERVER_APP = "prefect.server.api.server:create_app"
 
 
-def choose_port(preferred: int | None = None) -> int:
-    """The server's previous port, else Prefect's usual port when free, else any free port."""
+def choose_port(preferred: int | None = None, avoid: frozenset[int] = frozenset()) -> int:
+    """The server's previous port, else Prefect's usual port when free, else any free port; never one of `avoid`
+    (ports another process won from us)."""
     for port in (preferred or DEFAULT_PORT, DEFAULT_PORT, 0):
+        if port in avoid:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
             try:
