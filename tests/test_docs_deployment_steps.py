@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_local_server import CHAIN, DBND, _alive
+from tests.test_local_server import CHAIN, DBND, _alive, _processes_of
 
 DOC = REPO / "docs" / "operations.md"
 SECTION = "## Deployments and workers, by copy-paste"
@@ -54,21 +54,6 @@ def test_the_readme_shows_the_same_deployment_commands():
     block = re.search(r"^```bash\n(.*?)^```", section, flags=re.M | re.S)
     assert block, "README.md, Deploying: no ```bash block"
     assert [line.strip() for line in block.group(1).splitlines() if line.strip()] == documented_steps()[1]
-
-
-def _processes_of(home: Path) -> list[int]:
-    """Processes whose environment has PREFECT_HOME=home: the server, the worker and the flow runs it started."""
-    marker = f"PREFECT_HOME={home}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0") and _alive(int(proc.name)):
-                found.append(int(proc.name))
-        except OSError:
-            pass
-    return found
 
 
 def _cmdline(pid: int) -> str:

@@ -81,6 +81,20 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _processes_of(home: Path) -> list[int]:
+    """Live processes whose environment has PREFECT_HOME=home (a server started for that home)."""
+    marker = f"PREFECT_HOME={home}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0") and _alive(int(proc.name)):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
 def _poll(condition: Callable[[], bool], timeout: float = 30) -> bool:
     """Whether `condition` became true before `timeout` seconds passed (checked every 0.2 s)."""
     deadline = time.monotonic() + timeout
@@ -231,6 +245,10 @@ def test_a_port_taken_between_choice_and_bind_moves_the_server_and_never_adopts_
         local_server.stop(home)
         other.shutdown()
         other.server_close()
+        leftover = _processes_of(home)
+        for pid in leftover:  # a failed assertion must not leave a server behind
+            os.kill(pid, signal.SIGKILL)
+    assert leftover == [], "a server of this home outlived local_server.stop"
 
 
 @pytest.mark.slow

@@ -116,6 +116,8 @@ def ensure_running(home: Path | None = None, announce: bool = True) -> str:
                       f"(it keeps running for later runs; `dbnd server stop` stops it; log {found.log})",
                       file=sys.stderr)
             return found.url  # type: ignore[return-value]
+    if started:  # never leave a server of ours behind an error
+        _clean_up(home, found)
     raise ConfigError(f"the local Prefect server of {home} keeps going away ({found.reason})",
                       hint=f"see `dbnd server status` and {home / LOG_FILE}")
 
