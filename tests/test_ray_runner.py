@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -111,6 +112,9 @@ def test_a_ray_profile_without_an_address_starts_a_local_ray_for_the_run_and_end
     assert [e["state"] for e in result.run.task_runs] == ["Completed"] * 3
     places = [loaded(e["outputs"]["result"]) for e in result.run.task_runs if e["task"] == "ray_where"]
     assert len(places) == 2 and os.getpid() not in {p["pid"] for p in places}
+    deadline = time.monotonic() + 60  # Ray ends its workers asynchronously once the run has shut it down
+    while any(psutil.pid_exists(p["pid"]) for p in places) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not any(psutil.pid_exists(p["pid"]) for p in places)  # the local Ray ended with the run
 
 
