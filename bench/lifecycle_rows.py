@@ -167,13 +167,7 @@ def measure(kind: str, folder: Path) -> dict:
         os.chdir(folder)
         gist = backfill_costs(folder)
     elif kind == "gc":
-        sys.path.insert(0, str(REPO))
-        from dbnd_prefect.pytest_plugin import run_cmd
-
-        os.chdir(folder)
-        result = run_cmd(["gc", "--json", "--keep-last", "3", "--older-than", "7d"])
-        assert result.exit_code == 0, result.stderr
-        gist = json.loads(result.stdout)["removed_versions"]
+        gist = _cli(folder, "gc", "--json", "--keep-last", "3", "--older-than", "7d")["removed_versions"]
     elif kind == "walk":
         count = 0
         for parent, _, files in os.walk(folder / "data"):
@@ -184,13 +178,7 @@ def measure(kind: str, folder: Path) -> dict:
                     count += 1
         gist = count
     elif kind == "diff":
-        sys.path.insert(0, str(REPO))
-        from dbnd_prefect.pytest_plugin import run_cmd
-
-        os.chdir(folder)
-        result = run_cmd(["diff", "a.parquet", "b.parquet", "--key", "id", "--json"])
-        assert result.exit_code == 0, result.stderr
-        keyed = json.loads(result.stdout)["keyed"]
+        keyed = _cli(folder, "diff", "a.parquet", "b.parquet", "--key", "id", "--json")["keyed"]
         gist = [keyed["added"], keyed["removed"], keyed["changed"]]
     else:  # the hand-written pandas merge
         import pandas as pd
@@ -203,6 +191,17 @@ def measure(kind: str, folder: Path) -> dict:
                 int(differs.sum())]
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "imports": imports, "peak_mib": peak_mib(), "gist": gist}
+
+
+def _cli(folder: Path, *args: str) -> dict:
+    """A `dbnd ... --json` command run in this process in `folder`; its JSON output."""
+    sys.path.insert(0, str(REPO))
+    from dbnd_prefect.pytest_plugin import run_cmd
+
+    os.chdir(folder)
+    result = run_cmd(list(args))
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def run(kind: str, folder: Path) -> dict:
