@@ -30,8 +30,9 @@ def server_command(action: str) -> int:
     found = local_server.status()
     if found.state == "running":
         print(f"running: API {found.url}, UI {found.ui_url}, pid {found.pid} (PREFECT_HOME {found.home})")
-        if local_server.database_change(found):
-            print(f"note: {local_server.database_change(found)}")
+        changed = local_server.database_change(found)
+        if changed:
+            print(f"note: {changed}")
     elif found.state == "unresponsive":
         print(f"not answering: {found.reason} (PREFECT_HOME {found.home}); runs wait up to "
               f"{local_server.wait_seconds():.0f} s for it and never stop it; `dbnd server stop` stops it")
