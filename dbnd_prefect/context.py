@@ -47,6 +47,7 @@ class RunContext:
         self.caller_env: str | None = None  # a run for `@task(task_env=...)` calls: the env of the run that made it
         self.env_runs: dict[str, RunContext] = {}  # env -> its run (`task_env` calls)
         self.prefect_tasks: dict[str, Any] = {}  # task identity -> its Prefect task here
+        self.task_senders: list[Any] | None = None  # the profile's plugins' task senders (engine/task_senders.py)
         self.configured: dict[str, Any] = {}  # task name -> its configured values, coerced
         self.metric_logs: dict[str, Any] = {}  # Prefect run id -> metrics of a flow body
         self.profile_checked = False  # the profile's reach and task runner were checked for this run
@@ -57,7 +58,7 @@ class RunContext:
 
     def __getstate__(self) -> dict[str, Any]:
         # what a task body in another process needs: settings and storage, not what this process collected
-        return {**self.__dict__, "task_runs": [], "calls_in_tasks": {}, "env_runs": {}, "prefect_tasks": {},
+        return {**self.__dict__, "task_runs": [], "calls_in_tasks": {}, "env_runs": {}, "prefect_tasks": {}, "task_senders": None,
                 "configured": {}, "metric_logs": {}}
 
     @property

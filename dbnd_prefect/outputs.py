@@ -55,6 +55,10 @@ class TaskOutputs:
     def in_memory(self) -> bool:
         return len(self._values) == len(self.names)
 
+    def holds(self, name: str) -> bool:
+        """Whether output `name`'s value is in this process's memory (else it is loaded from its target)."""
+        return name in self._values
+
     def get(self, name: str) -> Any:
         """The value of output `name`, loaded from its target if it is not in memory."""
         if name in self._values:

@@ -7,7 +7,9 @@ a profile asks for that task runner. What a plugin registers:
 - a frame type (`FrameType`): a DataFrame family an engine reads and writes itself (Spark): its type key
   and class names, the file formats it handles, and references to its io, fingerprint feeder and profiler;
 - a profile table (`[env.NAME.<table>]`): the validator of an engine's settings in a profile;
-- a task runner (`task_runner = { type = "<name>" }`): a factory of Prefect task runners.
+- a task runner (`task_runner = { type = "<name>" }`): a factory of Prefect task runners;
+- a task sender for a profile table: given the table's settings, the `TaskSender` (or None) that runs some
+  task calls elsewhere (a Spark task sent to Databricks as a job run).
 
 Built-in entries are listed below; `register_*` adds or replaces one (later wins). A reference whose
 module is not installed is one clear error naming the package to install.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
+from typing import Any, Protocol
 
 from dbnd_prefect.errors import ConfigError
 
@@ -67,6 +69,26 @@ _TASK_RUNNERS: dict[str, Reference] = {
     "dask": Reference("dbnd_prefect.engine.dask_runner:dask_task_runner", "prefect-dask"),
     "ray": Reference("dbnd_prefect.engine.ray_runner:ray_task_runner", "prefect-ray"),
 }
+
+
+_TASK_SENDERS: dict[str, Reference] = {
+    "spark": Reference("dbnd_prefect.spark.databricks_tasks:sender_for"),
+}
+
+
+class TaskSender(Protocol):
+    """What a profile's plugin gives to run some of its task calls elsewhere than in the task run's process."""
+
+    where: str  # for plans and messages: "a Databricks job on cluster X of environment 'dbx'"
+
+    def takes(self, task: Any) -> bool:
+        """Whether calls of `task` (a task definition) are sent."""
+
+    def check(self, run: Any) -> None:
+        """Before anything runs: ConfigError when calls cannot be sent (settings, credentials, data root)."""
+
+    def submit(self, call: Any, run: Any) -> Any:
+        """Run `call` elsewhere and return its stored outputs (`TaskOutputs`)."""
 
 
 def load(target: str, package: str | None = None, what: str = "") -> Any:
@@ -166,6 +188,20 @@ def task_runner_factory(name: str, profile: str) -> Any:
     return load(found.target, found.package, f"env.{profile}.task_runner.type = '{name}'")
 
 
-__all__ = ["FrameType", "Reference", "load", "register_frame_type", "frame_types", "frame_type",
+def register_task_sender(table: str, target: str, package: str | None = None) -> None:
+    """Let the plugin of profile table `table` send task calls elsewhere: `target` names a function
+    (profile name, the table's settings) -> TaskSender | None."""
+    _TASK_SENDERS[table] = Reference(target, package)
+
+
+def task_sender(table: str, profile: str, settings: Any) -> TaskSender | None:
+    """The task sender of profile `profile` for its table `table` (validated `settings`), or None."""
+    found = _TASK_SENDERS.get(table)
+    if found is None:
+        return None
+    return load(found.target, found.package, f"[env.{profile}.{table}]")(profile, settings)
+
+
+__all__ = ["FrameType", "TaskSender", "register_task_sender", "task_sender", "Reference", "load", "register_frame_type", "frame_types", "frame_type",
            "frame_type_of_library", "frame_type_of", "frame_io", "frame_fingerprint", "frame_profiler", "register_profile_table", "profile_tables",
            "profile_table_validator", "register_task_runner", "task_runner_types", "task_runner_factory"]

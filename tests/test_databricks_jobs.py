@@ -8,6 +8,7 @@ is given: the Jobs API at version 2.1 (what prefect-databricks calls) as well as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import subprocess
@@ -40,19 +41,19 @@ print("names", values["names"])
 """
 
 
-@pytest.fixture(scope="module")
-def minilake(tmp_path_factory) -> Iterator[tuple[int, Path]]:
-    """minilake on a free 127.0.0.1 port (HTTPS); (port, its certificate). Stopped after the module."""
+@contextlib.contextmanager
+def running_minilake(home: Path, cluster_env: dict[str, str] | None = None) -> Iterator[tuple[int, Path]]:
+    """minilake on a free 127.0.0.1 port (HTTPS), its data under `home`; (port, its certificate). Its jobs run
+    as subprocesses of this interpreter with `cluster_env` added (what a cluster's instance profile gives)."""
     from minilake.tls import generate_self_signed
 
-    home = tmp_path_factory.mktemp("minilake")
     cert, key = home / "cert.pem", home / "key.pem"
     generate_self_signed(cert, key, ["127.0.0.1"])
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "MINILAKE_DATA_DIR": str(home / "data"),
            "MINILAKE_JOB_EXECUTOR": "subprocess", "MINILAKE_NOTEBOOK": "0",
            # job scripts run as `python3 SCRIPT`: this interpreter
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(cluster_env or {})}
     log = home / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tests.minilake_server", str(port), str(cert), str(key)],
@@ -63,6 +64,13 @@ def minilake(tmp_path_factory) -> Iterator[tuple[int, Path]]:
             yield port, cert
         finally:
             _stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def minilake(tmp_path_factory) -> Iterator[tuple[int, Path]]:
+    """minilake on a free 127.0.0.1 port (HTTPS); (port, its certificate). Stopped after the module."""
+    with running_minilake(tmp_path_factory.mktemp("minilake")) as found:
+        yield found
 
 
 def _wait_healthy(port: int, cert: Path, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -189,7 +197,7 @@ def test_a_bad_job_setting_is_one_line_naming_the_key(workdir, table, expected):
     write_config(workdir, 'credentials_block = "dbx"\n' + table)
     env, settings = databricks_settings("dbx")
     with pytest.raises(ConfigError) as caught:
-        build_task(env, settings, "/Shared/x.py", {}, "x")
+        build_task(env, settings, "/Shared/x.py", [], "x")
     assert str(caught.value).startswith(expected), str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -222,7 +230,7 @@ def test_another_engine_cannot_submit_jobs(workdir):
 
 
 def test_the_request_holds_the_new_cluster_libraries_and_set_arguments(workdir):
-    from dbnd_prefect.spark.databricks_jobs import build_task, databricks_settings
+    from dbnd_prefect.spark.databricks_jobs import build_task, databricks_settings, script_arguments
 
     write_config(workdir, '''\
         credentials_block = "dbx"
@@ -231,8 +239,8 @@ spark_conf = { "spark.speculation" = "true" }, data_security_mode = "SINGLE_USER
         libraries = [{ pypi = { package = "dbnd-prefect" } }, { maven = { coordinates = "io.delta:delta-spark_2.13:4.0.0" } }]
         ''')
     env, settings = databricks_settings("dbx")
-    task = build_task(env, settings, "/Shared/dbnd-prefect/train-abc.py", {"alpha": 0.5, "name": "x y", "on": True},
-                      "train")
+    task = build_task(env, settings, "/Shared/dbnd-prefect/train-abc.py",
+                      script_arguments({"alpha": 0.5, "name": "x y", "on": True}), "train")
     assert task.model_dump(mode="json", exclude_none=True) == {
         "task_key": "train",
         "new_cluster": {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 2,

@@ -15,6 +15,7 @@ from dbnd_prefect.calls import BoundCall, bind
 from dbnd_prefect.context import RunContext, joined
 from dbnd_prefect.engine.calling import run_for
 from dbnd_prefect.engine.scope import PipelineScope
+from dbnd_prefect.engine.task_senders import sender_for
 from dbnd_prefect.outputs import StoredOutput, TaskOutputs
 from dbnd_prefect.runtime.session import ensure_run
 
@@ -30,6 +31,7 @@ class PlannedTask:
     reason: str
     output_dir: str
     outputs: dict[str, str]
+    runs_on: str | None = None  # where it would run when not here: "a Databricks job on cluster X ..."
 
 
 def task_status(task: Any, signature: Any, run: RunContext,
@@ -92,9 +94,11 @@ class PlanScope(PipelineScope):
                     fmt, uri = "by value", f"{folder}/{spec.name}.*"
                 predicted[spec.name] = StoredOutput(uri=uri, format=fmt, type_key=spec.type_key)
             stored = TaskOutputs(task.name, signature.digest, [o.name for o in task.outputs], predicted, None)
+        sender = sender_for(task, run) if status != "hit" else None
         self.planned.append(PlannedTask(
             task=task, arguments=arguments, signature=signature, status=status, reason=reason,
             output_dir=folder, outputs={n: s.uri for n, s in stored.stored.items()},
+            runs_on=sender.where if sender is not None else None,
         ))
         return stored
 
@@ -122,6 +126,8 @@ def format_plan(planned: list[PlannedTask], show_arguments: bool = True) -> str:
     for item in planned:
         lines.append(f"{item.task.name}  [{item.status}]  signature {item.signature.short}")
         lines.append(f"    why: {item.reason}")
+        if item.runs_on:
+            lines.append(f"    runs as: {item.runs_on}")
         if show_arguments:
             for name, value in item.arguments.items():
                 lines.append(f"    {name} = {_show(value)}")

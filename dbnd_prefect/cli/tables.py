@@ -57,7 +57,8 @@ def describe(obj: Any, run: Any, planned: Sequence[Any]) -> RenderableType:
     for item in planned:
         arguments = "\n".join(f"{name} = {_shown(name, value)}" for name, value in item.arguments.items())
         outputs = "\n".join(f"{name}: {uri}" for name, uri in item.outputs.items())
-        table.add_row(item.task.name, _styled(item.status), item.signature.short, item.reason, arguments, outputs)
+        why = f"{item.reason}; runs as {item.runs_on}" if item.runs_on else item.reason
+        table.add_row(item.task.name, _styled(item.status), item.signature.short, why, arguments, outputs)
     return Group(Text(text.plan_head(obj, run, planned), style="bold"), table,
                  Text(text.plan_totals(planned), style="bold"))
 

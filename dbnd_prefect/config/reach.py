@@ -1,6 +1,7 @@
 """Whether a profile's work can reach its data: checked before anything runs.
 
-A profile whose work runs off this machine (a docker or kubernetes pool, a remote Dask or Ray scheduler)
+A profile whose work runs off this machine (a docker or kubernetes pool, a remote Dask or Ray scheduler, Spark
+tasks sent to Databricks)
 must keep its data, and get its inputs, where that work can reach them. Pure: nothing here talks to a
 server or a cluster.
 """
@@ -29,6 +30,10 @@ def remote_compute(resolved: ResolvedProfile) -> str | None:
     runner = profile.task_runner
     if isinstance(runner, (DaskRunner, RayRunner)) and runner.address and not _is_this_machine(runner.address):
         return f"its {runner.type} scheduler {runner.address} is on another machine"
+    for settings in resolved.plugin_settings.values():  # a plugin's engine (Spark tasks sent to Databricks)
+        why = getattr(settings, "runs_work_off_this_machine", lambda name: None)(resolved.name)
+        if why:
+            return why
     return None
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from dbnd_prefect.config.reach import check_data_reachable, check_inputs_reachable
 from dbnd_prefect.engine.remote_caller import check_task_envs
+from dbnd_prefect.engine.task_senders import senders_of
 from dbnd_prefect.engine.runners import environment_variables, task_runner_for, with_task_runner
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ def check_profile(run: "RunContext", root: "BoundCall | None" = None) -> None:
                   if root.task.param_map[name].is_data and isinstance(getattr(value, "uri", value), (str, os.PathLike))}
         check_inputs_reachable(run.profile, root.task.name, inputs)
         check_task_envs(root.task, run)  # tasks with a task_env of their own: the profile and its work pool
+    for sender in senders_of(run):  # tasks the profile sends elsewhere (a Databricks job): settings, credentials
+        sender.check(run)
     task_runner_for(run.profile)
     run.profile_checked = True
 

@@ -134,8 +134,7 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
         resolved = check_env(run.config, env)
     except DbndError as exc:
         raise exc.add_context(f"task '{task.name}' (task_env={env!r})", task=task.name) from None
-    arguments = {name: _without_credentials(call, name, _encoded(call, name, value, resolved))
-                 for name, value in call.arguments.items()}
+    arguments = encode_arguments(call, resolved, f"the flow run that task_env={env!r} submits")
     deployment_id = ensure_deployment(resolved, env)
     flow_run = run_deployment(
         deployment_id,
@@ -144,7 +143,7 @@ def submit(call: "BoundCall", parent: "RunContext") -> "TaskOutputs":
             "module": getattr(task.func, "__module__", None) or "",
             "arguments": arguments,
             "signature": {"digest": call.signature.digest, **call.signature.parts()},
-            "settings": _settings(run),
+            "settings": run_settings(run),
             "run_date": run.run_date.isoformat(),
             "root": _project_root(task),
             "root_flow_run_id": parent.flow_run_id,
@@ -209,8 +208,9 @@ def _log() -> Any:
         return logging.getLogger("dbnd_prefect")
 
 
-def _settings(run: "RunContext") -> dict[str, Any]:
-    """The run settings the worker's run takes from the caller's (its configuration layer "set")."""
+def run_settings(run: "RunContext") -> dict[str, Any]:
+    """The run settings a run elsewhere (a worker's, a cluster's) takes from the caller's (its configuration
+    layer "set")."""
     settings = run.settings
     values: dict[str, Any] = {"run.env": run.env}
     if settings.storage_block:
@@ -235,6 +235,14 @@ def _project_root(task: Any) -> str:
     if not source:
         return "."
     return os.path.relpath(project_root(source), os.getcwd())
+
+
+def encode_arguments(call: "BoundCall", resolved: Any, carrier: str) -> dict[str, Any]:
+    """The arguments of `call` as JSON values a run in profile `resolved` decodes (engine/remote_worker.py):
+    see `_encoded`. InputError naming the parameter for a value holding a credential, since `carrier` (what
+    stores them, e.g. "the Databricks job run") would keep it."""
+    return {name: _without_credentials(call, name, _encoded(call, name, value, resolved), carrier)
+            for name, value in call.arguments.items()}
 
 
 def _encoded(call: "BoundCall", name: str, value: Any, resolved: Any) -> Any:
@@ -312,18 +320,18 @@ def _reachable(call: "BoundCall", name: str, uri: str, resolved: Any) -> str:
         hint="upload the folder and pass its URI (s3://, gs://, az://)"))
 
 
-def _without_credentials(call: "BoundCall", name: str, encoded: Any) -> Any:
+def _without_credentials(call: "BoundCall", name: str, encoded: Any, carrier: str) -> Any:
     """`encoded`, unless it holds a credential (a secret-named parameter, a password in a URI, a signed URL,
-    a key): flow run parameters are stored by the Prefect API, so such a value is refused, naming the parameter."""
+    a key): what carries the arguments (a flow run's parameters, a Databricks run's) stores them, so such a value
+    is refused, naming the parameter."""
     from dbnd_prefect.history.manifest import mask_secret_values
 
     if mask_secret_values({name: encoded}) == {name: encoded}:
         return encoded
     raise _input_error(call, name, "(a credential)", ConfigError(
-        f"its value holds a credential, which would be stored in the Prefect API with the parameters of the "
-        f"flow run that task_env={call.task.task_env!r} submits",
-        hint="give the credential to the work pool's runs through their environment (the profile's env, a storage "
-             "block or the cloud's credential chain) and pass the value without it"))
+        f"its value holds a credential, which would be stored with the parameters of {carrier}",
+        hint="give the credential to the runs there through their environment (the profile's env, a storage "
+             "block, cluster secrets or the cloud's credential chain) and pass the value without it"))
 
 
 def _input_error(call: "BoundCall", name: str, value: Any, error: DbndError) -> DbndError:
@@ -364,4 +372,4 @@ def ensure_deployment(resolved: Any, env: str) -> Any:
     return found
 
 
-__all__ = ["FLOW_NAME", "ENTRYPOINT", "OUTPUT", "STORED", "run_in_env", "caller_env", "tasks_with_env", "check_task_envs", "check_env", "submit", "ensure_deployment"]
+__all__ = ["FLOW_NAME", "ENTRYPOINT", "OUTPUT", "STORED", "encode_arguments", "run_settings", "run_in_env", "caller_env", "tasks_with_env", "check_task_envs", "check_env", "submit", "ensure_deployment"]

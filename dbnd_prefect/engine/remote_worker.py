@@ -49,13 +49,14 @@ def dbnd_task(
     with settings_applied(settings), ensure_run() as run:
         run.run_date = dt.date.fromisoformat(run_date)
         run.flow_run_id = root_flow_run_id
-        values = {name: _decoded(obj, name, value) for name, value in arguments.items()}
+        values = {name: decode_argument(obj, name, value) for name, value in arguments.items()}
         call = signed(obj, values, run, wanted, CallOptions(task_name=run_name))
         outputs = prefect_task_for(obj, run, run_name)(call=call)
         return {name: stored.uri for name, stored in outputs.stored.items()}
 
 
-def _decoded(task: Any, name: str, value: Any) -> Any:
+def decode_argument(task: Any, name: str, value: Any) -> Any:
+    """An argument as `encode_arguments` (engine/remote_caller.py) sent it, back as the value the task takes."""
     if isinstance(value, Mapping) and OUTPUT in value:
         out = value[OUTPUT]
         stored = StoredOutput(uri=out["uri"], format=out["format"], type_key=out["type_key"],
@@ -70,4 +71,4 @@ def _decoded(task: Any, name: str, value: Any) -> Any:
     return coerce(task.name, spec, value)
 
 
-__all__ = ["dbnd_task"]
+__all__ = ["dbnd_task", "decode_argument"]

@@ -16,6 +16,7 @@ from dbnd_prefect import layout
 from dbnd_prefect.context import current_run, joined
 from dbnd_prefect.definitions.spec import split_outputs
 from dbnd_prefect.engine.task_inputs import describe_inputs, fail_as_input_error, load_inputs, parameters_of
+from dbnd_prefect.engine.task_senders import sender_for
 from dbnd_prefect.engine.task_outputs import name_task, staged_files, store_files, write_outputs
 from dbnd_prefect.errors import DataContractError, DbndError
 from dbnd_prefect.history.manifest import build_manifest
@@ -39,6 +40,10 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
 
         if caller_env(call, in_effect) != call.task.task_env:
             return submit(call, run)  # a deployment run on the task's environment's work pool
+    sender = sender_for(call.task, run)
+    if sender is not None:  # e.g. a Spark task of a Databricks profile: a Databricks job run
+        with joined(run):
+            return sender.submit(call, run)
     if in_effect is None:  # in another process (a Dask worker): the profile's env vars are set around the body
         from dbnd_prefect.engine.runners import environment_variables
 

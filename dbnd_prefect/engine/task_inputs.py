@@ -12,7 +12,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any
 
-from dbnd_prefect import prefect_internals
+from dbnd_prefect import plugins, prefect_internals
 from dbnd_prefect.definitions.spec import ParamSpec
 from dbnd_prefect.errors import DbndError, TargetError
 from dbnd_prefect.outputs import OutputRef, TaskOutputs, resolve_refs
@@ -37,7 +37,11 @@ def load_inputs(call: "BoundCall", run: "RunContext") -> dict[str, Any]:
 def load_input(task_name: str, spec: ParamSpec | None, value: Any, target: Target | None, run: "RunContext") -> Any:
     """The value a task function receives for one parameter (`target`: the data input's Target, if on storage)."""
     if isinstance(value, OutputRef):
-        value = value.result()
+        stored = _engine_frame_on_storage(value, spec)
+        if stored is not None:  # an engine frame (Spark) made elsewhere, for a pandas parameter: read as pandas
+            value = target = Target(stored.uri, format=stored.format)
+        else:
+            value = value.result()
     elif isinstance(value, TaskOutputs):
         value = value.value()
     elif isinstance(value, (list, tuple, dict)):
@@ -70,6 +74,19 @@ def load_input(task_name: str, spec: ParamSpec | None, value: Any, target: Targe
         if directory is None:
             raise as_input_error(exc, task_name, spec.name, uri)
         raise as_input_error(directory, task_name, spec.name, uri) from exc
+
+
+def _engine_frame_on_storage(ref: OutputRef, spec: ParamSpec | None) -> Any:
+    """The stored output `ref` names when it is an engine's frame (a Spark folder) not in this process's
+    memory and the parameter takes a plain type: it is read as that type with no engine session (the engine
+    may run elsewhere: a Databricks job). None otherwise."""
+    if spec is None or not spec.is_data or plugins.frame_type(spec.type_key) is not None:
+        return None
+    source = ref.source if isinstance(ref.source, TaskOutputs) else ref.source.result()
+    stored = source.stored.get(ref.name)
+    if stored is None or source.holds(ref.name) or plugins.frame_type(stored.type_key) is None:
+        return None
+    return stored
 
 
 def _directory_error(value: Any) -> TargetError | None:

@@ -17,13 +17,16 @@ token stays inside the block: it is never part of the request, a message or a lo
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +34,7 @@ from dbnd_prefect.errors import ConfigError, DbndError, ParameterError, TaskFail
 from dbnd_prefect.spark.settings import DatabricksEngine
 
 _TASK_KEY = re.compile(r"[^\w-]")
+LAUNCHER_FAILURE = "dbnd: "  # how a task's launcher (databricks_launcher.py) starts its last line when it fails
 
 
 class DatabricksRunFailed(TaskFailedError):
@@ -64,10 +68,10 @@ def workspace_path(script: Path, content: bytes, settings: DatabricksEngine) -> 
     return f"{settings.workspace_dir.rstrip('/')}/{script.stem}-{digest}.py"
 
 
-def build_task(env: str, settings: DatabricksEngine, python_file: str, parameters: Mapping[str, Any] | None,
-               task_key: str) -> Any:
-    """The runs/submit task (a prefect-databricks `RunSubmitTaskSettings`) running `python_file` on the
-    profile's cluster; ConfigError naming `env.ENV.spark.KEY` when a setting does not fit the models."""
+def build_task(env: str, settings: DatabricksEngine, python_file: str, arguments: list[str], task_key: str) -> Any:
+    """The runs/submit task (a prefect-databricks `RunSubmitTaskSettings`) running `python_file` with
+    `arguments` on the profile's cluster; ConfigError naming `env.ENV.spark.KEY` when a setting does not fit
+    the models."""
     from prefect_databricks.models.jobs import Library, NewCluster, RunSubmitTaskSettings, SparkPythonTask
 
     if settings.cluster_id and settings.new_cluster:
@@ -85,7 +89,7 @@ def build_task(env: str, settings: DatabricksEngine, python_file: str, parameter
         existing_cluster_id=settings.cluster_id,
         new_cluster=cluster,
         libraries=libraries,
-        spark_python_task=SparkPythonTask(python_file=python_file, parameters=script_arguments(parameters)),
+        spark_python_task=SparkPythonTask(python_file=python_file, parameters=arguments),
     )
 
 
@@ -168,20 +172,33 @@ async def submit_script_async(script: str | Path, parameters: Mapping[str, Any] 
         raise ParameterError(f"script {str(script)!r} is not a file", hint="give the path of a Python script")
     content = path.read_bytes()
     python_file = workspace_path(path, content, settings)
-    task = build_task(env, settings, python_file, parameters, _TASK_KEY.sub("_", path.stem)[:100] or "script")
-    credentials = await _credentials(env, settings)
-    instance = credentials.databricks_instance
+    task = build_task(env, settings, python_file, script_arguments(parameters), task_key(path.stem))
+    credentials = await load_credentials(env, settings)
     name = run_name or f"dbnd {path.name}"
+    async with reaching(env, settings, credentials):
+        await upload(credentials, python_file, content)
+        return await run_and_wait(credentials, task, name, settings)
+
+
+def task_key(name: str) -> str:
+    """A runs/submit task key made of `name` (letters, digits, `_` and `-`, at most 100)."""
+    return _TASK_KEY.sub("_", name)[:100] or "task"
+
+
+@contextlib.asynccontextmanager
+async def reaching(env: str, settings: DatabricksEngine, credentials: Any) -> AsyncIterator[None]:
+    """Translate a failure to reach the workspace inside the block into one ConfigError (DbndErrors pass)."""
     try:
-        await _upload(credentials, python_file, content)
-        return await _run(credentials, task, name, settings)
+        yield
     except DbndError:
         raise
     except Exception as exc:
-        raise _reach_error(env, settings, instance, exc) from None
+        raise _reach_error(env, settings, credentials.databricks_instance, exc) from None
 
 
-async def _credentials(env: str, settings: DatabricksEngine) -> Any:
+async def load_credentials(env: str, settings: DatabricksEngine) -> Any:
+    """The profile's DatabricksCredentials block, its secrets remembered for redaction; ConfigError if it
+    cannot be loaded."""
     from prefect_databricks import DatabricksCredentials
 
     from dbnd_prefect.redaction import one_line, remember_secret
@@ -199,7 +216,20 @@ async def _credentials(env: str, settings: DatabricksEngine) -> Any:
     return credentials
 
 
-async def _upload(credentials: Any, python_file: str, content: bytes) -> None:
+async def exists(credentials: Any, path: str) -> bool:
+    """Whether the workspace holds an object at `path` (workspace/get-status)."""
+    from prefect_databricks.rest import execute_endpoint
+
+    response = await execute_endpoint.fn("/2.0/workspace/get-status", credentials, http_method="get",
+                                         params={"path": path})
+    if response.status_code == 404:
+        return False
+    response.raise_for_status()
+    return True
+
+
+async def upload(credentials: Any, python_file: str, content: bytes) -> None:
+    """Write `content` to the workspace file `python_file` (its folder made first)."""
     from prefect_databricks.rest import execute_endpoint
 
     folder = python_file.rsplit("/", 1)[0] or "/"
@@ -212,7 +242,10 @@ async def _upload(credentials: Any, python_file: str, content: bytes) -> None:
     response.raise_for_status()
 
 
-async def _run(credentials: Any, task: Any, run_name: str, settings: DatabricksEngine) -> ScriptRun:
+async def run_and_wait(credentials: Any, task: Any, run_name: str, settings: DatabricksEngine,
+                       on_submitted: Callable[[dict[str, Any]], None] | None = None) -> ScriptRun:
+    """Submit `task` as a one-time run (runs/submit), wait for its end and return it; DatabricksRunFailed
+    naming the run, its state, its reason and its last output line when it ends otherwise than SUCCESS."""
     from prefect_databricks.flows import (
         DatabricksJobInternalError,
         DatabricksJobRunTimedOut,
@@ -220,21 +253,65 @@ async def _run(credentials: Any, task: Any, run_name: str, settings: DatabricksE
         DatabricksJobTerminated,
         jobs_runs_submit_and_wait_for_completion,
     )
-    from prefect_databricks.jobs import jobs_runs_get, jobs_runs_get_output
+    from prefect_databricks.jobs import jobs_runs_get
 
     from dbnd_prefect.redaction import one_line
 
     submitted: dict[str, Any] = {}
+
+    def handler(response: dict[str, Any]) -> None:
+        submitted.update(response)
+        if on_submitted is not None:
+            on_submitted(response)
+
     try:
         _, metadata = await jobs_runs_submit_and_wait_for_completion(
             databricks_credentials=credentials, tasks=[task], run_name=run_name,
             max_wait_seconds=settings.max_wait_seconds, poll_frequency_seconds=settings.poll_seconds,
-            return_metadata=True, job_submission_handler=submitted.update)
+            return_metadata=True, job_submission_handler=handler)
     except DatabricksJobTerminated:
         metadata = await jobs_runs_get.fn(run_id=submitted["run_id"], databricks_credentials=credentials)
     except (DatabricksJobSkipped, DatabricksJobInternalError, DatabricksJobRunTimedOut) as exc:
         raise DatabricksRunFailed(f"Databricks run {submitted.get('run_id')} '{run_name}': {one_line(exc)}",
                                   hint="see the run in the Databricks workspace") from None
+    return await _finished(credentials, metadata, run_name, task)
+
+
+async def submit_and_poll(credentials: Any, task: Any, run_name: str, env: str, settings: DatabricksEngine,
+                          on_submitted: Callable[[dict[str, Any]], None] | None = None) -> ScriptRun:
+    """`run_and_wait` with no flow run of its own (runs/submit, then runs/get polled here): for a task run's
+    body. An interrupted caller (Ctrl-C, SIGTERM) or a run past `max_wait_seconds` cancels the Databricks run."""
+    from prefect_databricks.jobs import jobs_runs_cancel, jobs_runs_get, jobs_runs_submit
+
+    from dbnd_prefect.runtime.exit_hooks import interrupted
+
+    response = await jobs_runs_submit.fn(databricks_credentials=credentials, tasks=[task], run_name=run_name)
+    run_id = response["run_id"]
+    if on_submitted is not None:
+        on_submitted(response)
+    deadline = time.monotonic() + settings.max_wait_seconds
+    while True:
+        metadata = await jobs_runs_get.fn(run_id=run_id, databricks_credentials=credentials)
+        life = (metadata.get("state") or {}).get("life_cycle_state")
+        if life in _ENDED:
+            return await _finished(credentials, metadata, run_name, task)
+        why = "the calling run was interrupted" if interrupted() else (
+            f"it was still {life} after env.{env}.spark.max_wait_seconds = {settings.max_wait_seconds}"
+            if time.monotonic() > deadline else None)
+        if why:
+            await jobs_runs_cancel.fn(databricks_credentials=credentials, run_id=run_id)
+            raise DatabricksRunFailed(f"Databricks run {run_id} '{run_name}' was cancelled: {why}",
+                                      hint="see the run in the Databricks workspace")
+        await asyncio.sleep(settings.poll_seconds)
+
+
+_ENDED = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+
+
+async def _finished(credentials: Any, metadata: dict[str, Any], run_name: str, task: Any) -> ScriptRun:
+    """The ended run `metadata` describes, with its output; DatabricksRunFailed unless it succeeded."""
+    from prefect_databricks.jobs import jobs_runs_get_output
+
     (task_run,) = metadata["tasks"]
     output = await jobs_runs_get_output.fn(run_id=task_run["run_id"], databricks_credentials=credentials)
     state = metadata.get("state") or {}
@@ -245,7 +322,9 @@ async def _run(credentials: Any, task: Any, run_name: str, settings: DatabricksE
     if result != "SUCCESS":
         task_state = task_run.get("state") or {}
         reason = output.get("error") or task_state.get("state_message") or state.get("state_message")
-        raise DatabricksRunFailed(_failure(run_name, run, reason or "no message"))
+        error = DatabricksRunFailed(_failure(run_name, run, reason or "no message"))
+        error.run = run  # type: ignore[attr-defined]
+        raise error
     return run
 
 
@@ -253,9 +332,12 @@ def _failure(run_name: str, run: ScriptRun, reason: str) -> str:
     from dbnd_prefect.redaction import one_line
 
     last = [line for line in (run.logs or "").splitlines() if line.strip()][-1:]
-    tail = f"; last output line: {one_line(last[0], 200)}" if last else ""
     url = f" ({run.run_page_url})" if run.run_page_url else ""
-    return f"Databricks run {run.run_id} '{run_name}'{url} ended {run.result_state}: {one_line(reason, 300)}{tail}"
+    head = f"Databricks run {run.run_id} '{run_name}'{url} ended {run.result_state}"
+    if last and last[0].startswith(LAUNCHER_FAILURE):  # a task's launcher said what failed: that is the reason
+        return f"{head}: {one_line(last[0].removeprefix(LAUNCHER_FAILURE), 600)}"
+    tail = f"; last output line: {one_line(last[0], 200)}" if last else ""
+    return f"{head}: {one_line(reason, 300)}{tail}"
 
 
 def _reach_error(env: str, settings: DatabricksEngine, instance: str, exc: Exception) -> DbndError:
@@ -272,5 +354,6 @@ def _reach_error(env: str, settings: DatabricksEngine, instance: str, exc: Excep
                        hint=f"check the block {settings.credentials_block!r} (databricks_instance) and env.{env}.spark")
 
 
-__all__ = ["DatabricksRunFailed", "ScriptRun", "build_task", "databricks_settings", "script_arguments",
-           "submit_script", "submit_script_async", "workspace_path"]
+__all__ = ["DatabricksRunFailed", "ScriptRun", "build_task", "databricks_settings", "exists", "load_credentials",
+           "reaching", "run_and_wait", "script_arguments", "submit_and_poll", "submit_script", "submit_script_async", "task_key",
+           "upload", "workspace_path"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from dbnd_prefect.errors import ConfigError
 from dbnd_prefect.spark.settings import (
+    ClusterEngine,
     ConnectEngine,
     DatabricksEngine,
     LocalEngine,
@@ -88,6 +89,9 @@ def session_for(env: str, settings: SparkSettings) -> Any:
         if isinstance(settings, LocalEngine):
             os.environ.pop(_CONNECT_MODE, None)
             return _local_session(env, settings)
+        if isinstance(settings, ClusterEngine):
+            os.environ.pop(_CONNECT_MODE, None)
+            return _cluster_session(env, settings)
         os.environ[_CONNECT_MODE] = "1"
         if isinstance(settings, ConnectEngine):
             return _connect_session(env, settings)
@@ -135,6 +139,45 @@ def _local_session(env: str, settings: LocalEngine) -> Any:
     _sessions[("local",)] = session
     _local_settings = settings
     return session
+
+
+def _cluster_session(env: str, settings: ClusterEngine) -> Any:
+    """The session of the Spark driver this process is (a Databricks job, spark-submit): taken, not configured,
+    beyond runtime settings; a plain Python process without one gets a quiet local session."""
+    session = _sessions.get(("cluster",))
+    if session is None or not _alive(session):
+        from pyspark import SparkContext
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.appName(settings.app_name)
+        if SparkContext._active_spark_context is None:  # no driver yet: this process starts one
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            for key, value in {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                               "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile={_log4j_file()}"}.items():
+                builder = builder.config(key, value)
+        try:
+            session = builder.getOrCreate()
+        except Exception as exc:
+            raise ConfigError(f"{describe_engine(env, settings)} cannot start: {type(exc).__name__}: "
+                              f"{_first_line(exc)}", hint=_java_hint()) from None
+        _sessions[("cluster",)] = session
+    _apply_runtime_conf(session, settings.conf)
+    return session
+
+
+def has_connector(session: Any, scheme: str) -> bool:
+    """Whether the Spark driver of `session` has a Hadoop file system for `scheme` (s3, gs, abfs...)."""
+    key = ("connector", scheme)
+    found = _sessions.get(key)
+    if found is None:
+        try:
+            jvm = session.sparkContext._jvm
+            jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, session.sparkContext._jsc.hadoopConfiguration())
+            found = True
+        except Exception:
+            found = False
+        _sessions[key] = found
+    return bool(found)
 
 
 def _static(settings: LocalEngine) -> tuple[Any, ...]:

@@ -198,10 +198,17 @@ def save(value: Any, target: Target, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _through_disk(target: Target, settings: Any) -> bool:
-    """Whether Spark reaches `target` through this machine's disk: an object store seen from local Spark."""
-    from dbnd_prefect.spark.settings import LocalEngine
+    """Whether Spark reaches `target` through this machine's disk: an object store seen from local Spark, or
+    from a cluster's driver (a Databricks job) without a connector for its scheme."""
+    from dbnd_prefect.spark.settings import ClusterEngine, LocalEngine
 
-    return not target.is_local and isinstance(settings, LocalEngine)
+    if target.is_local:
+        return False
+    if isinstance(settings, ClusterEngine):
+        from dbnd_prefect.spark.engine import active_settings, has_connector, session_for
+
+        return not has_connector(session_for(*active_settings()), spark_path(target).partition(":")[0])
+    return isinstance(settings, LocalEngine)
 
 
 def _upload(staging: str, target: Target) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from dbnd_prefect.errors import ConfigError, suggest
 
-ENGINES = ("local", "connect", "databricks")
+ENGINES = ("local", "connect", "databricks", "cluster")
 DEFAULT_TO_PANDAS_MAX_ROWS = 5_000_000
 
 
@@ -34,6 +34,10 @@ class _Common(_Strict):
     to_pandas_max_rows: PositiveInt = DEFAULT_TO_PANDAS_MAX_ROWS
     # automatic profiles of Spark inputs/outputs: the schema only (no Spark job), or full stats (one job each)
     auto_profile: Literal["schema", "full"] = "schema"
+
+    def runs_work_off_this_machine(self, profile_name: str) -> str | None:
+        """What of this engine runs task bodies off this machine (for the data-reach checks), or None."""
+        return None
 
 
 class LocalEngine(_Common):
@@ -53,11 +57,23 @@ class ConnectEngine(_Common):
     remote: str = Field(pattern=r"^sc://")
 
 
+class ClusterEngine(_Common):
+    """The Spark session of the process the task runs in: a Databricks job's cluster, a `spark-submit` driver.
+
+    What a Databricks job runs a task with (spark/databricks_launcher.py). Object-store URIs are written by
+    Spark itself when it has a connector for their scheme, else staged through local disk and uploaded.
+    """
+
+    engine: Literal["cluster"]
+
+
 class DatabricksEngine(_Common):
-    """Databricks: Databricks Connect sessions against a cluster, and whole-script jobs submitted through
-    prefect-databricks (see databricks_jobs.py); credentials from a ~/.databrickscfg profile or a Prefect block."""
+    """Databricks. With `tasks = "job"` (the default) each Spark task of a run is sent to the cluster as a
+    Databricks job run (runs/submit through prefect-databricks; spark/databricks_tasks.py), and whole scripts
+    can be submitted too (databricks_jobs.py). Credentials come from a prefect-databricks block."""
 
     engine: Literal["databricks"]
+    tasks: Literal["job"] = "job"  # how Spark tasks run: as Databricks job runs on the profile's cluster
     host: str | None = None
     cluster_id: str | None = None  # the Connect session's cluster; also the existing cluster jobs run on
     serverless: bool = False
@@ -70,9 +86,13 @@ class DatabricksEngine(_Common):
     poll_seconds: PositiveInt = 10
     max_wait_seconds: PositiveInt = 3600
 
+    def runs_work_off_this_machine(self, profile_name: str) -> str | None:
+        return f"its Spark tasks run as Databricks jobs (env.{profile_name}.spark.engine = \"databricks\")"
 
-_MODELS: dict[str, type[_Common]] = {"local": LocalEngine, "connect": ConnectEngine, "databricks": DatabricksEngine}
-SparkSettings = LocalEngine | ConnectEngine | DatabricksEngine
+
+_MODELS: dict[str, type[_Common]] = {"local": LocalEngine, "connect": ConnectEngine, "databricks": DatabricksEngine,
+                                     "cluster": ClusterEngine}
+SparkSettings = LocalEngine | ConnectEngine | DatabricksEngine | ClusterEngine
 
 
 def spark_settings(profile_name: str, table: Mapping[str, Any], where: Any = None) -> SparkSettings:
@@ -132,8 +152,10 @@ def describe_engine(profile_name: str, settings: SparkSettings) -> str:
         where = settings.master or f"local[{settings.cores}]"
     elif isinstance(settings, ConnectEngine):
         where = shown_remote(settings.remote)
+    elif isinstance(settings, DatabricksEngine):
+        where = f"cluster {settings.cluster_id}" if settings.cluster_id else "a new job cluster"
     else:
-        where = settings.host or "Databricks"
+        where = "this process's session"
     return f"Spark engine '{settings.engine}' ({where}) of environment '{profile_name}'"
 
 check_profile_table = spark_settings  # what the plugin registry calls for an `[env.NAME.spark]` table

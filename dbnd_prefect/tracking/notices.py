@@ -31,6 +31,11 @@ def warn_once(topic: str, message: str) -> None:
         warn(message)
 
 
+def silence(topic: str) -> None:
+    """Never warn about `topic` in this process (a process whose caller reports it)."""
+    _warned.add(topic)
+
+
 def warn(message: str) -> None:
     """Tell the user: in a Prefect run through its logger (shown in the UI and console), else as a warning."""
     if in_prefect_run():

@@ -147,15 +147,21 @@ class TaskTracking:
 
     def publish(self) -> None:
         """The automatic profiles as one markdown artifact, `profiles-{task}` (one API call per task run)."""
-        from dbnd_prefect.tracking.publish import artifact_key, publish_markdown
-        from dbnd_prefect.tracking.render import profile_markdown
+        publish_profiles(self.task_name, self.profiles)
 
-        sections = [profile_markdown(f"{self.task_name} {kind} '{name}'", profile)
-                    for side, kind in (("inputs", "input"), ("outputs", "output"))
-                    for name, profile in self.profiles[side].items()]
-        if sections:
-            publish_markdown(artifact_key("profiles", self.task_name), "\n\n".join(sections),
-                             description=f"data profiles of the inputs and outputs of task **{self.task_name}**")
+
+def publish_profiles(task_name: str, profiles: Mapping[str, Mapping[str, Any]]) -> None:
+    """A task run's profiles (`{"inputs": {name: profile}, "outputs": {...}}`, as its manifest records them) as
+    one markdown artifact, `profiles-{task}`; nothing when there are none."""
+    from dbnd_prefect.tracking.publish import artifact_key, publish_markdown
+    from dbnd_prefect.tracking.render import profile_markdown
+
+    sections = [profile_markdown(f"{task_name} {kind} '{name}'", profile)
+                for side, kind in (("inputs", "input"), ("outputs", "output"))
+                for name, profile in (profiles.get(side) or {}).items()]
+    if sections:
+        publish_markdown(artifact_key("profiles", task_name), "\n\n".join(sections),
+                         description=f"data profiles of the inputs and outputs of task **{task_name}**")
 
 
 def _is_frame(value: Any) -> bool:
