@@ -151,8 +151,9 @@ class DatabricksTaskSender:
 
 
 def sender_for(env: str, settings: Any) -> DatabricksTaskSender | None:
-    """The task sender of profile `env` when its Spark engine is `databricks` (see plugins.py)."""
-    return DatabricksTaskSender(env, settings) if isinstance(settings, DatabricksEngine) else None
+    """The task sender of profile `env` when its Spark engine is `databricks` with `tasks = "job"` (see plugins.py)."""
+    return DatabricksTaskSender(env, settings) if isinstance(settings, DatabricksEngine) and settings.tasks == "job" \
+        else None
 
 
 def is_spark_task(task: Any) -> bool:

@@ -248,51 +248,78 @@ def _connect_session(env: str, settings: ConnectEngine) -> Any:
     return session
 
 
-def _probe(env: str, settings: ConnectEngine) -> None:
+def _probe(env: str, settings: ConnectEngine | DatabricksEngine, remote: str | None = None) -> None:
     """ConfigError at once when nothing listens at the Connect address (the client would retry for minutes)."""
-    parsed = urllib.parse.urlsplit(settings.remote.split(";", 1)[0].replace("sc://", "http://", 1))
+    address = remote or getattr(settings, "remote", "")
+    parsed = urllib.parse.urlsplit(address.split(";", 1)[0].replace("sc://", "http://", 1))
     host, port = parsed.hostname or "localhost", parsed.port or 15002
     try:
         with socket.create_connection((host, port), timeout=_CONNECT_PROBE_SECONDS):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        fix = f"check the databricks_instance of block {settings.credentials_block!r} and that cluster " \
+              f"{settings.cluster_id} runs" if isinstance(settings, DatabricksEngine) else \
+              f"start the Spark Connect server (sbin/start-connect-server.sh) or fix env.{env}.spark.remote"
         raise ConfigError(f"{describe_engine(env, settings)} cannot be reached: {host}:{port}: {reason}",
-                          hint=f"start the Spark Connect server (sbin/start-connect-server.sh) or fix "
-                               f"env.{env}.spark.remote") from None
+                          hint=fix) from None
 
 
 def _databricks_session(env: str, settings: DatabricksEngine) -> Any:
+    """A Databricks Connect session on the profile's cluster, with the instance and token of its credentials
+    block, opened by a Spark Connect address (`sc://INSTANCE/;token=...;x-databricks-cluster-id=...`)."""
     try:
         from databricks.connect import DatabricksSession  # type: ignore[import-not-found]
     except ImportError:
         raise ConfigError(f"{describe_engine(env, settings)} needs databricks-connect, which is not installed",
-                          hint="pip install databricks-connect (matching your cluster's runtime)") from None
-    key = ("databricks", settings.host, settings.cluster_id, settings.profile, settings.serverless)
+                          hint="pip install databricks-connect (matching your cluster's runtime), in a venv "
+                               "without pyspark: it brings its own") from None
+    if settings.tasks != "connect":
+        raise ConfigError(f"{describe_engine(env, settings)} sends Spark tasks to the cluster as jobs; this process "
+                          "has no session of its own there",
+                          hint=f'set env.{env}.spark.tasks = "connect" to run Spark here through Databricks Connect')
+    if not settings.credentials_block or not settings.cluster_id:
+        raise ConfigError(f"{describe_engine(env, settings)} needs credentials_block and cluster_id for a "
+                          "Databricks Connect session", hint=f"set env.{env}.spark.credentials_block and cluster_id")
+    key = ("databricks", settings.credentials_block, settings.cluster_id)
     session = _sessions.get(key)
     if session is None:
-        builder = DatabricksSession.builder
-        if settings.profile:
-            builder = builder.profile(settings.profile)
-        if settings.host:
-            builder = builder.host(settings.host)
-        if settings.cluster_id:
-            builder = builder.clusterId(settings.cluster_id)
-        if settings.serverless:
-            builder = builder.serverless(True)
-        if settings.credentials_block:
-            from prefect_databricks import DatabricksCredentials  # type: ignore[import-not-found]
-
-            credentials = DatabricksCredentials.load(settings.credentials_block)
-            builder = builder.host(f"https://{credentials.databricks_instance}").token(
-                credentials.token.get_secret_value())
+        remote = _databricks_address(env, settings)
+        _probe(env, settings, remote)
         try:
-            session = builder.getOrCreate()
+            session = DatabricksSession.builder.remote(remote).getOrCreate()
+            for name, value in settings.conf.items():
+                session.conf.set(name, _text(value))
         except Exception as exc:
             raise ConfigError(f"{describe_engine(env, settings)} refused the session: {type(exc).__name__}: "
-                              f"{_first_line(exc)}", hint=f"check env.{env}.spark") from None
+                              f"{_first_line(exc)}", hint=f"check the block {settings.credentials_block!r} and "
+                                                         f"env.{env}.spark.cluster_id") from None
         _sessions[key] = session
     return session
+
+
+def _databricks_address(env: str, settings: DatabricksEngine) -> str:
+    """The Spark Connect address of the profile's cluster (its token remembered as a secret, never shown)."""
+    from prefect_databricks import DatabricksCredentials  # type: ignore[import-not-found]
+
+    from dbnd_prefect.redaction import remember_secret
+
+    try:
+        credentials = DatabricksCredentials.load(settings.credentials_block)
+    except Exception as exc:
+        raise ConfigError(f"env.{env}.spark.credentials_block = {settings.credentials_block!r} cannot be loaded: "
+                          f"{_first_line(exc)}", hint="save it first: DatabricksCredentials(databricks_instance=..., "
+                                                      "token=...).save(NAME)") from None
+    if credentials.token is None:
+        raise ConfigError(f"the block {settings.credentials_block!r} has no token, which Databricks Connect needs",
+                          hint="save the DatabricksCredentials block with a personal access token")
+    token = credentials.token.get_secret_value()
+    remember_secret(token)
+    instance = credentials.databricks_instance.removeprefix("https://").rstrip("/")
+    host = urllib.parse.urlsplit(f"//{instance}").hostname or ""
+    port = "" if ":" in instance else ":443"
+    tls = "" if host in ("localhost", "127.0.0.1") else ";use_ssl=true"
+    return f"sc://{instance}{port}/;token={token};x-databricks-cluster-id={settings.cluster_id}{tls}"
 
 
 def stop_sessions() -> None:

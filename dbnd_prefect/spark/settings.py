@@ -68,18 +68,16 @@ class ClusterEngine(_Common):
 
 
 class DatabricksEngine(_Common):
-    """Databricks. With `tasks = "job"` (the default) each Spark task of a run is sent to the cluster as a
-    Databricks job run (runs/submit through prefect-databricks; spark/databricks_tasks.py), and whole scripts
-    can be submitted too (databricks_jobs.py). Credentials come from a prefect-databricks block."""
+    """Databricks, with credentials from a prefect-databricks DatabricksCredentials block. With `tasks = "job"`
+    (the default) each Spark task of a run is sent to the cluster as a Databricks job run (runs/submit;
+    spark/databricks_tasks.py); with `tasks = "connect"` tasks run here and their Spark work runs on cluster
+    `cluster_id` through a Databricks Connect session. Whole scripts can be submitted too (databricks_jobs.py)."""
 
     engine: Literal["databricks"]
-    tasks: Literal["job"] = "job"  # how Spark tasks run: as Databricks job runs on the profile's cluster
-    host: str | None = None
-    cluster_id: str | None = None  # the Connect session's cluster; also the existing cluster jobs run on
-    serverless: bool = False
+    tasks: Literal["job", "connect"] = "job"  # how Spark tasks run: as job runs, or here through Databricks Connect
+    cluster_id: str | None = None  # the cluster jobs and Connect sessions run on
     credentials_block: str | None = None  # a prefect-databricks DatabricksCredentials block name
-    profile: str | None = None  # a ~/.databrickscfg profile
-    # script jobs (runs/submit): a new job cluster instead of cluster_id, checked against prefect-databricks' models
+    # job runs (runs/submit): a new job cluster instead of cluster_id, checked against prefect-databricks' models
     new_cluster: dict[str, Any] | None = None
     libraries: list[dict[str, Any]] = []  # e.g. { pypi = { package = "dbnd-prefect" } }
     workspace_dir: str = Field("/Shared/dbnd-prefect", pattern=r"^/")  # where submitted scripts are uploaded
@@ -87,6 +85,8 @@ class DatabricksEngine(_Common):
     max_wait_seconds: PositiveInt = 3600
 
     def runs_work_off_this_machine(self, profile_name: str) -> str | None:
+        if self.tasks == "connect":  # task bodies run here; Spark reads URIs where the cluster is
+            return None
         return f"its Spark tasks run as Databricks jobs (env.{profile_name}.spark.engine = \"databricks\")"
 
 
