@@ -7,5 +7,5 @@ from spark_rows import aggregate
 
 
 @task
-def aggregate_sales(data: SparkFrame) -> SparkFrame:
-    return aggregate(data)
+def aggregate_sales(data: SparkFrame, rounds: int = 0) -> SparkFrame:
+    return aggregate(data, rounds)
