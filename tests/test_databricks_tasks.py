@@ -4,8 +4,8 @@ minilake runs each job as a subprocess of this interpreter; its environment hold
 keys, as a cluster's instance profile would. The launcher takes that process's own Spark driver (a local one
 here, the cluster's on Databricks). The data root is a bucket on moto that both sides reach. What is checked:
 the Spark tasks run as Databricks runs (and only they), the other task here; the results are right; a second
-run submits nothing; changed code is uploaded once more; `dbnd plan` says where tasks would run; the task run
-links to the Databricks run; a failing job is one line naming the run and its state, exit 1; the block's
+run submits nothing; changed code is uploaded once more; `dbnd plan` says where tasks would run; each task run
+links to its Databricks run; a failing job is one line naming the run and its state, exit 1; the block's
 token appears nowhere.
 """
 
@@ -68,7 +68,7 @@ def dbx_explode(data: SparkFrame) -> SparkFrame:
 
 @pipeline
 def dbx_exploding(raw: str):
-    return dbx_explode(dbx_clean(raw))
+    return dbx_explode(raw)
 '''
 
 SALES = pd.DataFrame({"region": ["eu", "us", "eu", "apac", "us", "eu"], "amount": [10, 20, -5, 7, 3, 1]})
@@ -141,6 +141,17 @@ def launchers(cluster) -> list[str]:
     return sorted(item["path"] for item in found)
 
 
+def links(task: str, task_run_id: str) -> list[Any]:
+    """The link artifacts of the task run `task_run_id` to its Databricks run."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    key = f"databricks-run-{task.replace('_', '-')}"
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return [artifact for artifact in found if str(artifact.task_run_id) == task_run_id]
+
+
 def manifests(bucket: str, task: str) -> list[dict[str, Any]]:
     import s3fs
 
@@ -169,6 +180,12 @@ def test_spark_tasks_run_as_databricks_jobs_and_a_second_run_submits_none(projec
     for task in ("dbx_clean", "dbx_totals"):
         (manifest,) = manifests(s3_bucket, task)
         assert manifest["command_line"][0].endswith(launcher.rsplit("/", 1)[1]), manifest["command_line"]
+    # each Spark task run links to its Databricks run
+    pages = {run["run_name"].split()[1]: run["run_page_url"] for run in runs}
+    assert set(pages) == {"dbx_clean", "dbx_totals"}
+    for task, page in pages.items():
+        (link,) = links(task, manifests(s3_bucket, task)[0]["prefect"]["task_run_id"])
+        assert link.data == f"[Databricks run {page.rsplit('/', 1)[1]}]({page})" and f"127.0.0.1:{cluster[0]}" in page
     (report,) = manifests(s3_bucket, "dbx_report")
     assert report["command_line"][0] != manifests(s3_bucket, "dbx_clean")[0]["command_line"][0]
     import s3fs
@@ -189,22 +206,6 @@ def test_spark_tasks_run_as_databricks_jobs_and_a_second_run_submits_none(projec
     everything = first.stdout + first.stderr + second.stdout + second.stderr + third.stdout + third.stderr
     assert TOKEN not in everything
     assert all(TOKEN not in json.dumps(m) for m in manifests(s3_bucket, "dbx_clean"))
-
-
-def test_the_task_run_links_to_the_databricks_run(project, cluster, s3_bucket):
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from dbnd_prefect import run
-
-    result = run("dbx_sales", env="dbx", set={"dbx_sales.raw": f"s3://{s3_bucket}/in/sales.csv"})
-    pd.testing.assert_frame_equal(result.values, EXPECTED, check_dtype=False)
-    task_runs = {entry["task"]: entry for entry in result.run.task_runs}
-    with get_client(sync_client=True) as client:
-        links = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["databricks-run-dbx-clean"])))
-    mine = [link for link in links if str(link.task_run_id) == str(task_runs["dbx_clean"].get("task_run_id"))]
-    assert len(mine) == 1 and f"127.0.0.1:{cluster[0]}" in mine[0].data and "/run/" in mine[0].data
-    assert TOKEN not in repr([link.data for link in links])
 
 
 def test_a_failing_job_is_one_line_naming_the_run_and_its_state(project, cluster, s3_bucket):

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from dbnd_prefect.context import RunContext
 
 
-def run_task_body(call: "BoundCall") -> TaskOutputs:
-    """The function Prefect runs for a dbnd task: load the call's inputs, call the function, store outputs."""
+def run_task_body(call: "BoundCall", task_run: tuple[str | None, str | None] | None = None) -> TaskOutputs:
+    """The function Prefect runs for a dbnd task: load the call's inputs, call the function, store outputs.
+
+    `task_run` is (flow run id, task run id) of the Prefect task run this body belongs to when that runs in
+    another process (a Databricks job's launcher): the manifest names them; default: the task run in effect."""
     in_effect = current_run()
     run = in_effect or call.run
     if run is None:
@@ -48,12 +51,12 @@ def run_task_body(call: "BoundCall") -> TaskOutputs:
         from dbnd_prefect.engine.runners import environment_variables
 
         with joined(run), environment_variables(run.profile.profile.env):
-            return _run_call(call, run)
+            return _run_call(call, run, task_run)
     with joined(run):
-        return _run_call(call, run)
+        return _run_call(call, run, task_run)
 
 
-def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
+def _run_call(call: "BoundCall", run: "RunContext", task_run: tuple[str | None, str | None] | None) -> TaskOutputs:
     from prefect.context import TaskRunContext
 
     from dbnd_prefect.tracking import TaskTracking
@@ -61,7 +64,10 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
     task, signature = call.task, call.signature
     started = dt.datetime.now(dt.timezone.utc)
     task_ctx = TaskRunContext.get()
-    task_run_id = task_ctx.task_run.id if task_ctx else None
+    if task_run is None:
+        task_run = (str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else None,
+                    str(task_ctx.task_run.id) if task_ctx else None)
+    flow_run_id, task_run_id = task_run
 
     tracking = TaskTracking(task, run.tracking, call.output_dir if task.versioned else None)
     loaded = load_inputs(call, run)
@@ -83,7 +89,6 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
     values = engine_values_stored(values, infos)  # Spark frames continue from what was written, not recomputed
 
     manifest_uri = layout.manifest_uri(call.output_dir)
-    flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else None
     manifest = build_manifest(
         task_name=task.name,
         signature=signature,
@@ -91,7 +96,7 @@ def _run_call(call: "BoundCall", run: "RunContext") -> TaskOutputs:
         parameters=parameters_of(call),
         outputs=infos,
         flow_run_id=flow_run_id,
-        task_run_id=str(task_run_id) if task_run_id else None,
+        task_run_id=task_run_id,
         root_flow_run_id=run.flow_run_id,
         started=started,
         ended=dt.datetime.now(dt.timezone.utc),

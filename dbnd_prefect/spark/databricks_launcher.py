@@ -73,7 +73,7 @@ def run_call(files: Mapping[str, str], payload: Mapping[str, Any]) -> dict[str, 
             if call.output_dir != payload["output_dir"]:
                 raise DbndError(f"task '{task.name}': the cluster would write to {call.output_dir}, not to "
                                 f"{payload['output_dir']} where the caller reads", hint="report this as a bug")
-            outputs = run_task_body(call)
+            outputs = run_task_body(call, tuple(payload.get("task_run") or (None, None)))
     return {name: stored.uri for name, stored in outputs.stored.items()}
 
 

@@ -143,6 +143,7 @@ class DatabricksTaskSender:
             "root_flow_run_id": run.flow_run_id,
             "run_name": call.run_name,
             "output_dir": call.output_dir,
+            "task_run": _task_run_ids(),
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         if len(text) <= PARAMETERS_LIMIT:
@@ -218,6 +219,17 @@ def read_back(call: "BoundCall", run: "RunContext", run_id: int) -> "TaskOutputs
                                  checksum=info.get("checksum"), bytes=info.get("bytes"))
               for name, info in manifest["outputs"].items()}
     return TaskOutputs(task.name, call.digest, task.output_names, stored, manifest_uri)
+
+
+def _task_run_ids() -> list[str | None]:
+    """[flow run id, task run id] of the Prefect task run in effect (the one the cluster's manifest names)."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    if context is None:
+        return [None, None]
+    flow_run_id = context.task_run.flow_run_id
+    return [str(flow_run_id) if flow_run_id else None, str(context.task_run.id)]
 
 
 def _link(task_name: str, finished: Any) -> None:
