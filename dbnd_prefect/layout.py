@@ -5,12 +5,14 @@
     {root}/.dbnd/prefect-records/{signature}                          Prefect's cache record of a signature
     {root}/.dbnd/runs/{flow run id}.json                              the record of a pipeline run
 
-Pure string functions: nothing here touches storage.
+Pure string functions: nothing here touches storage. Also this machine's cache folder (`cache_dir`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 MANIFEST_NAME = "_manifest.json"
 STORE_DIR = ".dbnd"
@@ -18,6 +20,14 @@ RECORDS_DIR = "prefect-records"
 RUNS_DIR = "runs"
 SIGNATURE_LENGTH = 16  # hex characters of a signature used in folder names; manifests keep the whole digest
 _NAME_LIMIT = 100  # file names have a length limit
+
+
+def cache_dir() -> Path:
+    """This machine's cache (downloaded inputs, help texts): $DBND_CACHE_DIR, else ~/.cache/dbnd_prefect."""
+    if os.environ.get("DBND_CACHE_DIR"):
+        return Path(os.environ["DBND_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dbnd_prefect"
 
 
 def folder_name(task_name: str) -> str:

@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dbnd_prefect.spark import quiet_pyspark
 
         quiet_pyspark()  # pyspark warns about pandas 3 whenever something imports it (pandera does, when installed)
+        from dbnd_prefect.cli import help_cache
+
+        help_cache.enabled = True  # `dbnd run TASK --help` may reuse the text an identical call printed
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet_server_settings()  # before any Prefect server this process may start

@@ -62,19 +62,28 @@ def _prepare(task: str, options: ConfigOptions, task_version: str | None, check:
 def run_command(task: str | None, options: ConfigOptions, *, task_version: str | None = None,
                 describe: bool = False, show_help: bool = False, argv: Sequence[str] = ()) -> int:
     """`dbnd run`: the task's help, its plan (--describe), or the run and its summary."""
-    from dbnd_prefect.api.run import execute
-    from dbnd_prefect.cli import output, tables, text
-    from dbnd_prefect.cli.progress import progress_display
+    from dbnd_prefect.cli import text
 
     parse_values(options.set_values, "--set")  # a malformed value is named before a missing TASK
     parse_values(options.override_values, "--override")
     if not task:
         raise ConfigError("dbnd run: missing TASK", hint="dbnd run TASK [--set TASK.PARAM=VALUE]...; "
                                                          "see dbnd show-tasks")
-    prepared = _prepare(task, options, task_version, check=not show_help)
     if show_help:
-        print(text.task_help(prepared.obj, prepared.config))
+        from dbnd_prefect.cli import help_cache
+
+        shown = help_cache.lookup(argv)  # the same call before, with nothing it read changed since
+        if shown is None:
+            prepared = _prepare(task, options, task_version, check=False)
+            shown = text.task_help(prepared.obj, prepared.config)
+            help_cache.store(argv, shown, options.conf_files)
+        print(shown)
         return 0
+    from dbnd_prefect.api.run import execute
+    from dbnd_prefect.cli import output, tables
+    from dbnd_prefect.cli.progress import progress_display
+
+    prepared = _prepare(task, options, task_version)
     if describe:
         show_plan(prepared)
         return 0

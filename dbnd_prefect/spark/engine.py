@@ -218,7 +218,7 @@ def _java_hint() -> str:
 
 
 def _log4j_file() -> str:
-    from dbnd_prefect.targets.target import cache_dir
+    from dbnd_prefect.layout import cache_dir
 
     path = cache_dir() / "spark" / "log4j2.properties"
     if not path.exists() or path.read_text() != _LOG4J:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dbnd_prefect.errors import DbndError, FormatError, TargetError
+from dbnd_prefect.layout import cache_dir
 from dbnd_prefect.redaction import one_line
 from dbnd_prefect.targets.atomic import atomic_write, new_hasher, open_read
 from dbnd_prefect.targets.target_metadata import StoredMetadata
@@ -38,14 +39,6 @@ from dbnd_prefect.targets.formats import (
 
 if TYPE_CHECKING:
     import fsspec
-
-def cache_dir() -> Path:
-    """Where remote inputs are downloaded: $DBND_CACHE_DIR, else ~/.cache/dbnd_prefect."""
-    if os.environ.get("DBND_CACHE_DIR"):
-        return Path(os.environ["DBND_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dbnd_prefect"
-
 
 class Target(StoredMetadata):
     """A file at a URI (local path or any fsspec protocol), read and written in a `Format`.
