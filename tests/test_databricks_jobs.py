@@ -262,3 +262,15 @@ def test_a_credentials_block_that_is_not_saved_is_one_config_error(workdir):
         submit_script(workdir / "train.py", {"alpha": 1}, env="dbx")
     assert str(caught.value).startswith("env.dbx.spark.credentials_block = 'no-such-dbx-block' cannot be loaded: ")
     assert "\n" not in str(caught.value)
+
+
+def test_a_spark_session_asked_for_here_on_a_job_profile_is_one_line_saying_why(workdir):
+    from dbnd_prefect.config import config_context
+    from dbnd_prefect.spark import spark_session
+
+    write_config(workdir, 'credentials_block = "dbx"\ncluster_id = "c-1"\n')
+    with config_context({"run": {"env": "dbx"}}), pytest.raises(ConfigError) as caught:
+        spark_session()
+    message = str(caught.value)
+    assert "sends Spark tasks (a Spark DataFrame parameter or output) to the cluster as jobs" in message
+    assert 'tasks = "connect"' in caught.value.hint and "\n" not in message

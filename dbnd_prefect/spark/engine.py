@@ -268,16 +268,17 @@ def _probe(env: str, settings: ConnectEngine | DatabricksEngine, remote: str | N
 def _databricks_session(env: str, settings: DatabricksEngine) -> Any:
     """A Databricks Connect session on the profile's cluster, with the instance and token of its credentials
     block, opened by a Spark Connect address (`sc://INSTANCE/;token=...;x-databricks-cluster-id=...`)."""
+    if settings.tasks != "connect":
+        raise ConfigError(f"{describe_engine(env, settings)} sends Spark tasks (a Spark DataFrame parameter or output) "
+                          "to the cluster as jobs; this process has no Spark session of its own there",
+                          hint=f"give the task a Spark DataFrame parameter or output, or set env.{env}.spark.tasks = "
+                               '"connect" to run Spark here through Databricks Connect')
     try:
         from databricks.connect import DatabricksSession  # type: ignore[import-not-found]
     except ImportError:
         raise ConfigError(f"{describe_engine(env, settings)} needs databricks-connect, which is not installed",
                           hint="pip install databricks-connect (matching your cluster's runtime), in a venv "
                                "without pyspark: it brings its own") from None
-    if settings.tasks != "connect":
-        raise ConfigError(f"{describe_engine(env, settings)} sends Spark tasks to the cluster as jobs; this process "
-                          "has no session of its own there",
-                          hint=f'set env.{env}.spark.tasks = "connect" to run Spark here through Databricks Connect')
     if not settings.credentials_block or not settings.cluster_id:
         raise ConfigError(f"{describe_engine(env, settings)} needs credentials_block and cluster_id for a "
                           "Databricks Connect session", hint=f"set env.{env}.spark.credentials_block and cluster_id")
