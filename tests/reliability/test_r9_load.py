@@ -100,6 +100,23 @@ def local_server(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
             yield url, home
         finally:
             server.stop(home)
+            leftover = _outlived_stop(home)
+    assert leftover == [], f"processes of the server's home outlived local_server.stop (killed): {leftover}"
+
+
+def _outlived_stop(home: Path, timeout: float = 15) -> list[int]:
+    """The processes of `home` still alive `timeout` seconds after the server's stop, killed (a server that
+    outlived its stop once under load)."""
+    import signal
+
+    from tests.test_local_server import _processes_of
+
+    deadline = time.monotonic() + timeout
+    while (left := _processes_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
 
 
 async def flow_run_states(api_url: str) -> dict[str, int]:
