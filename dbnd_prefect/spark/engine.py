@@ -129,13 +129,7 @@ def _local_session(env: str, settings: LocalEngine) -> Any:
     if settings.packages:
         conf["spark.jars.packages"] = ",".join(settings.packages)
     conf.update({key: _text(value) for key, value in settings.conf.items()})
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    try:
-        session = builder.getOrCreate()
-    except Exception as exc:
-        raise ConfigError(f"{describe_engine(env, settings)} cannot start: {type(exc).__name__}: "
-                          f"{_first_line(exc)}", hint=_java_hint()) from None
+    session = _started(builder, conf, env, settings)
     _sessions[("local",)] = session
     _local_settings = settings
     return session
@@ -149,17 +143,12 @@ def _cluster_session(env: str, settings: ClusterEngine) -> Any:
         from pyspark import SparkContext
         from pyspark.sql import SparkSession
 
-        builder = SparkSession.builder.appName(settings.app_name)
+        conf = {}
         if SparkContext._active_spark_context is None:  # no driver yet: this process starts one
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            for key, value in {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
-                               "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile={_log4j_file()}"}.items():
-                builder = builder.config(key, value)
-        try:
-            session = builder.getOrCreate()
-        except Exception as exc:
-            raise ConfigError(f"{describe_engine(env, settings)} cannot start: {type(exc).__name__}: "
-                              f"{_first_line(exc)}", hint=_java_hint()) from None
+            conf = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                    "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile={_log4j_file()}"}
+        session = _started(SparkSession.builder.appName(settings.app_name), conf, env, settings)
         _sessions[("cluster",)] = session
     _apply_runtime_conf(session, settings.conf)
     return session
@@ -178,6 +167,17 @@ def has_connector(session: Any, scheme: str) -> bool:
             found = False
         _sessions[key] = found
     return bool(found)
+
+
+def _started(builder: Any, conf: dict[str, str], env: str, settings: LocalEngine | ClusterEngine) -> Any:
+    """`builder`'s session with `conf`; ConfigError naming the engine when Spark cannot start."""
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:
+        raise ConfigError(f"{describe_engine(env, settings)} cannot start: {type(exc).__name__}: "
+                          f"{_first_line(exc)}", hint=_java_hint()) from None
 
 
 def _static(settings: LocalEngine) -> tuple[Any, ...]:
