@@ -277,8 +277,8 @@ async def run_and_wait(credentials: Any, task: Any, run_name: str, settings: Dat
     return await _finished(credentials, metadata, run_name, task)
 
 
-async def submit_and_poll(credentials: Any, task: Any, run_name: str, env: str, settings: DatabricksEngine,
-                          on_submitted: Callable[[dict[str, Any]], None] | None = None) -> ScriptRun:
+async def submit_and_poll(credentials: Any, task: Any, run_name: str, env: str, settings: DatabricksEngine
+                          ) -> ScriptRun:
     """`run_and_wait` with no flow run of its own (runs/submit, then runs/get polled here): for a task run's
     body. An interrupted caller (Ctrl-C, SIGTERM) or a run past `max_wait_seconds` cancels the Databricks run."""
     from prefect_databricks.jobs import jobs_runs_cancel, jobs_runs_get, jobs_runs_submit
@@ -287,8 +287,6 @@ async def submit_and_poll(credentials: Any, task: Any, run_name: str, env: str, 
 
     response = await jobs_runs_submit.fn(databricks_credentials=credentials, tasks=[task], run_name=run_name)
     run_id = response["run_id"]
-    if on_submitted is not None:
-        on_submitted(response)
     deadline = time.monotonic() + settings.max_wait_seconds
     while True:
         metadata = await jobs_runs_get.fn(run_id=run_id, databricks_credentials=credentials)

@@ -101,7 +101,6 @@ class DatabricksTaskSender:
         job = build_task(self.env, self.settings, python_file, arguments, task_key(task.name))
         credentials = await load_credentials(self.env, self.settings)
         name = f"dbnd {task.name} {call.signature.short}"
-        submitted: dict[str, Any] = {}
         async with reaching(self.env, self.settings, credentials):
             if python_file not in self._uploaded:
                 if not await exists(credentials, python_file):
@@ -109,8 +108,7 @@ class DatabricksTaskSender:
                 self._uploaded.add(python_file)
             _log().info("Task '%s' runs as a Databricks job on %s", task.name, self.where.removeprefix("a Databricks job on "))
             try:
-                finished = await submit_and_poll(credentials, job, name, self.env, self.settings,
-                                                 on_submitted=submitted.update)
+                finished = await submit_and_poll(credentials, job, name, self.env, self.settings)
             except TaskFailedError as exc:
                 _link(task.name, getattr(exc, "run", None))
                 exc.task_name = task.name  # type: ignore[attr-defined]

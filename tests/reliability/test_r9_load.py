@@ -88,12 +88,14 @@ def local_server(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     (`[server] database_url`, here DBND_SERVER_DATABASE_URL); (API URL, PREFECT_HOME)."""
     from dbnd_prefect.runtime import local_server as server
 
+    # Postgres first: its server must not inherit this PREFECT_HOME (it outlives the module and is not ours)
+    database = request.getfixturevalue("postgres")["url"] if request.param == "postgres" else None
     home = tmp_path_factory.mktemp(f"r9-prefect-home-{request.param}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFECT_HOME", str(home))
         patch.delenv("PREFECT_API_URL")
-        if request.param == "postgres":
-            patch.setenv("DBND_SERVER_DATABASE_URL", request.getfixturevalue("postgres")["url"])
+        if database:
+            patch.setenv("DBND_SERVER_DATABASE_URL", database)
         patch.setattr(server, "START_TIMEOUT", 180.0)  # its migrations take long on a loaded 2-core machine
         url = server.ensure_running(home, announce=False)
         try:
