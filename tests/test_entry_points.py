@@ -121,9 +121,14 @@ def test_script_cli_and_deployment_runs_share_one_identity_per_task(wine_project
         assert task_states(new_record(project, records)) == all_cached, how
         assert stored_outputs(project) == outputs, how  # nothing written, nothing rewritten
 
-    plan = ok(command(str(BIN / "dbnd"), "plan", f"flows.wine_quality.{PIPELINE}", *raw, cwd=project))
+    planned = command(str(BIN / "dbnd"), "plan", f"flows.wine_quality.{PIPELINE}", *raw, cwd=project,
+                      env={"PYTHONPROFILEIMPORTTIME": "1"})
+    plan = ok(planned)
     assert "would reuse 4 task run(s) and run 0" in plan, plan
     assert "code changed" not in plan
+    # planning reads the definitions and the records only: it never pays for importing Prefect
+    imported = {line.rsplit("|", 1)[1].strip() for line in planned.stderr.splitlines() if line.startswith("import time:")}
+    assert "pandas" in imported and "prefect" not in imported
 
     (project / "prefect.yaml").write_text(json.dumps({  # YAML is a superset of JSON
         "name": "entry-points",

@@ -83,6 +83,15 @@ def run(
         raise at_caller(exc) from None  # bad input: one error, shown from the caller's line
 
 
+def run_with_arguments(obj: Any, args: tuple[Any, ...], options: dict[str, Any]) -> RunResult:
+    """`obj.run(*args, **options)` of a task or pipeline: `run(obj, **options)` with the positional call
+    arguments as `set` values (which values given in `set` beat)."""
+    if args:
+        bound = obj.call_signature.bind_partial(*args).arguments
+        options = {**options, "set": {**bound, **(options.get("set") or {})}}
+    return run(obj, **options)
+
+
 def prepare_run(
     task: Any,
     set_values: Iterable[Mapping[str, Any]] = (),
@@ -212,4 +221,4 @@ def execute(prepared: PreparedRun, command_line: list[str] | None = None) -> Run
     return RunResult(values, current, obj)
 
 
-__all__ = ["run", "PreparedRun", "prepare_run", "build_config", "execute", "data_root_of"]
+__all__ = ["run", "run_with_arguments", "PreparedRun", "prepare_run", "build_config", "execute", "data_root_of"]

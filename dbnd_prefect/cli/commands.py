@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from dbnd_prefect.config import ResolvedConfig
 
 
+def _reading_definitions_only() -> None:
+    """This command runs nothing: pipelines defined from now on need not be Prefect flows (no Prefect import)."""
+    from dbnd_prefect.definitions import registry
+
+    registry.read_definitions_only()
+
+
 def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:
     """Parse `--set`/`--override` arguments (ConfigError naming `flag` and the expected form)."""
     from dbnd_prefect.config import parse_set
@@ -74,19 +81,21 @@ def run_command(task: str | None, options: ConfigOptions, *, task_version: str |
 
         shown = help_cache.lookup(argv)  # the same call before, with nothing it read changed since
         if shown is None:
+            _reading_definitions_only()
             prepared = _prepare(task, options, task_version, check=False)
             shown = text.task_help(prepared.obj, prepared.config)
             help_cache.store(argv, shown, options.conf_files)
         print(shown)
+        return 0
+    if describe:
+        _reading_definitions_only()
+        show_plan(_prepare(task, options, task_version))
         return 0
     from dbnd_prefect.api.run import execute
     from dbnd_prefect.cli import output, tables
     from dbnd_prefect.cli.progress import progress_display
 
     prepared = _prepare(task, options, task_version)
-    if describe:
-        show_plan(prepared)
-        return 0
     with _quiet_failures(options.verbose), progress_display():
         result = execute(prepared, command_line=["dbnd", *argv])
     output.show(lambda: text.run_summary(result.run), lambda: tables.run_summary(result.run))
@@ -120,6 +129,7 @@ def show_plan(prepared: PreparedRun) -> None:
 def plan_command(task: str, options: ConfigOptions, *, task_version: str | None = None) -> int:
     """`dbnd plan`: per task hit / miss / stale and why; nothing runs. With `--task-target-date START..END`,
     what a backfill of that range would reuse and run, per date."""
+    _reading_definitions_only()
     if options.task_target_date is not None and ".." in options.task_target_date:
         from dbnd_prefect.api.backfill import parse_date_range, plan_dates
         from dbnd_prefect.cli import output, tables, text
@@ -136,6 +146,7 @@ def plan_command(task: str, options: ConfigOptions, *, task_version: str | None 
 
 def versions_command(task: str, output_name: str | None, options: ConfigOptions) -> int:
     """`dbnd versions TASK [OUTPUT]`: the stored versions, newest first."""
+    _reading_definitions_only()
     from dbnd_prefect.api.discovery import find_task, recorded_versions
     from dbnd_prefect.api.run import data_root_of
     from dbnd_prefect.cli import output, tables, text
@@ -192,6 +203,7 @@ def reproduce_command(run_id: str, options: ConfigOptions) -> int:
 
 def show_tasks(options: ConfigOptions) -> int:
     """`dbnd show-tasks`: the discoverable tasks and pipelines."""
+    _reading_definitions_only()
     from dbnd_prefect.api.discovery import discover
     from dbnd_prefect.cli import text
 
@@ -203,6 +215,7 @@ def show_tasks(options: ConfigOptions) -> int:
 
 def show_config(options: ConfigOptions) -> int:
     """`dbnd show-config`: every configured value with its layer and source."""
+    _reading_definitions_only()
     from dbnd_prefect.cli import output, tables, text
 
     config = _config(options).config
@@ -212,6 +225,7 @@ def show_config(options: ConfigOptions) -> int:
 
 def explain(key: str, options: ConfigOptions) -> int:
     """`dbnd config explain KEY`: one value, where it came from and what it overrode."""
+    _reading_definitions_only()
     resolved = _config(options)
     check_explained_key(resolved, key, options.modules)
     config = resolved.config

@@ -13,6 +13,22 @@ from typing import Any
 from dbnd_prefect.errors import close_names, TaskNotFoundError
 
 _by_name: dict[str, dict[str, Any]] = {}  # name -> {identity: definition}, latest last
+_outlines_only = False  # set by commands that only read definitions (see `read_definitions_only`)
+
+
+def read_definitions_only() -> None:
+    """From now on this process only reads its definitions (`dbnd plan`, `versions`, `show-*`, `--help`):
+    a `@pipeline` defined while Prefect is not imported is an outline, not a Prefect flow, so the command
+    never pays for importing Prefect. A process that has imported Prefect keeps getting real flows."""
+    global _outlines_only
+    _outlines_only = True
+
+
+def outlines_only() -> bool:
+    """Whether a definition made now should be an outline (see `read_definitions_only`)."""
+    import sys
+
+    return _outlines_only and "prefect" not in sys.modules
 
 
 def register(obj: Any) -> None:

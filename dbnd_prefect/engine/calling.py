@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from typing import Any, Mapping
+import sys
+from typing import TYPE_CHECKING, Any, Mapping
 
 from dbnd_prefect.calls import BoundCall, bind, bound
 from dbnd_prefect.context import RunContext, current_run
-from dbnd_prefect.engine.flows import PipelineFlow
 from dbnd_prefect.engine.handoff import handed_off
 from dbnd_prefect.engine.pipeline_body import handed_to_body
 from dbnd_prefect.engine.prefect_tasks import prefect_task_for
@@ -35,12 +35,17 @@ from dbnd_prefect.runtime.exit_hooks import RunInterrupted, interrupted, interru
 from dbnd_prefect.runtime.session import api_of, ensure_run
 from dbnd_prefect.targets import Target
 
+if TYPE_CHECKING:
+    from dbnd_prefect.engine.flows import PipelineFlow
+
 # The task call a one-task flow's body submits, handed over by its caller (see `single_task_flow`).
 _single: contextvars.ContextVar[BoundCall | None] = contextvars.ContextVar("dbnd_single_task_call", default=None)
 
 
 def _in_prefect_run() -> tuple[bool, bool]:
     """(a flow run is in effect, a task run is in effect)."""
+    if "prefect" not in sys.modules:  # no run can be in effect (a command that only plans)
+        return False, False
     from prefect.context import FlowRunContext, TaskRunContext
 
     return FlowRunContext.get() is not None, TaskRunContext.get() is not None
@@ -116,7 +121,7 @@ def map_task(task: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> lis
     return [call_task(task, (), arguments) for arguments in map_arguments(task.name, given)]
 
 
-def call_pipeline(pipeline: PipelineFlow, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+def call_pipeline(pipeline: "PipelineFlow", args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     """A call of dbnd pipeline `pipeline` wherever it is made: planned, nested, or a top-level run."""
     scope = current_scope()
     if scope is not None and scope.dry:  # planning: the body runs here, its task calls are recorded
@@ -177,19 +182,15 @@ def run_root(call: BoundCall, run: RunContext) -> Any:
 
 def _interactive() -> bool:
     """A notebook's kernel or Python's REPL: a session an interrupt must never end."""
-    import sys
-
     return "ipykernel" in sys.modules or hasattr(sys, "ps1") or bool(sys.flags.interactive)
 
 
 def _say_interrupted(error: RunInterrupted) -> None:
     """What the process says when it ends itself after an interrupt (a task body still ran; see exit_hooks)."""
-    import sys
-
     print(f"dbnd: {error.line()}", file=sys.stderr)
 
 
-def single_task_flow(task: Any) -> PipelineFlow:
+def single_task_flow(task: Any) -> "PipelineFlow":
     """`task` as a flow of its own: what a top-level call of it or `dbnd run TASK` runs (made once per task).
     Its body submits the task's bound call that the caller handed over."""
     flow = task.__dict__.get("_single_task_flow")
@@ -205,6 +206,8 @@ def single_task_flow(task: Any) -> PipelineFlow:
             return_annotation=inspect.Signature.empty)
         for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
             setattr(run_one, attr, getattr(task.func, attr, None))
+        from dbnd_prefect.engine.flows import PipelineFlow
+
         flow = task.__dict__["_single_task_flow"] = PipelineFlow(run_one, name=task.name, _params=task.params)
     return flow
 

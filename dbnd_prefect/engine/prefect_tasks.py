@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from dbnd_prefect.engine.signature_locks import signature_locks
 from dbnd_prefect.errors import ParameterError, suggest
 
 if TYPE_CHECKING:
@@ -64,6 +63,8 @@ def prefect_task_for(task: Any, run: "RunContext", run_name: str | None = None) 
     per signature when `run.serialize` is on and the root is local."""
     variant = run.prefect_tasks.get(task.task_id)
     if variant is None:
+        from dbnd_prefect.engine.signature_locks import signature_locks
+
         options: dict[str, Any] = {"result_storage": run.storage.result_storage}
         # a task_env call's caller only submits it (run.caller_env is set): the worker's run takes the lock
         locks = signature_locks(run) if task.versioned and not (task.task_env and run.caller_env) else None

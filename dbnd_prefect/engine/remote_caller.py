@@ -22,8 +22,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import prefect
-
 from dbnd_prefect.config.reach import check_data_reachable, mounted, remote_compute
 from dbnd_prefect.config.work_pools import profile_job_variables
 from dbnd_prefect.definitions.definition import TaskDefinition
@@ -201,6 +199,8 @@ def _wait(flow_run: Any, task_name: str, pool: str) -> Any:
 
 def _log() -> Any:
     import logging
+
+    import prefect
 
     try:
         return prefect.get_run_logger()

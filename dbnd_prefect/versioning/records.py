@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dataclasses
+
 import xxhash
 
 from dbnd_prefect import layout, prefect_internals
@@ -42,8 +44,11 @@ class RunStorage:
         return self._block
 
     def record_reader(self) -> Any:
-        """A Prefect ResultStore that reads this root's cache records (no Prefect API needed), through the
-        RecordStore that verifies each one whole before it is decoded (record_store.py)."""
+        """What reads this root's cache records (no Prefect API needed), verifying each one whole before it is
+        decoded: a `PlainRecordReader` for a root of plain paths or URIs (no Prefect import, for `dbnd plan`),
+        else a Prefect ResultStore through the RecordStore in the storage block (record_store.py)."""
+        if self._reader is None and self._block is None and self.in_block is None:
+            self._reader = PlainRecordReader(layout.store_dir(self.data_root))
         if self._reader is None:
             from prefect.results import ResultStore
 
@@ -67,6 +72,37 @@ class RunStorage:
     def run_record_uri(self, flow_run_id: str) -> str:
         """Where the record of the pipeline run `flow_run_id` goes (see history/run_record.py)."""
         return layout.run_record_uri(self.data_root, flow_run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredRecord:
+    """A cache record as read without Prefect: the value Prefect stored (a `TaskOutputs`)."""
+
+    result: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainRecordReader:
+    """Reads the sealed records under `folder` (a path or URI) as the RecordStore block would, without Prefect."""
+
+    folder: str
+
+    def read(self, key: str) -> StoredRecord:
+        """The record stored under `key`: FileNotFoundError when there is none, CorruptRecord or UnsealedRecord
+        when it does not verify."""
+        from dbnd_prefect.record_envelope import decode, unseal
+        from dbnd_prefect.targets.filesystem import filesystem_for_uri, split_uri
+
+        if key.startswith("/") or "://" in key or ".." in key.split("/"):
+            raise ValueError(f"record key '{key}' is not a relative path inside {self.folder}")
+        protocol, base = split_uri(self.folder)
+        if protocol == "file":
+            with open(f"{base.rstrip('/')}/{key}", "rb") as f:
+                data = f.read()
+        else:
+            fs, inner = filesystem_for_uri(f"{self.folder.rstrip('/')}/{key}")
+            data = fs.cat_file(inner)
+        return StoredRecord(decode(unseal(data, key)))
 
 
 _saved_blocks: dict[str, Any] = {}

@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any, Mapping
 
 from dbnd_prefect.history.manifest import read_manifest
-from dbnd_prefect.record_store import UnsealedRecord
+from dbnd_prefect.record_envelope import UnsealedRecord
 
 if TYPE_CHECKING:
     from dbnd_prefect.calls import BoundCall

@@ -2,7 +2,9 @@
 
 The objects they make are thin: a definition (definitions/) that hands each call to the engine
 (engine/calling.py), which binds it once and runs it on Prefect, and `.run()` for running with
-configuration as `dbnd run` does (api/run.py).
+configuration as `dbnd run` does (api/run.py). A pipeline is a Prefect flow (pipeline_flow.py), except in
+a command that only reads definitions before Prefect is imported (`dbnd plan`, `show-*`, `--help`), where it
+is a `PipelineOutline`: the same definition without the flow, so the command does not import Prefect.
 """
 
 from __future__ import annotations
@@ -10,24 +12,27 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Mapping, Sequence, TypeVar, overload
 
-import prefect
+from typing import TYPE_CHECKING
 
 from dbnd_prefect.definitions import registry
-from dbnd_prefect.definitions.definition import TASK_OPTIONS, TaskDefinition
+from dbnd_prefect.definitions.definition import TASK_OPTIONS, PipelineDefinition, TaskDefinition
 from dbnd_prefect.engine.calling import call_pipeline, call_task, map_task, single_task_flow
-from dbnd_prefect.engine.flows import PipelineFlow
 from dbnd_prefect.engine.prefect_tasks import check_options, make_prefect_task
+
+if TYPE_CHECKING:
+    import prefect
+
+    from dbnd_prefect.api.results import RunResult
+    from dbnd_prefect.engine.flows import PipelineFlow
+    from dbnd_prefect.decorators.pipeline_flow import DbndPipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _run(obj: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    from dbnd_prefect.api.run import run
+def _run(obj: Any, args: tuple[Any, ...], options: dict[str, Any]) -> "RunResult":
+    from dbnd_prefect.api.run import run_with_arguments
 
-    if args:
-        bound = obj.call_signature.bind_partial(*args).arguments
-        options["set"] = {**bound, **(options.get("set") or {})}
-    return run(obj, **options)
+    return run_with_arguments(obj, args, options)
 
 
 class DbndTask(TaskDefinition):
@@ -48,13 +53,16 @@ class DbndTask(TaskDefinition):
         self._define_task(func, name=prefect_options.pop("name", None), result=result, task_version=task_version,
                           output_formats=output_formats, non_significant=non_significant, versioned=versioned,
                           task_env=task_env)
-        check_options("task", self.name, prefect_options, prefect.Task, TASK_OPTIONS)
+        if not registry.outlines_only():
+            import prefect
+
+            check_options("task", self.name, prefect_options, prefect.Task, TASK_OPTIONS)
         self._prefect_options = prefect_options
         functools.update_wrapper(self, func)
         registry.register(self)
 
     @functools.cached_property
-    def prefect_task(self) -> prefect.Task:
+    def prefect_task(self) -> "prefect.Task":
         """The Prefect task that runs this task's body (made on first use)."""
         return make_prefect_task(self, self._prefect_options)
 
@@ -87,27 +95,37 @@ class DbndTask(TaskDefinition):
         `task_version=`), call arguments given positionally or as `set` values; its `RunResult`."""
         return _run(self, args, options)
 
-    def as_pipeline(self) -> PipelineFlow:
+    def as_pipeline(self) -> "PipelineFlow":
         """This task as a flow of its own: what a top-level call or `dbnd run TASK` runs."""
         return single_task_flow(self)
 
 
-class DbndPipeline(PipelineFlow):
-    """A function that wires tasks, run as a Prefect flow."""
+class PipelineOutline(PipelineDefinition):
+    """A pipeline as a command that only reads definitions sees it: its parameters, outputs and body, no flow.
+    Calling it (a nested pipeline while planning) runs its body as a planned pipeline does."""
 
     def __init__(self, func: Callable[..., Any], **prefect_options: Any) -> None:
-        super().__init__(func, **prefect_options)
+        self._define_pipeline(func, prefect_options.pop("name", None), prefect_options.pop("result", None),
+                              prefect_options.pop("_params", None))
+        self.description = prefect_options.get("description") or func.__doc__
+        functools.update_wrapper(self, func, updated=())
         registry.register(self)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Run the pipeline and return its real values."""
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # noqa: F841 - pytest and IPython end the traceback at the caller's line
         return call_pipeline(self, args, kwargs)
 
-    def run(self, *args: Any, **options: Any) -> Any:
-        """Run this pipeline as `dbnd_prefect.run` does (`set=`, `override=`, `env=`, `conf_files=`,
-        `task_version=`), call arguments given positionally or as `set` values; its `RunResult`."""
+    def run(self, *args: Any, **options: Any) -> "RunResult":
+        """As `DbndPipeline.run`."""
         return _run(self, args, options)
+
+
+def _pipeline(func: Callable[..., Any], options: dict[str, Any]) -> "DbndPipeline | PipelineOutline":
+    if registry.outlines_only():
+        return PipelineOutline(func, **options)
+    from dbnd_prefect.decorators.pipeline_flow import DbndPipeline
+
+    return DbndPipeline(func, **options)
 
 
 @overload
@@ -138,8 +156,16 @@ def pipeline(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     task_runner, ...).
     """
     if func is None:
-        return lambda f: DbndPipeline(f, **options)
-    return DbndPipeline(func, **options)
+        return lambda f: _pipeline(f, options)
+    return _pipeline(func, options)
 
 
-__all__ = ["DbndTask", "DbndPipeline", "task", "pipeline"]
+def __getattr__(name: str) -> Any:
+    if name == "DbndPipeline":  # a Prefect flow class: Prefect is imported when it is asked for
+        from dbnd_prefect.decorators.pipeline_flow import DbndPipeline
+
+        return DbndPipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DbndTask", "DbndPipeline", "PipelineOutline", "task", "pipeline"]
