@@ -51,6 +51,17 @@ _PATTERNS = [
     (re.compile(r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z/+])[A-Za-z0-9/+]{40}"
                 r"(?![A-Za-z0-9/+=])"), MASK),
 ]
+# What a text must contain (lowercased) for each of _PATTERNS to match: most texts (paths, URIs, task names)
+# contain none of them and skip the regular expressions.
+_LONG_RUN = re.compile(r"[A-Za-z0-9/+]{40}")
+_NEEDLES: list[Any] = [
+    ("private key",),
+    ("authorization",),
+    ("secret", "token", "passw", "key", "credential", "sig"),
+    ("@",),
+    ("akia", "asia"),
+    _LONG_RUN,
+]
 # Azure SDK errors append the raw XML/JSON response body: noise on a user's one line.
 _RESPONSE_BODY = re.compile(r"\s*Content:\s*[<{].*$", re.S)
 
@@ -69,16 +80,29 @@ def redact(text: Any) -> str:
     """`text` with credentials removed: secret keys, tokens, passwords, AccountKey=, SAS signatures,
     private keys, and any secret value currently in the environment or remembered with `remember_secret`."""
     text = str(text)
-    literals = _literals(tuple(os.environ.get(name, "") for name in SECRET_ENV), _known_secrets)
+    literals = _literals(_secret_env(), _known_secrets)
     if len(text) > _CACHED_LENGTH:
         return _redacted.__wrapped__(text, literals)
     return _redacted(text, literals)
 
 
+def _env_reader() -> Any:
+    """A function returning the SECRET_ENV values now: a few dict lookups in the process environment's own
+    mapping where Python keeps one (`os.environ._data`), since every redaction asks."""
+    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
+    if not isinstance(data, dict) or encode is None:
+        return lambda: tuple(os.environ.get(name, "") for name in SECRET_ENV)
+    keys = tuple(encode(name) for name in SECRET_ENV)
+    return lambda: tuple(data.get(key, "") for key in keys)
+
+
+_secret_env = _env_reader()
+
+
 @functools.lru_cache(maxsize=8)
-def _literals(env: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:
+def _literals(env: tuple[str | bytes, ...], known: frozenset[str]) -> tuple[str, ...]:
     """The secret values to mask, longest first (a secret containing another is masked whole)."""
-    values = {s for s in (*env, *known) if len(s) >= _MIN_SECRET_LENGTH}
+    values = {os.fsdecode(s) if isinstance(s, bytes) else s for s in (*env, *known) if len(s) >= _MIN_SECRET_LENGTH}
     return tuple(sorted(values, key=len, reverse=True))
 
 
@@ -92,8 +116,10 @@ _CACHED_LENGTH = 2000
 def _redacted(text: str, literals: tuple[str, ...]) -> str:
     for literal in literals:
         text = text.replace(literal, MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for (pattern, replacement), needles in zip(_PATTERNS, _NEEDLES):
+        if needles.search(text) if isinstance(needles, re.Pattern) else any(n in lowered for n in needles):
+            text = pattern.sub(replacement, text)
     return text
 
 

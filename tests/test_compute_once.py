@@ -170,7 +170,7 @@ def test_locks_expire_when_not_renewed_and_a_wait_is_bounded(tmp_path):
         locks.acquire_lock("k", "b")
     assert 0.4 < time.monotonic() - started < 2
     # a holder that stops renewing (as a crashed process does) loses the lock once it expires
-    locks._renewing.pop("k").set()
+    locks.stop_renewing("k")
     other = SignatureLocks(tmp_path / "locks", expiry=1.5, wait=10)
     started = time.monotonic()
     assert other.acquire_lock("k", "b")
@@ -251,7 +251,7 @@ def test_object_store_locks_expire_take_over_once_and_bound_the_wait(store, requ
     root = f"{store}://{bucket}/root/.dbnd/locks"
     dead = ObjectStoreLocks(root, expiry=1.5, wait=0.5)
     assert dead.acquire_lock("k", "dead")
-    dead._renewing.pop("k").set()  # the holder stops renewing, as a crashed one does
+    dead.stop_renewing("k")  # the holder stops renewing, as a crashed one does
     assert dead.is_lock_holder("k", "dead")
     with pytest.raises(LockWaitTimeout):
         ObjectStoreLocks(root, expiry=1.5, wait=0.3).acquire_lock("k", "x")

@@ -66,8 +66,14 @@ class SignatureLocks(FileSystemLockManager):
     def __init__(self, directory: Path, expiry: float = 30.0, wait: float = 3600.0) -> None:
         super().__init__(directory)
         self.expiry, self.wait = float(expiry), float(wait)
-        self._renewing: dict[str, threading.Event] = {}
+        self._init_renewals()
+
+    def _init_renewals(self) -> None:
+        self._folder, self._folder_made = str(self.lock_files_directory), False
+        self._held: dict[str, str] = {}  # key -> holder, for the locks this process holds and renews
+        self._renewer: threading.Thread | None = None  # one thread renews them all, while any is held
         self._guard = threading.Lock()
+        self._renewal = threading.Lock()  # a renewal's write and a release's hand-back never interleave
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "SignatureLocks":
         return self  # one manager per folder and process: its renewals are shared state
@@ -79,41 +85,52 @@ class SignatureLocks(FileSystemLockManager):
         self.__init__(Path(state["directory"]), state["expiry"], state["wait"])  # type: ignore[misc]
 
     def _lock_path_for_key(self, key: str) -> Any:
-        return self.lock_files_directory / (key.replace("/", "_").replace("\\", "_") + ".lock")
+        return os.path.join(self._folder, key.replace("/", "_").replace("\\", "_") + ".lock")
+
+    def _ensure_lock_files_directory_exists(self) -> None:
+        if not self._folder_made:
+            super()._ensure_lock_files_directory_exists()
+            self._folder_made = True
 
     # ----- the file operations --------------------------------------------------------------------------
 
     def _load(self, path: Any) -> bytes | None:
         try:
-            return Path(path).read_bytes()
+            with open(path, "rb") as f:
+                return f.read()
         except FileNotFoundError:
             return None
 
     def _age(self, path: Any) -> float | None:
         try:
-            return time.time() - Path(path).stat().st_mtime
+            return time.time() - os.stat(path).st_mtime
         except FileNotFoundError:
             return None
 
     def _create(self, path: Any, data: bytes) -> bool:
         """Make `path` with `data`, whole, unless it exists (then False)."""
-        aside = Path(path).with_name(f".{uuid.uuid4().hex}.tmp")
-        aside.write_bytes(data)
+        aside = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex}.tmp")
+        with open(aside, "wb") as f:
+            f.write(data)
         try:
             os.link(aside, path)
             return True
         except FileExistsError:
             return False
         finally:
-            aside.unlink(missing_ok=True)
+            os.unlink(aside)
 
     def _replace(self, path: Any, data: bytes) -> None:
-        aside = Path(path).with_name(f".{uuid.uuid4().hex}.tmp")
-        aside.write_bytes(data)
+        aside = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex}.tmp")
+        with open(aside, "wb") as f:
+            f.write(data)
         os.replace(aside, path)
 
     def _remove(self, path: Any) -> None:
-        Path(path).unlink(missing_ok=True)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     # ----- the lock ---------------------------------------------------------------------------------------
 
@@ -181,31 +198,44 @@ class SignatureLocks(FileSystemLockManager):
             self._remove(guard)
 
     def _start_renewing(self, key: str, holder: str) -> None:
-        stop = threading.Event()
         with self._guard:
-            old = self._renewing.pop(key, None)
-            if old is not None:
-                old.set()
-            self._renewing[key] = stop
-        path = self._lock_path_for_key(key)
+            self._held[key] = holder
+            if self._renewer is None:
+                self._renewer = threading.Thread(target=self._renew, name="dbnd-lock-renewer", daemon=True)
+                self._renewer.start()
 
-        def renew() -> None:
-            while not stop.wait(self.expiry / 3):
+    def _renew(self) -> None:
+        """Every `expiry / 3` seconds, renew each lock this process holds; end when it holds none."""
+        while True:
+            time.sleep(self.expiry / 3)
+            with self._guard:
+                held = dict(self._held)
+                if not held:
+                    self._renewer = None
+                    return
+            for key, holder in held.items():
+                path = self._lock_path_for_key(key)
                 try:
                     info = self._read(path)
-                    if info is None or info.get("holder") != holder:
-                        return
-                    self._replace(path, self._content(holder))
+                    if info is not None and info.get("holder") == holder:
+                        with self._renewal:
+                            if self._held.get(key) == holder:  # not released meanwhile
+                                self._replace(path, self._content(holder))
+                        continue
                 except Exception:  # noqa: BLE001 - a store that stops answering: the lock expires, as a crash's would
-                    return
+                    pass
+                with self._guard:  # lost (expired and taken over) or unreachable: no longer ours
+                    if self._held.get(key) == holder:
+                        del self._held[key]
 
-        threading.Thread(target=renew, name=f"dbnd-lock-{key[-12:]}", daemon=True).start()
+    def stop_renewing(self, key: str) -> None:
+        """Stop renewing the lock on `key` (it then expires, as a crashed holder's does)."""
+        with self._guard:
+            self._held.pop(key, None)
 
     def release_lock(self, key: str, holder: str) -> None:
-        with self._guard:
-            stop = self._renewing.pop(key, None)
-        if stop is not None:
-            stop.set()
+        with self._renewal:
+            self.stop_renewing(key)
         path = self._lock_path_for_key(key)
         info = self._read(path)
         if info is not None and info.get("holder") == holder:
@@ -216,6 +246,8 @@ class SignatureLocks(FileSystemLockManager):
         return info is not None and info["expires"] > time.time()
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
+        if self._held.get(key) == holder:  # made by this process and renewed since (a lost lock is dropped)
+            return True
         info = self._read(self._lock_path_for_key(key))
         return info is not None and info.get("holder") == holder and info["expires"] > time.time()
 
@@ -246,8 +278,7 @@ class ObjectStoreLocks(SignatureLocks):
         self.lock_files_directory = self.uri  # type: ignore[assignment] - shown in messages
         self._locks = {}
         self.expiry, self.wait = float(expiry), float(wait)
-        self._renewing = {}
-        self._guard = threading.Lock()
+        self._init_renewals()
         self._unserialized: set[tuple[str, str]] = set()  # (key, holder) whose lock the store could not keep
 
     def __getstate__(self) -> dict[str, Any]:
