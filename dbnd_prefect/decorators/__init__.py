@@ -100,16 +100,36 @@ class DbndTask(TaskDefinition):
         return single_task_flow(self)
 
 
+# What a module may ask of its pipeline at import time that only a Prefect flow has
+_FLOW_METHODS = frozenset({
+    "with_options", "serve", "aserve", "deploy", "to_deployment", "ato_deployment", "visualize", "validate_parameters",
+    "on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running",
+})
+
+
 class PipelineOutline(PipelineDefinition):
     """A pipeline as a command that only reads definitions sees it: its parameters, outputs and body, no flow.
     Calling it (a nested pipeline while planning) runs its body as a planned pipeline does."""
 
     def __init__(self, func: Callable[..., Any], **prefect_options: Any) -> None:
+        self._options = dict(prefect_options)
         self._define_pipeline(func, prefect_options.pop("name", None), prefect_options.pop("result", None),
                               prefect_options.pop("_params", None))
         self.description = prefect_options.get("description") or func.__doc__
         functools.update_wrapper(self, func, updated=())
         registry.register(self)
+
+    def __getattr__(self, name: str) -> Any:
+        """What only a Prefect flow has (`with_options`, `serve`, `to_deployment`, ... used at import time): from the
+        pipeline's real `DbndPipeline`, made then (it imports Prefect and takes the outline's place)."""
+        if name not in _FLOW_METHODS or "_options" not in self.__dict__:
+            raise AttributeError(name)
+        flow = self.__dict__.get("_flow")
+        if flow is None:
+            from dbnd_prefect.decorators.pipeline_flow import DbndPipeline
+
+            flow = self.__dict__["_flow"] = DbndPipeline(self.func, **self._options)
+        return getattr(flow, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # noqa: F841 - pytest and IPython end the traceback at the caller's line
