@@ -50,3 +50,19 @@ def test_plan_imports_no_prefect_unless_the_module_uses_a_flow_method(tmp_path):
     # a module that asks its pipeline for what only a Prefect flow has, at import time, gets the real flow
     planned, imported = plan_of(tmp_path, PLANNED + '\nrenamed = two.with_options(retries=1)\n')
     assert "would reuse 0 task run(s) and run 2 (2 miss)" in planned and "prefect" in imported
+
+
+def test_a_plan_in_process_leaves_pipelines_that_run(tmp_path):
+    """`dbnd plan` called in process (the pytest plugin's `run_cmd`) before Prefect is imported: the pipelines
+    it imported are still Prefect flows, which a later call in that process runs."""
+    (tmp_path / "steps.py").write_text(PLANNED)
+    code = ("import sys\n"
+            "from dbnd_prefect.pytest_plugin import run_cmd\n"
+            "planned = run_cmd(['plan', 'steps.two'])\n"
+            "assert planned.exit_code == 0, planned.stderr\n"
+            "import steps\n"
+            "print(type(steps.two).__name__, steps.two(5))\n")
+    proc = run_python("-c", code, cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+                                                     "DBND__RUN__DATA_ROOT": "data"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "DbndPipeline 7"
