@@ -96,9 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dbnd_prefect.cli import help_cache
 
         help_cache.enabled = True  # `dbnd run TASK --help` may reuse the text an identical call printed
-        from dbnd_prefect.definitions import registry
-
-        registry.one_command_process()  # commands that run nothing may define pipelines without Prefect
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet_server_settings()  # before any Prefect server this process may start

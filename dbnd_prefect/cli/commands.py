@@ -14,10 +14,13 @@ if TYPE_CHECKING:
 
 
 def _reading_definitions_only() -> None:
-    """This command runs nothing: pipelines defined from now on need not be Prefect flows (no Prefect import)."""
+    """This command runs nothing: in the `dbnd` executable (which ends with it), pipelines defined from now on need
+    not be Prefect flows (no Prefect import). A call in process (tests, notebooks) may run them afterwards."""
+    from dbnd_prefect.cli import help_cache
     from dbnd_prefect.definitions import registry
 
-    registry.read_definitions_only()
+    if help_cache.enabled:  # set by the `dbnd` executable only (cli.main)
+        registry.read_definitions_only()
 
 
 def parse_values(values: Sequence[str], flag: str) -> list[dict[str, str]]:

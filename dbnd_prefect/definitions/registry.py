@@ -13,23 +13,16 @@ from typing import Any
 from dbnd_prefect.errors import close_names, TaskNotFoundError
 
 _by_name: dict[str, dict[str, Any]] = {}  # name -> {identity: definition}, latest last
-_one_command = False  # this process is the `dbnd` executable: one command, then it ends
 _outlines_only = False  # set by commands that only read definitions (see `read_definitions_only`)
 
 
-def one_command_process() -> None:
-    """Say that this process runs one `dbnd` command and ends (the `dbnd` executable, not a call in process)."""
-    global _one_command
-    _one_command = True
-
-
 def read_definitions_only() -> None:
-    """In the `dbnd` executable, from now on this process only reads its definitions (`dbnd plan`, `versions`,
-    `show-*`, `--help`): a `@pipeline` defined while Prefect is not imported is an outline, not a Prefect flow,
-    so the command never pays for importing Prefect. A process that has imported Prefect keeps getting real
-    flows, and so does a call in process (tests, notebooks), which may run the same pipelines afterwards."""
+    """From now on this process only reads its definitions (the `dbnd` executable running `dbnd plan`,
+    `versions`, `show-*`, `--help`): a `@pipeline` defined while Prefect is not imported is an outline, not a
+    Prefect flow, so the command never pays for importing Prefect. A process that has imported Prefect keeps
+    getting real flows. Never for a call in process (tests, notebooks): it may run the same pipelines later."""
     global _outlines_only
-    _outlines_only = _one_command
+    _outlines_only = True
 
 
 def outlines_only() -> bool:
