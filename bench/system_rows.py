@@ -139,7 +139,7 @@ class SystemBench:
         cwd = project or self.folder / variant  # one project folder per side, as a user's
         cwd.mkdir(parents=True, exist_ok=True)
         command, env = self.command(variant, n, cwd)
-        timeout = 10.0 if self.quick else SETTLE_TIMEOUT + n / 10
+        timeout = 2.0 if self.quick else SETTLE_TIMEOUT + n / 10  # quick: a smoke test, the numbers mean nothing
         _, _, idle_rate = settle(self.server_pid, timeout)  # idle before, and how much CPU the idle server uses
         began = time.monotonic()
         server_before = tree_cpu_seconds(self.server_pid) if self.server_pid else 0.0

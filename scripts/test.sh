@@ -9,8 +9,15 @@ bash scripts/install-docker.sh      # Debian's docker.io: a private dockerd runs
 bash scripts/install-chromium.sh    # Debian's chromium for the Prefect UI browser test
 bash scripts/install-java.sh        # a Java runtime for local Spark and the Spark Connect server
 bash scripts/install-postgres.sh    # Debian's postgresql: a Postgres-backed Prefect server test
-bash scripts/install-dbconnect.sh   # databricks-connect in .venv-dbconnect (Python 3.12): the Databricks Connect test
 "$PY" -m pip check >/dev/null || { "$PY" -m pip check; exit 1; }
 "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache  # the import contract (pyproject.toml)
 export DBND_TEST_REQUIRE_ENGINES=1  # dockerd and chromium tests fail, never skip, when their engine cannot run
-exec "$PY" -m pytest -q -n 4 --dist loadfile "$@"
+# databricks-connect in .venv-dbconnect (Python 3.12) for the Databricks Connect test, installed while the suite
+# runs (that test waits for it); the suite's status is the command's, once the install has ended too
+mkdir -p "$ROOT/.cache"
+bash scripts/install-dbconnect.sh > "$ROOT/.cache/install-dbconnect.log" 2>&1 &
+export DBND_TEST_DBCONNECT_INSTALL="$!:$ROOT/.cache/install-dbconnect.log"
+status=0
+"$PY" -m pytest -q -n 4 --dist loadfile "$@" || status=$?
+wait "${DBND_TEST_DBCONNECT_INSTALL%%:*}" || true
+exit "$status"

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -70,11 +71,24 @@ def dbc_session() -> str:
 SALES = pd.DataFrame({"region": ["eu", "us", "eu", "apac", "us", "eu"], "amount": [10, 20, -5, 7, 3, 1]})
 
 
+def wait_for_install() -> str:
+    """When the test command installs .venv-dbconnect beside the suite (DBND_TEST_DBCONNECT_INSTALL=PID:LOG), wait
+    for that install to end; the end of its log."""
+    pid, _, log = os.environ.get("DBND_TEST_DBCONNECT_INSTALL", "").partition(":")
+    if not pid:
+        return ""
+    deadline = time.monotonic() + 900
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    return Path(log).read_text()[-2000:] if Path(log).exists() else ""
+
+
 @pytest.fixture(scope="module")
 def dbconnect_python() -> Path:
+    installing = wait_for_install()
     python = DBC_VENV / "bin" / "python"
-    if not python.exists():
-        message = f"no {DBC_VENV}: run bash scripts/install-dbconnect.sh"
+    if not python.exists() or not (DBC_VENV / ".dbnd-installed").exists():
+        message = f"no {DBC_VENV}: run bash scripts/install-dbconnect.sh\n{installing}"
         if os.environ.get("DBND_TEST_REQUIRE_ENGINES"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
