@@ -18,6 +18,6 @@ mkdir -p "$ROOT/.cache"
 bash scripts/install-dbconnect.sh > "$ROOT/.cache/install-dbconnect.log" 2>&1 &
 export DBND_TEST_DBCONNECT_INSTALL="$!:$ROOT/.cache/install-dbconnect.log"
 status=0
-"$PY" -m pytest -q -n 4 --dist loadfile "$@" || status=$?
+"$PY" -m pytest -q -n 4 --dist loadfile --no-loadscope-reorder "$@" || status=$?  # slow files first (tests/conftest.py)
 wait "${DBND_TEST_DBCONNECT_INSTALL%%:*}" || true
 exit "$status"

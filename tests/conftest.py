@@ -39,6 +39,29 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise RuntimeError(f"prefect server not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+# Files whose tests take longest, longest first (from `--durations` of a full run, 2026-12-07): the suite runs
+# with `--dist loadfile --no-loadscope-reorder`, so a worker starts each of them early instead of ending on them.
+SLOW_FILES = (
+    "tests/reliability/test_r1_kill.py", "tests/test_databricks_tasks.py", "tests/test_local_server.py",
+    "tests/reliability/test_r9_load.py", "tests/test_bench_smoke.py", "tests/test_deployments.py",
+    "tests/test_cloud_e2e.py", "tests/test_deployments_cli.py", "tests/test_docs_deployment_steps.py",
+    "tests/test_spark_engines.py", "tests/test_ray_runner.py", "tests/test_kubernetes_worker.py",
+    "tests/test_docker_worker.py", "tests/test_entry_points.py", "tests/test_server_postgres.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow files first, then the others by their number of tests (most first), each file's tests in order."""
+    files = [item.nodeid.split("::", 1)[0] for item in items]
+    counts: dict[str, int] = {}
+    for name in files:
+        counts[name] = counts.get(name, 0) + 1
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    order = {id(item): (rank.get(name, len(rank)), -counts[name], name, i)
+             for i, (item, name) in enumerate(zip(items, files))}
+    items.sort(key=lambda item: order[id(item)])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _server, _home
     _home = tempfile.mkdtemp(prefix="dbnd-test-prefect-home-")
