@@ -47,9 +47,11 @@ def project(tmp_path: Path, image: str) -> Path:
     The profile's data root is a folder beside the project, bind-mounted read-write at its host path; the
     project itself is mounted read-only, so whatever a run writes can only go to the data root.
     """
+    from flows.sample_data import ensure_wine_csv
+
     project = tmp_path / "docker-project"
     shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("data", "__pycache__"))
-    shutil.copytree(REPO / "flows" / "data", project / "flows" / "data")
+    ensure_wine_csv(project / "flows" / "data" / "wine.csv")  # the sample data the examples make for themselves
     data_root = tmp_path / "shared-data"
     data_root.mkdir()
     volumes = [*python_mounts(), f"{project}:{project}:ro", f"{data_root}:{data_root}"]
