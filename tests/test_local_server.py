@@ -62,6 +62,16 @@ def project(tmp_path: Path):
             os.kill(int(pid_file.read_text()), 9)
         except (ProcessLookupError, ValueError):
             pass
+    # nor a server process that outlived its parent (seen once: the uvicorn child of a server paused with SIGSTOP)
+    deadline = time.monotonic() + 15
+    while (left := _processes_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
 
 def dbnd(project, *args: str, timeout: float = 180, env_extra: dict | None = None) -> subprocess.CompletedProcess:
